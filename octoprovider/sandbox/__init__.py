@@ -1,0 +1,8 @@
+"""A simulated Hetzner Cloud API for tests and for running without a Hetzner token."""
+
+from .clock import FakeClock, SystemClock
+from .cloud import SandboxCloud
+from .persistent import FileBackedSandbox
+from .transport import SandboxAdapter
+
+__all__ = ["SandboxCloud", "FakeClock", "SystemClock", "SandboxAdapter", "FileBackedSandbox"]
