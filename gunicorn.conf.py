@@ -1,0 +1,29 @@
+"""gunicorn settings for the web process: `gunicorn octoprovider.wsgi --config gunicorn.conf.py`."""
+
+import os
+
+from gunicorn.glogging import Logger
+
+from octoprovider.logmask import mask_path
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Hetzner calls are bounded by HCLOUD_TIMEOUT and short retries; a request taking longer is stuck.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+accesslog = "-"
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+class TokenMaskingLogger(Logger):
+    """Mask OctoPerf's path token in access-log lines (the request line and the path)."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "U"):
+            if key in atoms:
+                atoms[key] = mask_path(atoms[key])
+        return atoms
+
+
+logger_class = TokenMaskingLogger

@@ -1,0 +1,79 @@
+import secrets
+
+from django.db import models
+
+
+def new_instance_id() -> str:
+    """Return a fresh id in EC2's shape (`i-` and 17 hex digits): opaque, URL-safe, never reused."""
+    return "i-" + secrets.token_hex(9)[:17]
+
+
+class Instance(models.Model):
+    """One host that OctoPerf asked for, and what we last saw of its Hetzner server.
+
+    The row is committed (status `creating`) before Hetzner is called, so a crash never leaves a
+    server we do not know about. `userData` is never stored: it holds the agent's secret.
+    """
+
+    class Status(models.TextChoices):
+        CREATING = "creating", "creating (Hetzner create not confirmed yet)"
+        PENDING = "pending"
+        RUNNING = "running"
+        STOPPING = "stopping"
+        STOPPED = "stopped"
+        DELETING = "deleting", "deleting (delete requested)"
+        TERMINATED = "terminated"
+
+    # What OctoPerf's state endpoint answers for each of our statuses (EC2's vocabulary).
+    CONTRACT_STATES = {
+        Status.CREATING: "pending",
+        Status.PENDING: "pending",
+        Status.RUNNING: "running",
+        Status.STOPPING: "stopping",
+        Status.STOPPED: "stopped",
+        Status.DELETING: "shutting-down",
+        Status.TERMINATED: "terminated",
+    }
+    # Statuses that can still change without anyone asking: refreshed often, in one batched call.
+    IN_TRANSITION = [Status.CREATING, Status.PENDING, Status.STOPPING, Status.DELETING]
+    LIVE = [Status.CREATING, Status.PENDING, Status.RUNNING, Status.STOPPING, Status.STOPPED]
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_instance_id, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATING, db_index=True)
+
+    region = models.CharField(max_length=64, help_text="The region as OctoPerf named it.")
+    zone = models.CharField(max_length=64, blank=True, help_text="Recorded only: Hetzner places by location.")
+    location = models.CharField(max_length=16, help_text="The Hetzner location the region maps to.")
+    type = models.CharField(max_length=16, help_text="OctoPerf's size: SMALL, MEDIUM, LARGE or XLARGE.")
+    server_type = models.CharField(max_length=32)
+    image = models.CharField(max_length=64)
+
+    hetzner_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    hetzner_status = models.CharField(max_length=16, blank=True, help_text="As Hetzner last reported it.")
+    public_ipv4 = models.GenericIPAddressField(null=True, blank=True, protocol="IPv4")
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    observed_at = models.DateTimeField(null=True, blank=True, help_text="When Hetzner last reported on it.")
+    reboot_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="A reboot Hetzner could not take yet (locked); the reconciler retries it."
+    )
+    delete_requested_at = models.DateTimeField(null=True, blank=True)
+    terminated_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def name(self) -> str:
+        """The Hetzner server's name: deterministic, so a retried create is recognisable."""
+        return f"octoperf-{self.id}"
+
+    @property
+    def state(self) -> str:
+        return self.CONTRACT_STATES[self.status]

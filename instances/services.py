@@ -1,0 +1,316 @@
+"""Instances: every write and every Hetzner call about OctoPerf's hosts.
+
+The rules that keep money safe:
+- intent first: a row is committed before Hetzner is called and updated after; no transaction is
+  open across a Hetzner call;
+- status changes are compare-and-set (`filter(pk=..., status=old).update(...)`), so an API call
+  racing the reconciler never acts twice;
+- when Hetzner's answer is lost (timeout, 5xx) the server may exist: the row is marked for deletion
+  and the reconciler deletes whatever turns up under its name.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+
+
+from instances.models import Instance
+from octoprovider import catalog, clock, hetzner
+from octoprovider.exceptions import (
+    Conflict,
+    HetznerError,
+    HetznerLocked,
+    HetznerNotFound,
+    HetznerRejected,
+    HetznerTimeout,
+    HetznerUnavailable,
+    InvalidInput,
+    NotFound,
+)
+
+logger = logging.getLogger(__name__)
+
+Status = Instance.Status
+
+_FROM_HETZNER = {
+    "initializing": Status.PENDING,
+    "starting": Status.PENDING,
+    "rebuilding": Status.PENDING,
+    "migrating": Status.PENDING,
+    "unknown": Status.PENDING,
+    "running": Status.RUNNING,
+    "stopping": Status.STOPPING,
+    "off": Status.STOPPED,
+    "deleting": Status.DELETING,
+}
+
+# A delete that Hetzner accepted but whose server still shows after this long is sent again.
+DELETE_RETRY_AFTER = timedelta(seconds=30)
+# Label selectors with `in (...)` stay short enough for one URL and one page (50 a page).
+_IDS_PER_CALL = 50
+
+
+def _set(instance: Instance, old_status: str, **fields) -> bool:
+    """Compare-and-set: update the row only if its status is still `old_status`."""
+    fields.setdefault("updated_at", clock.now())
+    updated = Instance.objects.filter(pk=instance.pk, status=old_status).update(**fields)
+    return updated == 1
+
+
+def _get(instance_id: str) -> Instance:
+    try:
+        return Instance.objects.get(pk=instance_id)
+    except Instance.DoesNotExist:
+        raise NotFound(f"No instance {instance_id!r} was ever created here.") from None
+
+
+def instance_get_state(*, instance_id: str) -> str:
+    """Return the contract state of an instance from the database alone (polled often: no Hetzner call)."""
+    status = Instance.objects.filter(pk=instance_id).values_list("status", flat=True).first()
+    if status is None:
+        raise NotFound(f"No instance {instance_id!r} was ever created here.")
+    return Instance.CONTRACT_STATES[status]
+
+
+def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -> Instance:
+    """Create a Hetzner server that runs `user_data` at start-up, and return its row.
+
+    `user_data` goes to Hetzner and nowhere else: not stored, not logged.
+    """
+    location = catalog.location_for(region)
+    server_type = catalog.server_type_for(location, type)
+    if len(user_data.encode()) > settings.USER_DATA_MAX_BYTES:
+        raise InvalidInput(
+            f"userData is {len(user_data.encode())} bytes; Hetzner accepts at most "
+            f"{settings.USER_DATA_MAX_BYTES} bytes (32 KiB).",
+            code="user_data_too_large",
+        )
+    instance = Instance.objects.create(
+        region=region,
+        zone=zone,
+        location=location,
+        type=type.strip().upper(),
+        server_type=server_type,
+        image=settings.HCLOUD_IMAGE,
+    )
+    try:
+        server = hetzner.create_server(
+            name=instance.name,
+            server_type=server_type,
+            image=settings.HCLOUD_IMAGE,
+            location=location,
+            user_data=user_data,
+            labels=hetzner.ownership_labels(instance.id),
+            ssh_keys=settings.HCLOUD_SSH_KEYS,
+            firewalls=settings.HCLOUD_FIREWALLS,
+        )
+    except HetznerError as exc:
+        _record_failed_create(instance, exc)
+        if isinstance(exc, HetznerRejected) and "unsupported location for server type" in exc.message:
+            raise InvalidInput(
+                f"Server type {server_type} (for {instance.type}) is not sold in {location}; "
+                f"the operator can map {instance.type} to another type with SERVER_TYPES.",
+                code="type_not_available",
+            ) from exc
+        raise
+    logger.info("Created instance %s as Hetzner server %s (%s in %s)", instance.id, server.id, server_type, location)
+    _record_created(instance, server)
+    instance.refresh_from_db()
+    return instance
+
+
+def _record_failed_create(instance: Instance, exc: HetznerError) -> None:
+    now = clock.now()
+    if isinstance(exc, HetznerTimeout) or not isinstance(exc, (HetznerRejected, HetznerUnavailable)):
+        # The answer was lost or unclear: the server may exist. Nobody will ever learn this id, so
+        # whatever appears under its name is deleted by the reconciler.
+        _set(instance, Status.CREATING, status=Status.DELETING, delete_requested_at=now, last_error=str(exc))
+    else:
+        _set(instance, Status.CREATING, status=Status.TERMINATED, terminated_at=now, last_error=str(exc))
+
+
+def _record_created(instance: Instance, server: hetzner.Server) -> None:
+    now = clock.now()
+    if _set(instance, Status.CREATING, **_observed_fields(server, now)):
+        return
+    # The row moved while Hetzner was creating: a delete came in, or the reconciler saw the server.
+    Instance.objects.filter(pk=instance.pk, hetzner_id__isnull=True).update(hetzner_id=server.id)
+    instance.refresh_from_db()
+    if instance.status == Status.DELETING and instance.hetzner_status != "deleting":
+        _delete_at_hetzner(instance)
+
+
+def _observed_fields(server: hetzner.Server, now) -> dict:
+    return {
+        "hetzner_id": server.id,
+        "status": _FROM_HETZNER.get(server.status, Status.PENDING),
+        "hetzner_status": server.status,
+        "public_ipv4": server.public_ipv4,
+        "observed_at": now,
+    }
+
+
+def instance_reboot(*, instance_id: str) -> Instance:
+    """Reboot an instance; when Hetzner is busy with another action, reboot once it is free."""
+    instance = _get(instance_id)
+    if instance.status in (Status.DELETING, Status.TERMINATED):
+        raise Conflict(f"Instance {instance.id} is {instance.state}; it cannot be rebooted.", code="instance_gone")
+    if instance.hetzner_id is None:
+        Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now())
+        return instance
+    try:
+        hetzner.reboot_server(instance.hetzner_id)
+    except HetznerLocked:
+        logger.info("Reboot of %s postponed: another Hetzner action is running", instance.id)
+        Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now())
+        return instance
+    except HetznerNotFound:
+        _mark_gone(instance)
+        raise Conflict(f"Instance {instance.id} is terminated; it cannot be rebooted.", code="instance_gone") from None
+    Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=None, last_error="")
+    logger.info("Rebooted instance %s", instance.id)
+    return instance
+
+
+def instance_delete(*, instance_id: str) -> Instance:
+    """Terminate an instance. Idempotent; once the intent is recorded the reconciler finishes the job."""
+    instance = _get(instance_id)
+    if instance.status == Status.TERMINATED:
+        return instance
+    Instance.objects.filter(pk=instance.pk, status__in=Instance.LIVE).update(
+        status=Status.DELETING, delete_requested_at=clock.now(), updated_at=clock.now()
+    )
+    instance.refresh_from_db()
+    if instance.status == Status.DELETING and instance.hetzner_id is not None:
+        # Without a Hetzner id the create is still in flight: its request deletes the server it gets.
+        _delete_at_hetzner(instance)
+    return instance
+
+
+def _delete_at_hetzner(instance: Instance) -> None:
+    try:
+        action_id = hetzner.delete_server(instance.hetzner_id)
+    except HetznerError as exc:
+        logger.warning("Delete of %s failed at Hetzner (%s); the reconciler retries it", instance.id, exc.message)
+        Instance.objects.filter(pk=instance.pk).update(last_error=exc.message)
+        return
+    if action_id is None:
+        _mark_gone(instance)
+    else:
+        logger.info("Deleting instance %s (Hetzner action %s)", instance.id, action_id)
+        Instance.objects.filter(pk=instance.pk, status=Status.DELETING).update(
+            hetzner_status="deleting", delete_requested_at=clock.now()
+        )
+
+
+def _mark_gone(instance: Instance) -> bool:
+    now = clock.now()
+    updated = Instance.objects.filter(pk=instance.pk).exclude(status=Status.TERMINATED).update(
+        status=Status.TERMINATED, hetzner_status="", terminated_at=now, updated_at=now
+    )
+    if updated:
+        logger.info("Instance %s is terminated", instance.id)
+    return updated == 1
+
+
+# --- refresh: keeping the database true to Hetzner, in batched calls ---------------------------------
+
+
+@dataclass
+class RefreshReport:
+    """What one refresh saw and did."""
+
+    hetzner_calls: int = 0
+    observed: int = 0
+    changed: int = 0
+    terminated: int = 0
+    actions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def instances_refresh(*, full: bool = False) -> RefreshReport:
+    """Record what Hetzner says of our instances and take unfinished work one step further.
+
+    A quick refresh looks only at instances in transition (one label-selector call per 50); a full
+    one lists the whole fleet, which also catches drift (servers stopped or deleted behind our back)
+    and servers still alive under terminated rows.
+    """
+    report = RefreshReport()
+    if full:
+        rows = list(Instance.objects.exclude(status=Status.TERMINATED))
+        servers = hetzner.list_servers(label_selector=hetzner.managed_selector())
+        report.hetzner_calls += max(1, -(-len(servers) // 50))
+    else:
+        rows = list(Instance.objects.filter(Q(status__in=Instance.IN_TRANSITION) | Q(reboot_requested_at__isnull=False)))
+        servers = []
+        ids = [row.id for row in rows]
+        for start in range(0, len(ids), _IDS_PER_CALL):
+            servers += hetzner.list_servers(label_selector=hetzner.managed_selector(ids=ids[start:start + _IDS_PER_CALL]))
+            report.hetzner_calls += 1
+    by_our_id = {server.our_id: server for server in servers if server.our_id}
+    now = clock.now()
+    for row in rows:
+        report.observed += 1
+        _observe(row, by_our_id.pop(row.id, None), now, report)
+    if full:
+        _delete_zombies(by_our_id, report)
+    return report
+
+
+def _observe(row: Instance, server: hetzner.Server | None, now, report: RefreshReport) -> None:
+    if server is None:
+        created_long_ago = row.created_at < now - timedelta(seconds=settings.CREATE_GRACE)
+        if row.status == Status.TERMINATED:
+            return
+        if row.hetzner_id is not None or created_long_ago:
+            # Gone from Hetzner (deleted, or never created by a request that died): terminated.
+            if _set(row, row.status, status=Status.TERMINATED, hetzner_status="", terminated_at=now):
+                report.terminated += 1
+                report.changed += 1
+        return
+
+    fields = _observed_fields(server, now)
+    if row.status == Status.DELETING:
+        fields["status"] = Status.DELETING
+    changed = fields["status"] != row.status or row.hetzner_id != server.id or row.public_ipv4 != server.public_ipv4
+    if not _set(row, row.status, **fields):
+        return
+    report.changed += int(changed)
+
+    if row.status == Status.DELETING and server.status != "deleting":
+        requested = row.delete_requested_at or row.created_at
+        if row.hetzner_id is None or requested < now - DELETE_RETRY_AFTER:
+            row.hetzner_id = server.id
+            report.actions.append(f"delete {row.id}")
+            _delete_at_hetzner(row)
+    elif row.reboot_requested_at is not None and fields["status"] == Status.RUNNING:
+        row.hetzner_id = server.id
+        row.status = Status.RUNNING
+        report.actions.append(f"reboot {row.id}")
+        try:
+            instance_reboot(instance_id=row.id)
+        except (HetznerError, Conflict) as exc:
+            report.errors.append(f"reboot {row.id}: {exc}")
+
+
+def _delete_zombies(servers_by_our_id: dict[str, hetzner.Server], report: RefreshReport) -> None:
+    """Delete servers still alive under rows that are terminated; leave unknown ones to cleanup."""
+    if not servers_by_our_id:
+        return
+    terminated = set(
+        Instance.objects.filter(pk__in=list(servers_by_our_id), status=Status.TERMINATED).values_list("pk", flat=True)
+    )
+    for our_id, server in servers_by_our_id.items():
+        if our_id not in terminated:
+            logger.warning("Hetzner server %s (%s) has no instance row; cleanup decides its fate", server.id, our_id)
+            continue
+        if server.status == "deleting":
+            continue
+        report.actions.append(f"delete zombie {our_id}")
+        try:
+            hetzner.delete_server(server.id)
+        except HetznerError as exc:
+            report.errors.append(f"delete zombie {our_id}: {exc.message}")

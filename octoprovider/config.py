@@ -1,0 +1,116 @@
+"""Strict readers for the environment: a bad value stops start-up and names its variable.
+
+django-environ parses; these wrappers refuse what it would silently accept (``DEBUG=maybe`` is
+not False, ``MAX_INSTANCES=ten`` is not a crash deep inside a request).
+"""
+
+import json
+import re
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+env = environ.Env()
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+# Hetzner label values: at most 63 characters, alphanumerics with - _ . inside.
+_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)$")
+
+
+def _raw(name: str) -> str | None:
+    value = env.str(name, default=None)
+    return None if value is None else value.strip()
+
+
+def read_bool(name: str, default: bool) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def read_str(name: str, default: str = "") -> str:
+    value = _raw(name)
+    return default if value is None else value
+
+
+def read_int(name: str, default: int, *, minimum: int = 0) -> int:
+    value = _raw(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def read_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    value = _raw(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def read_list(name: str, default: list[str] | None = None) -> list[str]:
+    value = _raw(name)
+    if value is None:
+        return list(default or [])
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def read_mapping(name: str) -> dict[str, str]:
+    """Read ``key=value,key=value`` (keys lower-cased, as regions are matched without case)."""
+    mapping = {}
+    for item in read_list(name):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ImproperlyConfigured(f"{name} must look like alias=location,alias=location; got {item!r}")
+        mapping[key.strip().lower()] = value.strip()
+    return mapping
+
+
+def read_json_object(name: str) -> dict:
+    value = _raw(name)
+    if not value:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object")
+    return parsed
+
+
+def read_database(name: str, default: str) -> dict:
+    value = _raw(name) or default
+    scheme = value.split(":", 1)[0]
+    if scheme not in ("sqlite", "postgres", "postgresql", "pgsql"):
+        raise ImproperlyConfigured(f"{name} must be a sqlite:// or postgres:// URL, not a {scheme!r} URL")
+    try:
+        return env.db_url_config(value)
+    except Exception as exc:  # django-environ raises a mix of types for malformed URLs
+        raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
+
+
+def check_label_value(name: str, value: str) -> str:
+    if not _LABEL_VALUE.match(value):
+        raise ImproperlyConfigured(
+            f"{name} must be a valid Hetzner label value (1-63 letters, digits, '-', '_', '.'), not {value!r}"
+        )
+    return value

@@ -1,0 +1,311 @@
+"""The Hetzner gateway: the only module that imports hcloud.
+
+It builds the client (endpoint, token, timeout, our application name, short retries), translates
+hcloud's errors into `octoprovider.exceptions`, and returns plain records so that nothing above it
+depends on hcloud's types. With no token (DEBUG only) it talks to the simulated cloud in
+`octoprovider.sandbox` through a requests transport adapter: the unchanged hcloud library drives it.
+"""
+
+import contextlib
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import requests
+from django.conf import settings
+from hcloud import APIException, Client
+from hcloud.firewalls import Firewall
+from hcloud.images import Image
+from hcloud.locations import Location
+from hcloud.server_types import ServerType
+from hcloud.servers import BoundServer
+from hcloud.servers import Server as HcloudServer
+from hcloud.ssh_keys import SSHKey
+
+from octoprovider import __version__
+from octoprovider.exceptions import (
+    HetznerConflict,
+    HetznerError,
+    HetznerLocked,
+    HetznerNotFound,
+    HetznerRejected,
+    HetznerTimeout,
+    HetznerUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+SANDBOX_ENDPOINT = "https://sandbox.hetzner.invalid/v1"
+
+LABEL_MANAGED_BY = "managed-by"
+LABEL_DEPLOYMENT = "octoprovider-deployment"
+LABEL_ID = "octoprovider-id"
+MANAGED_BY = "octoprovider"
+
+
+def ownership_labels(our_id: str) -> dict[str, str]:
+    """Label a resource as ours: without both of the first two, a resource is never touched."""
+    return {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_DEPLOYMENT: settings.OCTOPROVIDER_DEPLOYMENT,
+        LABEL_ID: our_id,
+    }
+
+
+def managed_selector(*, ids: list[str] | None = None) -> str:
+    """Select this deployment's resources, or only those with the given ids of ours."""
+    selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_DEPLOYMENT}={settings.OCTOPROVIDER_DEPLOYMENT}"
+    if ids is not None:
+        selector += f",{LABEL_ID} in ({','.join(ids)})"
+    return selector
+
+
+def is_ours(labels: dict[str, str]) -> bool:
+    return (
+        labels.get(LABEL_MANAGED_BY) == MANAGED_BY
+        and labels.get(LABEL_DEPLOYMENT) == settings.OCTOPROVIDER_DEPLOYMENT
+    )
+
+
+@dataclass(frozen=True)
+class Server:
+    """A Hetzner server as the gateway reports it."""
+
+    id: int
+    name: str
+    status: str
+    labels: dict[str, str] = field(default_factory=dict)
+    location: str = ""
+    server_type: str = ""
+    public_ipv4: str | None = None
+    public_ipv4_id: int | None = None
+    created: datetime | None = None
+
+    @property
+    def our_id(self) -> str | None:
+        return self.labels.get(LABEL_ID) if is_ours(self.labels) else None
+
+
+def _server(bound: BoundServer) -> Server:
+    ipv4 = bound.public_net.ipv4 if bound.public_net else None
+    primary = bound.public_net.primary_ipv4 if bound.public_net else None
+    return Server(
+        id=bound.id,
+        name=bound.name,
+        status=bound.status,
+        labels=dict(bound.labels or {}),
+        location=bound.location.name if bound.location else "",
+        server_type=bound.server_type.name if bound.server_type else "",
+        public_ipv4=ipv4.ip if ipv4 else None,
+        public_ipv4_id=primary.id if primary else None,
+        created=bound.created,
+    )
+
+
+# --- the client ------------------------------------------------------------------------------------
+
+_local = threading.local()
+_sandbox_override = None
+_generation = 0
+
+
+def use_sandbox(cloud) -> None:
+    """Route every Hetzner call of this process to `cloud` (a sandbox); None restores the default."""
+    global _sandbox_override, _generation
+    _sandbox_override = cloud
+    _generation += 1
+    _firewall_ids.clear()
+
+
+def is_sandbox() -> bool:
+    return _sandbox_override is not None or settings.HETZNER_SANDBOX
+
+
+def _retry_interval(retries: int) -> float:
+    backoff = settings.HCLOUD_RETRY_BACKOFF * (2**retries)
+    return random.uniform(backoff / 2, backoff) if backoff else 0.0
+
+
+def _build_client() -> Client:
+    sandbox = _sandbox_override
+    if sandbox is None and settings.HETZNER_SANDBOX:
+        from octoprovider.sandbox import FileBackedSandbox
+
+        sandbox = FileBackedSandbox(settings.HCLOUD_SANDBOX_FILE)
+    client = Client(
+        token=settings.HCLOUD_TOKEN or "sandbox",
+        api_endpoint=SANDBOX_ENDPOINT if sandbox is not None else settings.HCLOUD_ENDPOINT,
+        application_name="octoprovider",
+        application_version=__version__,
+        timeout=settings.HCLOUD_TIMEOUT,
+    )
+    # hcloud's retry knobs are not constructor arguments; its defaults (5 tries, up to 60 s each)
+    # would hold OctoPerf's HTTP call for minutes. We prefer a quick 503 with Retry-After.
+    client._client._retry_max_retries = settings.HCLOUD_RETRIES
+    client._client._retry_interval_func = _retry_interval
+    if sandbox is not None:
+        from octoprovider.sandbox import SandboxAdapter
+
+        client._client._session.mount(SANDBOX_ENDPOINT.rsplit("/v1", 1)[0], SandboxAdapter(sandbox))
+    return client
+
+
+def client() -> Client:
+    """Return this thread's hcloud client (requests sessions are not shared across threads)."""
+    if getattr(_local, "generation", None) != _generation:
+        _local.client = _build_client()
+        _local.generation = _generation
+    return _local.client
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+_UNAVAILABLE = {
+    "rate_limit_exceeded": ("Hetzner's API rate limit is exhausted; try again shortly.", 60),
+    "unavailable": ("Hetzner's API is unavailable.", 30),
+    "maintenance": ("Hetzner's API is in maintenance.", 60),
+    "timeout": ("Hetzner's API timed out.", 15),
+    "bad_gateway": ("Hetzner's API answered bad gateway.", 15),
+    "resource_unavailable": ("Hetzner has no capacity for this server type in this location right now.", 300),
+    "placement_error": ("Hetzner could not place the server right now.", 120),
+    "resource_limit_exceeded": ("The Hetzner project's resource quota is reached; ask Hetzner to raise it.", 600),
+    "unauthorized": ("Hetzner rejected HCLOUD_TOKEN (unauthorized): the operator must fix the Hetzner token.", 300),
+    "token_readonly": ("HCLOUD_TOKEN is read-only: the operator must configure a read & write Hetzner token.", 300),
+    "forbidden": ("Hetzner refused HCLOUD_TOKEN (forbidden): the operator must check the Hetzner token.", 300),
+}
+_CONFLICT = {"uniqueness_error", "conflict", "server_not_stopped", "must_be_unassigned", "protected"}
+
+
+@contextlib.contextmanager
+def _translated(what: str):
+    """Turn hcloud's and requests' exceptions into ours, naming what we were doing."""
+    try:
+        yield
+    except APIException as exc:
+        code = exc.code if isinstance(exc.code, str) else str(exc.code)
+        logger.warning("Hetzner %s failed: %s (%s)", what, exc.message, code)
+        if code in _UNAVAILABLE:
+            message, retry_after = _UNAVAILABLE[code]
+            raise HetznerUnavailable(
+                f"{message} ({what}: {exc.message})", retry_after=retry_after,
+                code=f"hetzner_{code}", hetzner_code=code,
+            ) from exc
+        if code.isdigit() and int(code) >= 500:
+            raise HetznerTimeout(f"Hetzner answered HTTP {code} ({what}).", retry_after=15,
+                                 hetzner_code=code) from exc
+        if code == "not_found":
+            raise HetznerNotFound(f"{what}: not found at Hetzner.", hetzner_code=code) from exc
+        if code == "locked":
+            raise HetznerLocked(f"{what}: another action is running on it.", hetzner_code=code) from exc
+        if code in _CONFLICT:
+            raise HetznerConflict(f"{what}: {exc.message}", hetzner_code=code) from exc
+        if code in ("invalid_input", "json_error", "invalid_server_type"):
+            raise HetznerRejected(f"{what}: {exc.message}", hetzner_code=code) from exc
+        raise HetznerError(f"{what}: Hetzner answered {code}: {exc.message}", hetzner_code=code) from exc
+    except requests.Timeout as exc:
+        logger.warning("Hetzner %s timed out", what)
+        raise HetznerTimeout(f"Hetzner did not answer in time ({what}).", retry_after=15,
+                             hetzner_code="timeout") from exc
+    except requests.RequestException as exc:
+        logger.warning("Hetzner %s failed: %s", what, type(exc).__name__)
+        raise HetznerTimeout(f"Hetzner could not be reached ({what}).", retry_after=15,
+                             hetzner_code="connection") from exc
+
+
+# --- servers ---------------------------------------------------------------------------------------
+
+_firewall_ids: dict[str, int] = {}
+
+
+def _firewalls(names: list[str]) -> list[Firewall]:
+    """Resolve firewall names to ids (Hetzner's create takes ids only), once per process."""
+    firewalls = []
+    for name in names:
+        if name not in _firewall_ids:
+            with _translated(f"look up firewall {name}"):
+                found = client().firewalls.get_by_name(name)
+            if found is None:
+                raise HetznerUnavailable(
+                    f"HCLOUD_FIREWALLS names a firewall that does not exist in the Hetzner project: {name}",
+                    code="hetzner_configuration", retry_after=300,
+                )
+            _firewall_ids[name] = found.id
+        firewalls.append(Firewall(id=_firewall_ids[name]))
+    return firewalls
+
+
+def create_server(
+    *,
+    name: str,
+    server_type: str,
+    image: str,
+    location: str,
+    user_data: str,
+    labels: dict[str, str],
+    ssh_keys: list[str],
+    firewalls: list[str],
+) -> Server:
+    """Create a server and return it without waiting for it to boot.
+
+    hcloud retries a timed-out POST; when the first try did create the server, the retry answers
+    `uniqueness_error`. Names are deterministic, so the server found by that name is ours.
+    """
+    kwargs = dict(
+        name=name,
+        server_type=ServerType(name=server_type),
+        image=Image(name=image),
+        location=Location(name=location),
+        user_data=user_data,
+        labels=labels,
+        ssh_keys=[SSHKey(name=key) for key in ssh_keys] or None,
+        firewalls=_firewalls(firewalls) or None,
+    )
+    try:
+        with _translated(f"create server {name}"):
+            response = client().servers.create(**kwargs)
+    except HetznerConflict as exc:
+        if exc.hetzner_code != "uniqueness_error":
+            raise
+        existing = find_server(name=name)
+        if existing is None or existing.labels.get(LABEL_ID) != labels.get(LABEL_ID):
+            raise
+        logger.info("Hetzner create of %s was retried; found the server the first try created", name)
+        return existing
+    return _server(response.server)
+
+
+def find_server(*, name: str) -> Server | None:
+    with _translated(f"look up server {name}"):
+        found = client().servers.get_by_name(name)
+    return _server(found) if found is not None else None
+
+
+def list_servers(*, label_selector: str) -> list[Server]:
+    """List every server matching the selector, following pagination (50 a page)."""
+    servers = []
+    page = 1
+    while page:
+        with _translated("list servers"):
+            result = client().servers.get_list(label_selector=label_selector, page=page, per_page=50)
+        servers.extend(_server(bound) for bound in result.servers)
+        page = result.meta.pagination.next_page if result.meta and result.meta.pagination else None
+    return servers
+
+
+def reboot_server(server_id: int) -> int:
+    """Reboot (ACPI) a server; return the action id."""
+    with _translated(f"reboot server {server_id}"):
+        action = client().servers.reboot(HcloudServer(id=server_id))
+    return action.id
+
+
+def delete_server(server_id: int) -> int | None:
+    """Delete a server; return the action id, or None when it was already gone."""
+    try:
+        with _translated(f"delete server {server_id}"):
+            action = client().servers.delete(HcloudServer(id=server_id))
+    except HetznerNotFound:
+        return None
+    return action.id

@@ -1,0 +1,240 @@
+"""Settings, read once from the environment (and from `.env` when present).
+
+Every variable is documented in README.md. A bad value raises ImproperlyConfigured naming it.
+"""
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from octoprovider.config import (
+    check_label_value,
+    env,
+    read_bool,
+    read_database,
+    read_float,
+    read_int,
+    read_json_object,
+    read_list,
+    read_mapping,
+    read_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env")
+
+DEBUG = read_bool("DEBUG", False)
+
+SECRET_KEY = read_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is False")
+    SECRET_KEY = "insecure-development-key-only-used-with-debug-on"
+
+ALLOWED_HOSTS = read_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "octoprovider",
+    "instances",
+    "staticips",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "octoprovider.authentication.PathTokenMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "octoprovider.urls"
+WSGI_APPLICATION = "octoprovider.wsgi.application"
+
+# OctoPerf's client follows no redirects for POST the way we would want: never redirect, and accept
+# the contract's paths with or without a trailing slash in the URL patterns instead.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "octoprovider.context_processors.hetzner",
+            ],
+        },
+    },
+]
+
+# Database: PostgreSQL in production, an SQLite file to try it out.
+DATABASES = {"default": read_database("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    if not read_str("DATABASE_URL"):
+        (BASE_DIR / "var").mkdir(exist_ok=True)
+    # The web server and the reconciler write at the same time: WAL lets readers go on, IMMEDIATE
+    # takes the write lock up front (no deadlock on upgrade), and the timeout waits instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = read_int("CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# Serve plain HTTP behind a TLS-terminating proxy by default; the proxy says what the client used.
+SECURE_SSL_REDIRECT = read_bool("SECURE_SSL_REDIRECT", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = read_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = read_bool("CSRF_COOKIE_SECURE", not DEBUG)
+CSRF_TRUSTED_ORIGINS = read_list("CSRF_TRUSTED_ORIGINS")
+SECURE_HSTS_SECONDS = read_int("SECURE_HSTS_SECONDS", 0)
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["octoprovider.rendering.ContractJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "octoprovider.rendering.AlwaysJSONNegotiation",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["octoprovider.authentication.OctoPerfTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "octoprovider.api.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- OctoPerf ----------------------------------------------------------------------------------
+
+OCTOPERF_API_TOKENS = read_list("OCTOPERF_API_TOKENS")
+for _token in OCTOPERF_API_TOKENS:
+    if "/" in _token or _token in ("instances", "static-ips") or any(c.isspace() for c in _token):
+        raise ImproperlyConfigured(
+            "OCTOPERF_API_TOKENS: a token may not contain '/' or spaces, nor be 'instances' or 'static-ips'"
+        )
+
+# Hetzner's user_data limit, and ours: larger start-up scripts are refused with 400.
+USER_DATA_MAX_BYTES = 32 * 1024
+
+# --- Hetzner Cloud -----------------------------------------------------------------------------
+
+HCLOUD_TOKEN = read_str("HCLOUD_TOKEN")
+HCLOUD_ENDPOINT = read_str("HCLOUD_ENDPOINT", "https://api.hetzner.cloud/v1")
+HCLOUD_TIMEOUT = read_float("HCLOUD_TIMEOUT", 15.0, minimum=1.0)
+# hcloud retries conflict, rate limits, timeouts, 502 and 504 itself; keep its waits short so that
+# OctoPerf's HTTP call does not hang for minutes: we answer 503 with Retry-After instead.
+HCLOUD_RETRIES = read_int("HCLOUD_RETRIES", 2)
+HCLOUD_RETRY_BACKOFF = read_float("HCLOUD_RETRY_BACKOFF", 0.5)
+HCLOUD_IMAGE = read_str("HCLOUD_IMAGE", "docker-ce")
+HCLOUD_SSH_KEYS = read_list("HCLOUD_SSH_KEYS")
+HCLOUD_FIREWALLS = read_list("HCLOUD_FIREWALLS")
+
+# With no token and DEBUG on, a simulated Hetzner Cloud stands in (octoprovider/sandbox), its state
+# kept in a file that the web server and the reconciler share.
+HETZNER_SANDBOX = not HCLOUD_TOKEN
+if HETZNER_SANDBOX and not DEBUG:
+    raise ImproperlyConfigured(
+        "HCLOUD_TOKEN must be set when DEBUG is False "
+        "(with DEBUG=True and no token, octoprovider uses a simulated Hetzner Cloud)"
+    )
+HCLOUD_SANDBOX_FILE = Path(read_str("HCLOUD_SANDBOX_FILE", str(BASE_DIR / "var" / "hetzner-sandbox.json")))
+
+# With DEBUG on, the sandbox and no token configured, one well-known token lets `make run` be tried
+# with curl. It can never reach a real Hetzner project.
+if not OCTOPERF_API_TOKENS and DEBUG and HETZNER_SANDBOX:
+    OCTOPERF_API_TOKENS = ["dev-token"]
+
+OCTOPROVIDER_DEPLOYMENT = check_label_value(
+    "OCTOPROVIDER_DEPLOYMENT", read_str("OCTOPROVIDER_DEPLOYMENT", "default")
+)
+
+# Regions: Hetzner locations, plus operators' aliases (eu-central=fsn1). Zones are only recorded.
+HETZNER_LOCATIONS = ["fsn1", "nbg1", "hel1", "ash", "hil", "sin"]
+REGION_ALIASES = read_mapping("REGION_ALIASES")
+
+# Types: OctoPerf's four sizes mapped to a Hetzner server type, per location. SERVER_TYPES is JSON
+# merged over the defaults: {"*": {"XLARGE": "ccx33"}, "ash": {"SMALL": "cpx32"}}; a key that is not
+# a known location adds one (then it must name all four sizes).
+INSTANCE_TYPES = ["SMALL", "MEDIUM", "LARGE", "XLARGE"]
+_EU_TYPES = {"SMALL": "cx23", "MEDIUM": "cx33", "LARGE": "cx43", "XLARGE": "cx53"}
+_CPX_TYPES = {"SMALL": "cpx22", "MEDIUM": "cpx32", "LARGE": "cpx42", "XLARGE": "cpx52"}
+SERVER_TYPES = {
+    location: dict(_EU_TYPES if location in ("fsn1", "nbg1", "hel1") else _CPX_TYPES)
+    for location in HETZNER_LOCATIONS
+}
+_overrides = read_json_object("SERVER_TYPES")
+for _key, _sizes in _overrides.items():
+    if not isinstance(_sizes, dict) or not all(
+        size in INSTANCE_TYPES and isinstance(name, str) and name for size, name in _sizes.items()
+    ):
+        raise ImproperlyConfigured(
+            f"SERVER_TYPES[{_key!r}] must map some of {', '.join(INSTANCE_TYPES)} to server type names"
+        )
+for _key in [key for key in _overrides if key == "*"] + [key for key in _overrides if key != "*"]:
+    for _location in HETZNER_LOCATIONS if _key == "*" else [_key]:
+        SERVER_TYPES.setdefault(_location, {}).update(_overrides[_key])
+for _location, _sizes in SERVER_TYPES.items():
+    if set(_sizes) != set(INSTANCE_TYPES):
+        raise ImproperlyConfigured(f"SERVER_TYPES[{_location!r}] must name all of {', '.join(INSTANCE_TYPES)}")
+for _alias, _location in REGION_ALIASES.items():
+    if _location not in SERVER_TYPES:
+        raise ImproperlyConfigured(f"REGION_ALIASES maps {_alias!r} to {_location!r}, which is not a location")
+
+# How fresh states stay: instances in transition are looked up every REFRESH_INTERVAL seconds (one
+# batched call), the whole fleet every SWEEP_INTERVAL seconds. A create whose request died is
+# abandoned (and its server, if any, deleted) after CREATE_GRACE seconds.
+REFRESH_INTERVAL = read_float("REFRESH_INTERVAL", 2.0, minimum=0.1)
+SWEEP_INTERVAL = read_float("SWEEP_INTERVAL", 30.0, minimum=1.0)
+CREATE_GRACE = read_int("CREATE_GRACE", 600, minimum=60)
+
+# --- Logging -------------------------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"mask_tokens": {"()": "octoprovider.logmask.MaskTokensFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_tokens"]},
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server", "filters": ["mask_tokens"]},
+    },
+    "root": {"handlers": ["console"], "level": read_str("LOG_LEVEL", "INFO").upper()},
+    "loggers": {
+        # Replace Django's own console handler, which would print every record twice and unfiltered.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+    },
+}

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class StaticipsConfig(AppConfig):
+    name = "staticips"
+    verbose_name = "Static IPs"

@@ -1,0 +1,158 @@
+"""The contract's shared rules: JSON always, one error shape, no redirects, tokens in path or header."""
+
+import logging
+
+import pytest
+from django.test import Client
+
+from octoprovider.logmask import MaskTokensFilter, mask_path
+from tests.conftest import JAVA_ACCEPT, TOKEN, OctoPerf
+
+pytestmark = pytest.mark.django_db
+
+JSON_UTF8 = "application/json; charset=utf-8"
+
+
+@pytest.fixture
+def instance_id(octoperf):
+    return octoperf.create()
+
+
+def test_java_default_accept_header_gets_json(instance_id):
+    response = Client().get(f"/octoperf/{TOKEN}/instances/{instance_id}/state", HTTP_ACCEPT=JAVA_ACCEPT)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == JSON_UTF8
+    assert response.json() == {"value": "pending"}
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/xml", "*/*", ""])
+def test_any_accept_header_gets_json(instance_id, accept):
+    response = Client().get(f"/octoperf/{TOKEN}/instances/{instance_id}/state", HTTP_ACCEPT=accept)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == JSON_UTF8
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_every_endpoint_answers_with_or_without_a_trailing_slash(octoperf, slash):
+    created = octoperf.call("POST", "/instances" + slash, form={"userData": "x", "region": "fsn1", "type": "SMALL"})
+    assert created.status_code == 200
+    instance_id = created.json()["value"]
+
+    assert octoperf.call("GET", f"/instances/{instance_id}/state{slash}").status_code == 200
+    assert octoperf.call("PUT", f"/instances/{instance_id}{slash}").status_code == 200
+    assert octoperf.call("DELETE", f"/instances{slash}", query={"instanceId": instance_id}).status_code == 200
+
+
+def test_errors_are_json_in_the_contract_shape(octoperf):
+    response = octoperf.call("GET", "/instances/i-00000000000000000/state")
+
+    assert response.status_code == 404
+    assert set(response.json()) == {"error"}
+    assert set(response.json()["error"]) == {"code", "message"}
+
+
+def test_a_wrong_method_is_405_json(octoperf):
+    response = octoperf.call("PATCH", "/instances")
+
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_an_unknown_path_under_octoperf_is_404_json(octoperf):
+    response = octoperf.call("GET", "/volumes")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_a_body_that_is_not_json_is_400(octoperf):
+    response = octoperf.client.post(f"{octoperf.base}/instances", "{not json", content_type="application/json")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == JSON_UTF8
+
+
+def test_put_with_an_empty_form_body_reboots(octoperf, instance_id, settle):
+    settle(60)
+
+    response = octoperf.call("PUT", f"/instances/{instance_id}", form={})
+
+    assert response.status_code == 200
+
+
+def test_nothing_ever_redirects(octoperf, instance_id):
+    for method, path in [("GET", f"/instances/{instance_id}/state/"), ("POST", "/instances/"), ("GET", "/nowhere")]:
+        status = octoperf.call(method, path).status_code
+        assert not 300 <= status < 400, (method, path, status)
+
+
+# --- authentication -----------------------------------------------------------------------------
+
+
+def test_bearer_token_works_without_a_token_in_the_path(instance_id):
+    bearer = OctoPerf(base="/octoperf")
+
+    response = bearer.call("GET", f"/instances/{instance_id}/state", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+
+    assert response.status_code == 200
+
+
+def test_every_configured_token_is_accepted(instance_id):
+    second = OctoPerf(base="/octoperf/second-token-abcdefabcdefabcdefabcdef")
+
+    assert second.call("GET", f"/instances/{instance_id}/state").status_code == 200
+
+
+def test_a_missing_token_is_401_json(instance_id):
+    response = OctoPerf(base="/octoperf").call("GET", f"/instances/{instance_id}/state")
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert "token" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("base", ["/octoperf/wrong-token", f"/octoperf/{TOKEN}x"])
+def test_a_wrong_token_in_the_path_is_401(instance_id, base, sandbox):
+    before = sandbox.request_count
+
+    response = OctoPerf(base=base).call("POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"})
+
+    assert response.status_code == 401
+    assert sandbox.request_count == before
+
+
+def test_a_wrong_bearer_token_is_401(instance_id):
+    response = OctoPerf(base="/octoperf").call(
+        "GET", f"/instances/{instance_id}/state", HTTP_AUTHORIZATION="Bearer nope"
+    )
+
+    assert response.status_code == 401
+
+
+def test_tokens_are_masked_in_logged_request_lines():
+    line = f'"GET /octoperf/{TOKEN}/instances/i-0123/state?region=fsn1 HTTP/1.1" 200 19'
+
+    assert TOKEN not in mask_path(line)
+    assert "/octoperf/***/instances/i-0123/state" in mask_path(line)
+    assert mask_path("/octoperf/instances/i-1/state") == "/octoperf/instances/i-1/state"
+    assert mask_path(f"/octoperf/{TOKEN}/static-ips/allocate") == "/octoperf/***/static-ips/allocate"
+
+
+def test_the_logging_filter_masks_tokens_in_formatted_messages():
+    record = logging.LogRecord("django.server", logging.INFO, "", 0, '"%s" %s', (f"PUT /octoperf/{TOKEN}/instances/i-1 HTTP/1.1", 200), None)
+
+    MaskTokensFilter().filter(record)
+
+    assert TOKEN not in record.getMessage()
+
+
+def test_django_request_log_never_sees_the_path_token(caplog):
+    caplog.set_level(logging.WARNING, logger="django.request")
+
+    Client().get(f"/octoperf/{TOKEN}/instances/i-00000000000000000/state")
+
+    assert "Not Found" in caplog.text
+    assert TOKEN not in caplog.text

@@ -1,0 +1,74 @@
+"""Fixtures shared by the whole suite: a fresh simulated Hetzner Cloud per test, and OctoPerf's client."""
+
+from urllib.parse import urlencode
+
+import pytest
+from django.test import Client
+
+from octoprovider import clock, hetzner
+from octoprovider.reconciler import reconcile_pass
+from octoprovider.sandbox import FakeClock, SandboxCloud
+
+TOKEN = "test-token-0123456789abcdef0123456789"
+JAVA_ACCEPT = "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2"
+USER_DATA = "#!/bin/bash\ndocker run -d --restart=always -e AGENT_TOKEN=s3cr3t-agent-token octoperf/docker-agent\n"
+
+
+@pytest.fixture(autouse=True)
+def sandbox():
+    """Route every Hetzner call to a fresh in-memory cloud whose clock the test drives."""
+    cloud = SandboxCloud(clock=FakeClock())
+    hetzner.use_sandbox(cloud)
+    yield cloud
+    hetzner.use_sandbox(None)
+    clock.reset()
+
+
+class OctoPerf:
+    """Call the contract the way OctoPerf's Java backend does: form bodies, Java's Accept header."""
+
+    def __init__(self, base: str = f"/octoperf/{TOKEN}"):
+        self.base = base
+        self.client = Client(HTTP_ACCEPT=JAVA_ACCEPT)
+
+    def call(self, method: str, path: str, *, form: dict | None = None, query: dict | None = None, **extra):
+        url = self.base + path + (f"?{urlencode(query)}" if query else "")
+        body = urlencode(form) if form is not None else ""
+        content_type = "application/x-www-form-urlencoded; charset=UTF-8" if form is not None else None
+        kwargs = {"content_type": content_type} if content_type else {}
+        response = self.client.generic(method, url, body, **kwargs, **extra)
+        assert response["Content-Type"] == "application/json; charset=utf-8"
+        return response
+
+    def create(self, *, region: str = "fsn1", type: str = "SMALL", user_data: str = USER_DATA) -> str:
+        response = self.call("POST", "/instances", form={"userData": user_data, "region": region, "type": type})
+        assert response.status_code == 200, response.content
+        return response.json()["value"]
+
+    def state(self, instance_id: str) -> str:
+        response = self.call("GET", f"/instances/{instance_id}/state", query={"region": "fsn1", "zone": "default"})
+        assert response.status_code == 200, response.content
+        return response.json()["value"]
+
+    def reboot(self, instance_id: str):
+        return self.call("PUT", f"/instances/{instance_id}")
+
+    def delete(self, instance_id: str):
+        return self.call("DELETE", "/instances", query={"instanceId": instance_id})
+
+
+@pytest.fixture
+def octoperf(db):
+    return OctoPerf()
+
+
+@pytest.fixture
+def settle(sandbox):
+    """Let simulated time pass, then run a reconcile pass as the background loop would."""
+
+    def run(seconds: float = 60, *, full: bool = False):
+        sandbox.clock.advance(seconds)
+        clock.advance(seconds)
+        return reconcile_pass(full=full)
+
+    return run

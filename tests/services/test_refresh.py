@@ -1,0 +1,109 @@
+"""The refresher keeps states fresh in batched Hetzner calls, never one per instance or per poll."""
+
+import pytest
+
+from instances import services
+from instances.models import Instance
+from octoprovider import hetzner
+
+pytestmark = pytest.mark.django_db
+
+
+def server_lists(sandbox) -> list:
+    return [r for r in sandbox.requests if r.method == "GET" and r.path == "/servers"]
+
+
+def test_a_quick_refresh_looks_up_120_booting_instances_in_3_calls(octoperf, sandbox):
+    for _ in range(120):
+        octoperf.create()
+    sandbox.clock.advance(60)
+    before = len(server_lists(sandbox))
+
+    report = services.instances_refresh()
+
+    assert len(server_lists(sandbox)) - before == 3
+    assert report.observed == 120
+    assert set(Instance.objects.values_list("status", flat=True)) == {"running"}
+
+
+def test_a_quick_refresh_calls_hetzner_not_at_all_when_nothing_is_in_transition(octoperf, settle, sandbox):
+    octoperf.create()
+    settle(60)
+    before = sandbox.request_count
+
+    report = services.instances_refresh()
+
+    assert sandbox.request_count == before
+    assert report.hetzner_calls == 0
+
+
+def test_a_full_refresh_pages_through_the_whole_fleet(octoperf, settle, sandbox):
+    for _ in range(60):
+        octoperf.create()
+    settle(60)
+    before = len(server_lists(sandbox))
+
+    report = services.instances_refresh(full=True)
+
+    assert len(server_lists(sandbox)) - before == 2  # 50 a page
+    assert report.observed == 60
+
+
+def test_refresh_only_asks_for_this_deployments_servers(octoperf, settle, sandbox):
+    octoperf.create()
+    settle(60)
+
+    services.instances_refresh(full=True)
+
+    selector = server_lists(sandbox)[-1].query["label_selector"][0]
+    assert "managed-by=octoprovider" in selector
+    assert "octoprovider-deployment=default" in selector
+
+
+def test_a_server_left_running_under_a_terminated_row_is_deleted(octoperf, settle, sandbox):
+    instance_id = octoperf.create()
+    settle(60)
+    # As if a row was marked terminated by mistake (an operator, a restore from backup).
+    Instance.objects.filter(pk=instance_id).update(status=Instance.Status.TERMINATED)
+
+    settle(1, full=True)
+    settle(60)
+
+    assert sandbox.servers == {}
+
+
+def test_a_server_of_another_deployment_is_never_touched(octoperf, settle, sandbox, settings):
+    octoperf.create()
+    settle(60)
+    settings.OCTOPROVIDER_DEPLOYMENT = "other"
+    mutations = len(sandbox.mutation_requests())
+
+    services.instances_refresh(full=True)
+
+    assert len(sandbox.mutation_requests()) == mutations
+    assert len(sandbox.servers) == 1
+
+
+def test_an_abandoned_create_with_no_server_ends_terminated_after_the_grace(db, settle, settings):
+    instance = Instance.objects.create(region="fsn1", location="fsn1", type="SMALL", server_type="cx23", image="x")
+
+    settle(60)
+    assert Instance.objects.get(pk=instance.pk).status == "creating"
+
+    settle(settings.CREATE_GRACE)
+    assert Instance.objects.get(pk=instance.pk).status == "terminated"
+
+
+def test_a_create_cut_short_after_hetzner_made_the_server_is_adopted(db, settle, sandbox):
+    # The process died between Hetzner's answer and our write: the row is `creating`, no id.
+    instance = Instance.objects.create(region="fsn1", location="fsn1", type="SMALL", server_type="cx23", image="x")
+    hetzner.create_server(
+        name=instance.name, server_type="cx23", image="docker-ce", location="fsn1", user_data="x",
+        labels=hetzner.ownership_labels(instance.id), ssh_keys=[], firewalls=[],
+    )
+
+    settle(60)
+
+    instance.refresh_from_db()
+    assert instance.status == "running"
+    assert instance.hetzner_id == next(iter(sandbox.servers))

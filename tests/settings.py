@@ -1,0 +1,22 @@
+"""Settings for the test suite: the real settings, with the environment a developer's machine has.
+
+Every test talks to a fresh in-memory Hetzner sandbox (tests/conftest.py); none reaches Hetzner.
+"""
+
+import os
+
+os.environ.setdefault("DEBUG", "true")
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
+os.environ["OCTOPERF_API_TOKENS"] = "test-token-0123456789abcdef0123456789,second-token-abcdefabcdefabcdefabcdef"
+os.environ.pop("HCLOUD_TOKEN", None)
+
+from octoprovider.settings import *  # noqa: E402,F401,F403
+
+# hcloud's own retries must not sleep in tests.
+HCLOUD_RETRY_BACKOFF = 0.0
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Static files are not collected for tests; WhiteNoise need not look for them.
+STATIC_ROOT = None

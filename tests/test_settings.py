@@ -1,0 +1,57 @@
+"""Start-up refuses bad configuration, naming the variable, and runs with none at all in DEBUG."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage_check(**env) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    clean.update({"DJANGO_SETTINGS_MODULE": "octoprovider.settings", "DATABASE_URL": "sqlite:///:memory:"})
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_debug_with_no_other_variable_runs_on_the_sandbox():
+    result = manage_check(DEBUG="true")
+
+    assert result.returncode == 0, result.stderr
+    assert "simulated Hetzner Cloud" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "SECRET_KEY"),
+        ({"SECRET_KEY": "x" * 50}, "HCLOUD_TOKEN"),
+        ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"DEBUG": "true", "HCLOUD_TIMEOUT": "soon"}, "HCLOUD_TIMEOUT"),
+        ({"DEBUG": "true", "SERVER_TYPES": "{oops"}, "SERVER_TYPES"),
+        ({"DEBUG": "true", "SERVER_TYPES": '{"fsn1": {"HUGE": "cx23"}}'}, "SERVER_TYPES"),
+        ({"DEBUG": "true", "REGION_ALIASES": "eu-central=mars1"}, "REGION_ALIASES"),
+        ({"DEBUG": "true", "OCTOPERF_API_TOKENS": "a/b"}, "OCTOPERF_API_TOKENS"),
+        ({"DEBUG": "true", "OCTOPROVIDER_DEPLOYMENT": "no spaces"}, "OCTOPROVIDER_DEPLOYMENT"),
+        ({"DEBUG": "true", "DATABASE_URL": "mysql://db/x"}, "DATABASE_URL"),
+    ],
+)
+def test_a_bad_or_missing_setting_stops_start_up_naming_it(env, named):
+    result = manage_check(**env)
+
+    assert result.returncode != 0
+    assert "configuration error" in result.stderr
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_settings_start_with_a_token_and_warn_without_ssh_keys():
+    result = manage_check(SECRET_KEY="x" * 50, HCLOUD_TOKEN="h" * 64, OCTOPERF_API_TOKENS="t" * 40)
+
+    assert result.returncode == 0, result.stderr
+    assert "HCLOUD_SSH_KEYS" in result.stdout + result.stderr
