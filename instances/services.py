@@ -229,14 +229,16 @@ class RefreshReport:
     terminated: int = 0
     actions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    servers: dict[str, hetzner.Server] = field(default_factory=dict)
 
 
-def instances_refresh(*, full: bool = False) -> RefreshReport:
+def instances_refresh(*, full: bool = False, also: list[str] | None = None) -> RefreshReport:
     """Record what Hetzner says of our instances and take unfinished work one step further.
 
     A quick refresh looks only at instances in transition (one label-selector call per 50); a full
     one lists the whole fleet, which also catches drift (servers stopped or deleted behind our back)
-    and servers still alive under terminated rows.
+    and servers still alive under terminated rows. `also` names instances to look at in any case
+    (those whose static IP is being moved). The report keeps the servers seen, by our id.
     """
     report = RefreshReport()
     if full:
@@ -244,13 +246,18 @@ def instances_refresh(*, full: bool = False) -> RefreshReport:
         servers = hetzner.list_servers(label_selector=hetzner.managed_selector())
         report.hetzner_calls += max(1, -(-len(servers) // 50))
     else:
-        rows = list(Instance.objects.filter(Q(status__in=Instance.IN_TRANSITION) | Q(reboot_requested_at__isnull=False)))
+        rows = list(
+            Instance.objects.filter(
+                Q(status__in=Instance.IN_TRANSITION) | Q(reboot_requested_at__isnull=False) | Q(pk__in=also or [])
+            )
+        )
         servers = []
         ids = [row.id for row in rows]
         for start in range(0, len(ids), _IDS_PER_CALL):
             servers += hetzner.list_servers(label_selector=hetzner.managed_selector(ids=ids[start:start + _IDS_PER_CALL]))
             report.hetzner_calls += 1
     by_our_id = {server.our_id: server for server in servers if server.our_id}
+    report.servers = dict(by_our_id)
     now = clock.now()
     for row in rows:
         report.observed += 1

@@ -19,6 +19,8 @@ from hcloud import APIException, Client
 from hcloud.firewalls import Firewall
 from hcloud.images import Image
 from hcloud.locations import Location
+from hcloud.primary_ips import BoundPrimaryIP
+from hcloud.primary_ips import PrimaryIP as HcloudPrimaryIP
 from hcloud.server_types import ServerType
 from hcloud.servers import BoundServer
 from hcloud.servers import Server as HcloudServer
@@ -309,3 +311,123 @@ def delete_server(server_id: int) -> int | None:
     except HetznerNotFound:
         return None
     return action.id
+
+
+def power_off(server_id: int) -> int:
+    """Cut a server's power (`poweroff`, not `shutdown`, whose action ends before the server is off)."""
+    with _translated(f"power off server {server_id}"):
+        return client().servers.power_off(HcloudServer(id=server_id)).id
+
+
+def power_on(server_id: int) -> int:
+    with _translated(f"power on server {server_id}"):
+        return client().servers.power_on(HcloudServer(id=server_id)).id
+
+
+# --- Primary IPs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrimaryIP:
+    """A Hetzner Primary IP as the gateway reports it."""
+
+    id: int
+    name: str
+    ip: str
+    location: str
+    assignee_id: int | None
+    auto_delete: bool
+    labels: dict[str, str] = field(default_factory=dict)
+    created: datetime | None = None
+
+    @property
+    def our_id(self) -> str | None:
+        return self.labels.get(LABEL_ID) if is_ours(self.labels) else None
+
+
+def _primary_ip(bound: BoundPrimaryIP) -> PrimaryIP:
+    return PrimaryIP(
+        id=bound.id,
+        name=bound.name,
+        ip=bound.ip,
+        location=bound.location.name if bound.location else "",
+        assignee_id=bound.assignee_id,
+        auto_delete=bool(bound.auto_delete),
+        labels=dict(bound.labels or {}),
+        created=bound.created,
+    )
+
+
+def create_primary_ip(
+    *, name: str, labels: dict[str, str], location: str | None = None,
+    assignee_id: int | None = None, auto_delete: bool = False,
+) -> PrimaryIP:
+    """Create a Primary IPv4, in a location or assigned to a (powered-off) server.
+
+    As with servers, a create retried by hcloud after a lost answer hears `uniqueness_error`: the
+    Primary IP under our deterministic name is the one the first try created.
+    """
+    try:
+        with _translated(f"create primary IP {name}"):
+            response = client().primary_ips.create(
+                type="ipv4",
+                name=name,
+                location=Location(name=location) if location else None,
+                assignee_type="server" if assignee_id else None,
+                assignee_id=assignee_id,
+                auto_delete=auto_delete,
+                labels=labels,
+            )
+    except HetznerConflict as exc:
+        if exc.hetzner_code != "uniqueness_error":
+            raise
+        existing = find_primary_ip(name=name)
+        if existing is None or existing.labels.get(LABEL_ID) != labels.get(LABEL_ID):
+            raise
+        return existing
+    return _primary_ip(response.primary_ip)
+
+
+def find_primary_ip(*, name: str) -> PrimaryIP | None:
+    with _translated(f"look up primary IP {name}"):
+        found = client().primary_ips.get_by_name(name)
+    return _primary_ip(found) if found is not None else None
+
+
+def list_primary_ips(*, label_selector: str) -> list[PrimaryIP]:
+    """List every Primary IP matching the selector, following pagination."""
+    ips = []
+    page = 1
+    while page:
+        with _translated("list primary IPs"):
+            result = client().primary_ips.get_list(label_selector=label_selector, page=page, per_page=50)
+        ips.extend(_primary_ip(bound) for bound in result.primary_ips)
+        page = result.meta.pagination.next_page if result.meta and result.meta.pagination else None
+    return ips
+
+
+def label_primary_ip(ip_id: int, labels: dict[str, str]) -> None:
+    with _translated(f"label primary IP {ip_id}"):
+        client().primary_ips.update(HcloudPrimaryIP(id=ip_id), labels=labels)
+
+
+def assign_primary_ip(ip_id: int, server_id: int) -> int:
+    """Assign a Primary IP to a server, which must be off (`server_not_stopped` otherwise)."""
+    with _translated(f"assign primary IP {ip_id} to server {server_id}"):
+        return client().primary_ips.assign(HcloudPrimaryIP(id=ip_id), assignee_id=server_id).id
+
+
+def unassign_primary_ip(ip_id: int) -> int:
+    """Unassign a Primary IP; its server must be off."""
+    with _translated(f"unassign primary IP {ip_id}"):
+        return client().primary_ips.unassign(HcloudPrimaryIP(id=ip_id)).id
+
+
+def delete_primary_ip(ip_id: int) -> bool:
+    """Delete a Primary IP; False when it was already gone. It must be unassigned (`must_be_unassigned`)."""
+    try:
+        with _translated(f"delete primary IP {ip_id}"):
+            client().primary_ips.delete(HcloudPrimaryIP(id=ip_id))
+    except HetznerNotFound:
+        return False
+    return True

@@ -210,6 +210,9 @@ for _alias, _location in REGION_ALIASES.items():
     if _location not in SERVER_TYPES:
         raise ImproperlyConfigured(f"REGION_ALIASES maps {_alias!r} to {_location!r}, which is not a location")
 
+# Guardrails: what a runaway caller or a leaked token can spend at most.
+MAX_STATIC_IPS = read_int("MAX_STATIC_IPS", 20)
+
 # How fresh states stay: instances in transition are looked up every REFRESH_INTERVAL seconds (one
 # batched call), the whole fleet every SWEEP_INTERVAL seconds. A create whose request died is
 # abandoned (and its server, if any, deleted) after CREATE_GRACE seconds.

@@ -56,6 +56,27 @@ class OctoPerf:
     def delete(self, instance_id: str):
         return self.call("DELETE", "/instances", query={"instanceId": instance_id})
 
+    def allocate(self, *, region: str = "fsn1", zone: str = "default") -> str:
+        response = self.call("POST", "/static-ips/allocate", form={"region": region, "zone": zone})
+        assert response.status_code == 200, response.content
+        return response.json()["value"]
+
+    def associate(self, ip_id: str, instance_id: str, *, region: str = "fsn1"):
+        return self.call(
+            "PUT", "/static-ips/associate",
+            form={"region": region, "zone": "default", "instanceId": instance_id, "id": ip_id},
+        )
+
+    def dissociate(self, ip_id: str, instance_id: str, association_id: str, *, region: str = "fsn1"):
+        return self.call(
+            "PUT", "/static-ips/dissociate",
+            form={"region": region, "zone": "default", "instanceId": instance_id, "id": ip_id,
+                  "associationId": association_id},
+        )
+
+    def release(self, ip_id: str, *, region: str = "fsn1"):
+        return self.call("DELETE", "/static-ips/release", query={"region": region, "zone": "default", "id": ip_id})
+
 
 @pytest.fixture
 def octoperf(db):
