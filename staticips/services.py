@@ -24,6 +24,7 @@ from instances.models import Instance
 from octoprovider import catalog, clock, hetzner
 from octoprovider.exceptions import (
     Conflict,
+    HetznerConflict,
     HetznerError,
     HetznerRejected,
     HetznerTimeout,
@@ -249,9 +250,15 @@ def _release_at_hetzner(static_ip: StaticIP, *, assignee_id: int | None) -> None
     """Delete the Primary IP, unassigning it first when its server is gone or going."""
     try:
         if assignee_id is not None:
-            # Right after a server delete Hetzner may still report the IP assigned.
             hetzner.unassign_primary_ip(static_ip.hetzner_id)
-        deleted = hetzner.delete_primary_ip(static_ip.hetzner_id)
+        try:
+            deleted = hetzner.delete_primary_ip(static_ip.hetzner_id)
+        except HetznerConflict as exc:
+            if exc.hetzner_code != "must_be_unassigned":
+                raise
+            # Right after a server delete Hetzner may still report the IP assigned: let go of it.
+            hetzner.unassign_primary_ip(static_ip.hetzner_id)
+            deleted = hetzner.delete_primary_ip(static_ip.hetzner_id)
     except HetznerError as exc:
         logger.info("Release of %s not done yet (%s); the reconciler retries it", static_ip.id, exc.message)
         StaticIP.objects.filter(pk=static_ip.pk).update(last_error=exc.message)
