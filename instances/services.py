@@ -18,7 +18,7 @@ from django.db.models import Q
 
 
 from instances.models import Instance
-from octoprovider import catalog, clock, hetzner
+from octoprovider import catalog, clock, guardrails, hetzner
 from octoprovider.exceptions import (
     Conflict,
     HetznerError,
@@ -81,45 +81,81 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
     `user_data` goes to Hetzner and nowhere else: not stored, not logged.
     """
     location = catalog.location_for(region)
-    server_type = catalog.server_type_for(location, type)
+    candidates = catalog.server_type_candidates(location, type)
+    guardrails.check_region_and_type(region=region, location=location, instance_type=type)
     if len(user_data.encode()) > settings.USER_DATA_MAX_BYTES:
         raise InvalidInput(
             f"userData is {len(user_data.encode())} bytes; Hetzner accepts at most "
             f"{settings.USER_DATA_MAX_BYTES} bytes (32 KiB).",
             code="user_data_too_large",
         )
-    instance = Instance.objects.create(
-        region=region,
-        zone=zone,
-        location=location,
-        type=type.strip().upper(),
-        server_type=server_type,
-        image=settings.HCLOUD_IMAGE,
-    )
-    try:
-        server = hetzner.create_server(
-            name=instance.name,
-            server_type=server_type,
-            image=settings.HCLOUD_IMAGE,
+    with guardrails.guarded("instances"):
+        live = Instance.objects.filter(status__in=Instance.LIVE)
+        guardrails.check_count(name="MAX_INSTANCES", current=live.count(), limit=settings.MAX_INSTANCES,
+                               what="instances")
+        guardrails.check_count(name="MAX_INSTANCES_PER_REGION", current=live.filter(location=location).count(),
+                               limit=settings.MAX_INSTANCES_PER_REGION, what=f"instances in {location}")
+        instance = Instance.objects.create(
+            region=region,
+            zone=zone,
             location=location,
-            user_data=user_data,
-            labels=hetzner.ownership_labels(instance.id),
-            ssh_keys=settings.HCLOUD_SSH_KEYS,
-            firewalls=settings.HCLOUD_FIREWALLS,
+            type=type.strip().upper(),
+            server_type=candidates[0],
+            image=settings.HCLOUD_IMAGE,
         )
+    try:
+        server = _create_first_available(instance, candidates, user_data)
     except HetznerError as exc:
         _record_failed_create(instance, exc)
-        if isinstance(exc, HetznerRejected) and "unsupported location for server type" in exc.message:
-            raise InvalidInput(
-                f"Server type {server_type} (for {instance.type}) is not sold in {location}; "
-                f"the operator can map {instance.type} to another type with SERVER_TYPES.",
-                code="type_not_available",
-            ) from exc
         raise
-    logger.info("Created instance %s as Hetzner server %s (%s in %s)", instance.id, server.id, server_type, location)
+    logger.info("Created instance %s as Hetzner server %s (%s in %s)", instance.id, server.id, server.server_type,
+                location)
     _record_created(instance, server)
     instance.refresh_from_db()
     return instance
+
+
+def _create_first_available(instance: Instance, candidates: list[str], user_data: str) -> hetzner.Server:
+    """Create the server with the first server type Hetzner can deliver, falling back in order."""
+    orderable = [name for name in candidates if hetzner.server_type_orderable(name, instance.location)]
+    unavailable, unsold = [], []
+    for server_type in orderable or candidates[:1]:
+        if server_type != instance.server_type:
+            Instance.objects.filter(pk=instance.pk).update(server_type=server_type)
+            instance.server_type = server_type
+        try:
+            return hetzner.create_server(
+                name=instance.name,
+                server_type=server_type,
+                image=settings.HCLOUD_IMAGE,
+                location=instance.location,
+                user_data=user_data,
+                labels=hetzner.ownership_labels(instance.id),
+                ssh_keys=settings.HCLOUD_SSH_KEYS,
+                firewalls=settings.HCLOUD_FIREWALLS,
+            )
+        except HetznerUnavailable as exc:
+            if exc.hetzner_code != "resource_unavailable":
+                raise
+            unavailable.append(server_type)
+        except HetznerRejected as exc:
+            if "unsupported location for server type" not in exc.message:
+                raise
+            unsold.append(server_type)
+        logger.info("Hetzner cannot deliver %s in %s; trying the next fallback", server_type, instance.location)
+    if unavailable:
+        skipped = [name for name in candidates if name not in orderable]
+        raise HetznerUnavailable(
+            f"Hetzner has no capacity for {', '.join(unavailable)} in {instance.location} right now"
+            + (f" ({', '.join(skipped)} deprecated or not offered there)" if skipped else "")
+            + "; try again later, or configure SERVER_TYPE_FALLBACKS.",
+            retry_after=300, code="hetzner_resource_unavailable", hetzner_code="resource_unavailable",
+        )
+    raise HetznerRejected(
+        f"Server type {', '.join(unsold)} (for {instance.type}) is not sold in {instance.location}; "
+        f"the operator can map {instance.type} to another type with SERVER_TYPES.",
+        code="type_not_available", hetzner_code="invalid_input",
+    )
 
 
 def _record_failed_create(instance: Instance, exc: HetznerError) -> None:

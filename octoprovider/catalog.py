@@ -24,3 +24,11 @@ def server_type_for(location: str, instance_type: str) -> str:
             code="unknown_type",
         )
     return settings.SERVER_TYPES[location][size]
+
+
+def server_type_candidates(location: str, instance_type: str) -> list[str]:
+    """Return the server type for a size and, after it, the fallbacks to try when it cannot be had."""
+    size = instance_type.strip().upper()
+    first = server_type_for(location, size)
+    fallbacks = settings.SERVER_TYPE_FALLBACKS.get(location, {}).get(size, [])
+    return list(dict.fromkeys([first, *fallbacks]))

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import requests
 from django.conf import settings
+from django.core.cache import cache
 from hcloud import APIException, Client
 from hcloud.firewalls import Firewall
 from hcloud.images import Image
@@ -276,6 +277,30 @@ def create_server(
         logger.info("Hetzner create of %s was retried; found the server the first try created", name)
         return existing
     return _server(response.server)
+
+
+def server_type_orderable(name: str, location: str) -> bool:
+    """Tell whether Hetzner still sells a server type in a location (not deprecated, available there).
+
+    Hetzner's catalogue changes rarely: the answer is cached for an hour, so creates cost no extra
+    call. When Hetzner cannot be asked, assume yes and let the create itself tell.
+    """
+    key = f"octoprovider:server-type:{name}:{location}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    try:
+        with _translated(f"look up server type {name}"):
+            found = client().server_types.get_by_name(name)
+    except HetznerError:
+        return True
+    orderable = False
+    if found is not None:
+        for entry in found.locations or []:
+            if entry.location and entry.location.name == location:
+                orderable = bool(entry.available) and entry.deprecation is None
+    cache.set(key, orderable, 3600)
+    return orderable
 
 
 def find_server(*, name: str) -> Server | None:

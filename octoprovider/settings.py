@@ -210,8 +210,37 @@ for _alias, _location in REGION_ALIASES.items():
     if _location not in SERVER_TYPES:
         raise ImproperlyConfigured(f"REGION_ALIASES maps {_alias!r} to {_location!r}, which is not a location")
 
-# Guardrails: what a runaway caller or a leaked token can spend at most.
+# Guardrails: what a runaway caller or a leaked token can spend at most (429 beyond, no Hetzner call).
+MAX_INSTANCES = read_int("MAX_INSTANCES", 100)
+MAX_INSTANCES_PER_REGION = read_int("MAX_INSTANCES_PER_REGION", MAX_INSTANCES)
 MAX_STATIC_IPS = read_int("MAX_STATIC_IPS", 20)
+# Hours after which cleanup terminates an instance whatever OctoPerf thinks; 0 turns it off.
+INSTANCE_MAX_LIFETIME = read_int("INSTANCE_MAX_LIFETIME", 24)
+# Empty: every region and type is allowed.
+ALLOWED_REGIONS = [region.lower() for region in read_list("ALLOWED_REGIONS")]
+ALLOWED_TYPES = [size.upper() for size in read_list("ALLOWED_TYPES")]
+for _size in ALLOWED_TYPES:
+    if _size not in INSTANCE_TYPES:
+        raise ImproperlyConfigured(f"ALLOWED_TYPES names {_size!r}; expected some of {', '.join(INSTANCE_TYPES)}")
+
+# When Hetzner has no capacity for a server type (or it is deprecated), try these in order. JSON like
+# SERVER_TYPES, with lists: {"*": {"SMALL": ["cpx22"]}}. By default the EU's cx types fall back to
+# the cpx type of the same size.
+SERVER_TYPE_FALLBACKS = {
+    location: {size: [_CPX_TYPES[size]] for size in INSTANCE_TYPES} if location in ("fsn1", "nbg1", "hel1") else {}
+    for location in SERVER_TYPES
+}
+_fallbacks = read_json_object("SERVER_TYPE_FALLBACKS")
+for _key, _sizes in _fallbacks.items():
+    if not isinstance(_sizes, dict) or not all(
+        size in INSTANCE_TYPES and isinstance(names, list) and all(isinstance(n, str) for n in names)
+        for size, names in _sizes.items()
+    ):
+        raise ImproperlyConfigured(
+            f"SERVER_TYPE_FALLBACKS[{_key!r}] must map some of {', '.join(INSTANCE_TYPES)} to lists of server types"
+        )
+    for _location in SERVER_TYPES if _key == "*" else [_key]:
+        SERVER_TYPE_FALLBACKS.setdefault(_location, {}).update(_sizes)
 
 # How fresh states stay: instances in transition are looked up every REFRESH_INTERVAL seconds (one
 # batched call), the whole fleet every SWEEP_INTERVAL seconds. A create whose request died is

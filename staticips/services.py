@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
 from instances.models import Instance
-from octoprovider import catalog, clock, hetzner
+from octoprovider import catalog, clock, guardrails, hetzner
 from octoprovider.exceptions import (
     Conflict,
     HetznerConflict,
@@ -29,7 +29,6 @@ from octoprovider.exceptions import (
     HetznerRejected,
     HetznerTimeout,
     HetznerUnavailable,
-    LimitReached,
     NotFound,
 )
 from staticips.models import Association, StaticIP
@@ -73,12 +72,14 @@ def _labels(our_id: str, role: str) -> dict[str, str]:
 def static_ip_allocate(*, region: str, zone: str = "") -> StaticIP:
     """Allocate a Primary IPv4 in the region's location, kept when servers come and go."""
     location = catalog.location_for(region)
-    live = StaticIP.objects.filter(status__in=StaticIP.LIVE + [StaticIP.Status.RELEASING]).count()
-    if live >= settings.MAX_STATIC_IPS:
-        raise LimitReached(
-            f"MAX_STATIC_IPS ({settings.MAX_STATIC_IPS}) static IPs are allocated already; release one first."
+    guardrails.check_region_and_type(region=region, location=location)
+    with guardrails.guarded("static-ips"):
+        # Releasing ones still cost until Hetzner has deleted them.
+        guardrails.check_count(
+            name="MAX_STATIC_IPS", current=StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).count(),
+            limit=settings.MAX_STATIC_IPS, what="static IPs",
         )
-    static_ip = StaticIP.objects.create(region=region, zone=zone, location=location)
+        static_ip = StaticIP.objects.create(region=region, zone=zone, location=location)
     try:
         primary_ip = hetzner.create_primary_ip(
             name=static_ip.name, location=location, labels=_labels(static_ip.id, ROLE_STATIC), auto_delete=False

@@ -3,6 +3,7 @@
 from urllib.parse import urlencode
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 from octoprovider import clock, hetzner
@@ -19,6 +20,7 @@ def sandbox():
     """Route every Hetzner call to a fresh in-memory cloud whose clock the test drives."""
     cloud = SandboxCloud(clock=FakeClock())
     hetzner.use_sandbox(cloud)
+    cache.clear()  # what the gateway cached came from another test's cloud
     yield cloud
     hetzner.use_sandbox(None)
     clock.reset()

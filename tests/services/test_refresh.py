@@ -13,7 +13,8 @@ def server_lists(sandbox) -> list:
     return [r for r in sandbox.requests if r.method == "GET" and r.path == "/servers"]
 
 
-def test_a_quick_refresh_looks_up_120_booting_instances_in_3_calls(octoperf, sandbox):
+def test_a_quick_refresh_looks_up_120_booting_instances_in_3_calls(octoperf, sandbox, settings):
+    settings.MAX_INSTANCES = settings.MAX_INSTANCES_PER_REGION = 200
     for _ in range(120):
         octoperf.create()
     sandbox.clock.advance(60)
