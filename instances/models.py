@@ -2,6 +2,8 @@ import secrets
 
 from django.db import models
 
+from octoprovider import clock
+
 
 def new_instance_id() -> str:
     """Return a fresh id in EC2's shape (`i-` and 17 hex digits): opaque, URL-safe, never reused."""
@@ -52,7 +54,7 @@ class Instance(models.Model):
     hetzner_status = models.CharField(max_length=16, blank=True, help_text="As Hetzner last reported it.")
     public_ipv4 = models.GenericIPAddressField(null=True, blank=True, protocol="IPv4")
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     observed_at = models.DateTimeField(null=True, blank=True, help_text="When Hetzner last reported on it.")
     reboot_requested_at = models.DateTimeField(

@@ -242,6 +242,13 @@ def _delete_at_hetzner(instance: Instance) -> None:
         )
 
 
+def instance_mark_terminated(*, instance_id: str, reason: str) -> bool:
+    """Record that an instance's server is gone (found by cleanup or an operator)."""
+    instance = _get(instance_id)
+    Instance.objects.filter(pk=instance.pk).update(last_error=reason)
+    return _mark_gone(instance)
+
+
 def _mark_gone(instance: Instance) -> bool:
     now = clock.now()
     updated = Instance.objects.filter(pk=instance.pk).exclude(status=Status.TERMINATED).update(

@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from instances.models import Instance
+from octoprovider import clock
 
 
 def new_static_ip_id() -> str:
@@ -40,7 +41,7 @@ class StaticIP(models.Model):
         null=True, blank=True, help_text="The Hetzner server it is assigned to, as last seen."
     )
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     observed_at = models.DateTimeField(null=True, blank=True)
     release_requested_at = models.DateTimeField(null=True, blank=True)
@@ -89,7 +90,7 @@ class Association(models.Model):
         null=True, blank=True, help_text="The server's own IPv4 that the static IP replaces; deleted once unassigned."
     )
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)

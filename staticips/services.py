@@ -270,6 +270,17 @@ def _release_at_hetzner(static_ip: StaticIP, *, assignee_id: int | None) -> None
     logger.info("Released static IP %s (%s)", static_ip.id, "deleted" if deleted else "already gone")
 
 
+def static_ip_mark_released(*, static_ip_id: str, reason: str) -> bool:
+    """Record that a static IP's Primary IP is gone (found by cleanup or an operator); end its associations."""
+    static_ip = _get_static_ip(static_ip_id)
+    updated = StaticIP.objects.filter(pk=static_ip.pk).exclude(status=StaticIP.Status.RELEASED).update(
+        status=StaticIP.Status.RELEASED, released_at=clock.now(), assignee_hetzner_id=None, last_error=reason
+    )
+    for association in Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE):
+        _end(association, reason=reason)
+    return updated == 1
+
+
 # --- reconcile -------------------------------------------------------------------------------------
 
 

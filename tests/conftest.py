@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite: a fresh simulated Hetzner Cloud per test, and OctoPerf's client."""
 
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -18,7 +19,8 @@ USER_DATA = "#!/bin/bash\ndocker run -d --restart=always -e AGENT_TOKEN=s3cr3t-a
 @pytest.fixture(autouse=True)
 def sandbox():
     """Route every Hetzner call to a fresh in-memory cloud whose clock the test drives."""
-    cloud = SandboxCloud(clock=FakeClock())
+    # Both clocks start now and move together (settle), so Hetzner's timestamps and ours agree.
+    cloud = SandboxCloud(clock=FakeClock(start=time.time()))
     hetzner.use_sandbox(cloud)
     cache.clear()  # what the gateway cached came from another test's cloud
     yield cloud

@@ -1,0 +1,178 @@
+"""cleanup stops what leaks money, and never touches what is not ours."""
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from instances.models import Instance
+from octoprovider import clock, hetzner
+from staticips.models import StaticIP
+
+pytestmark = pytest.mark.django_db
+AUTH = {"Authorization": "Bearer t"}
+
+
+def make_server(sandbox, name: str, labels: dict) -> int:
+    body = {"name": name, "server_type": "cx23", "image": "docker-ce", "location": "fsn1", "labels": labels}
+    status, _, answer = sandbox.handle("POST", "/servers", {}, body, AUTH)
+    assert status == 201, answer
+    return answer["server"]["id"]
+
+
+def make_ip(sandbox, name: str, labels: dict) -> int:
+    body = {"name": name, "type": "ipv4", "location": "fsn1", "auto_delete": False, "labels": labels}
+    status, _, answer = sandbox.handle("POST", "/primary_ips", {}, body, AUTH)
+    assert status == 201, answer
+    return answer["primary_ip"]["id"]
+
+
+def ours(our_id: str, **extra) -> dict:
+    return {**hetzner.ownership_labels(our_id), **extra}
+
+
+def later(sandbox, minutes: float) -> None:
+    sandbox.clock.advance(minutes * 60)
+    clock.advance(minutes * 60)
+
+
+def cleanup(capsys, *args) -> str:
+    call_command("cleanup", *args)
+    return capsys.readouterr().out
+
+
+def test_a_server_unknown_to_the_database_is_deleted_once_past_the_grace(sandbox, capsys):
+    young = make_server(sandbox, "octoperf-i-young", ours("i-young"))
+    later(sandbox, 20)
+    make_server(sandbox, "octoperf-i-younger", ours("i-younger"))
+
+    out = cleanup(capsys)
+    sandbox.settle()
+
+    assert set(sandbox.servers) == {young + 1}
+    assert f"delete server {young} (octoperf-i-young, cx23 in fsn1): unknown to the database" in out
+    assert "1 resources cleaned up" in out
+
+
+def test_what_is_not_ours_survives(sandbox, capsys, settings):
+    make_server(sandbox, "someone-elses", {})
+    make_server(sandbox, "other-deployment", {**ours("i-other"), "octoprovider-deployment": "staging"})
+    make_server(sandbox, "only-managed-by", {"managed-by": "octoprovider"})
+    make_ip(sandbox, "foreign-ip", {})
+    make_ip(sandbox, "other-deployment-ip", {**ours("ip-other"), "octoprovider-deployment": "staging",
+                                             "octoprovider-role": "static-ip"})
+    later(sandbox, 60 * 48)
+    ips = set(sandbox.primary_ips)
+
+    out = cleanup(capsys)
+
+    assert len(sandbox.servers) == 3
+    assert set(sandbox.primary_ips) == ips
+    assert "0 resources cleaned up" in out
+    assert [r for r in sandbox.mutation_requests() if r.method == "DELETE"] == []
+
+
+def test_dry_run_says_what_it_would_do_and_does_nothing(sandbox, capsys):
+    make_server(sandbox, "octoperf-i-lost", ours("i-lost"))
+    later(sandbox, 30)
+    mutations = len(sandbox.mutation_requests())
+
+    out = cleanup(capsys, "--dry-run")
+
+    assert "would delete server" in out
+    assert "1 resources found, would stop" in out
+    assert len(sandbox.mutation_requests()) == mutations
+    assert len(sandbox.servers) == 1
+
+
+def test_each_line_gives_the_hourly_price_and_the_total_adds_them_up(sandbox, capsys):
+    make_server(sandbox, "octoperf-i-a", ours("i-a"))
+    make_ip(sandbox, "octoperf-ip-a", ours("ip-a", **{"octoprovider-role": "static-ip"}))
+    later(sandbox, 30)
+
+    out = cleanup(capsys, "--dry-run")
+
+    prices = hetzner.hourly_prices()
+    server_price = prices.server("cx23", "fsn1")
+    ip_price = prices.primary_ipv4["fsn1"]
+    assert f"({server_price:.4f}/h)" in out
+    assert f"({ip_price:.4f}/h)" in out
+    assert f"would stop {server_price + ip_price:.4f}/h" in out
+
+
+def test_a_server_alive_under_a_terminated_row_is_deleted_at_once(octoperf, sandbox, settle, capsys):
+    instance_id = octoperf.create()
+    settle(60)
+    Instance.objects.filter(pk=instance_id).update(status="terminated")
+
+    out = cleanup(capsys)
+
+    assert f"its instance {instance_id} is terminated" in out
+    sandbox.settle()
+    assert sandbox.servers == {}
+
+
+def test_a_static_ip_unknown_or_released_is_deleted(octoperf, sandbox, capsys):
+    released = octoperf.allocate()
+    StaticIP.objects.filter(pk=released).update(status="released")
+    make_ip(sandbox, "octoperf-ip-unknown", ours("ip-unknown", **{"octoprovider-role": "static-ip"}))
+    later(sandbox, 30)
+
+    out = cleanup(capsys)
+
+    assert sandbox.primary_ips == {}
+    assert "unknown to the database" in out
+    assert f"its static IP {released} is released" in out
+
+
+def test_instances_past_their_maximum_lifetime_are_terminated(octoperf, sandbox, settle, capsys, settings):
+    settings.INSTANCE_MAX_LIFETIME = 24
+    old = octoperf.create()
+    settle(60)
+    later(sandbox, 23 * 60)
+    young = octoperf.create()
+    later(sandbox, 2 * 60)
+
+    out = cleanup(capsys)
+    settle(60)
+
+    assert f"terminate instance {old}: older than INSTANCE_MAX_LIFETIME (24 h)" in out
+    assert octoperf.state(old) == "terminated"
+    assert octoperf.state(young) == "running"
+
+
+def test_a_lifetime_of_zero_turns_it_off(octoperf, sandbox, settle, capsys, settings):
+    settings.INSTANCE_MAX_LIFETIME = 0
+    instance_id = octoperf.create()
+    later(sandbox, 24 * 60 * 30)
+
+    cleanup(capsys)
+
+    assert octoperf.state(instance_id) != "shutting-down"
+
+
+def test_rows_whose_resource_vanished_are_ended(octoperf, sandbox, settle, capsys):
+    instance_id = octoperf.create()
+    ip_id = octoperf.allocate()
+    settle(60)
+    server_id = Instance.objects.get(pk=instance_id).hetzner_id
+    sandbox.handle("DELETE", f"/servers/{server_id}", {}, None, AUTH)
+    sandbox.handle("DELETE", f"/primary_ips/{StaticIP.objects.get(pk=ip_id).hetzner_id}", {}, None, AUTH)
+    sandbox.settle()
+
+    out = cleanup(capsys)
+
+    assert octoperf.state(instance_id) == "terminated"
+    assert StaticIP.objects.get(pk=ip_id).status == "released"
+    assert f"end instance {instance_id}: its Hetzner server {server_id} is gone" in out
+
+
+def test_one_failure_does_not_stop_the_others_and_the_command_fails(sandbox, capsys):
+    make_server(sandbox, "octoperf-i-one", ours("i-one"))
+    make_server(sandbox, "octoperf-i-two", ours("i-two"))
+    later(sandbox, 30)
+    sandbox.inject_fault("DELETE", r"/servers/\d+", code="unavailable", status=503)
+
+    with pytest.raises(CommandError, match="1 cleanup actions failed"):
+        call_command("cleanup")
+
+    sandbox.settle()
+    assert len(sandbox.servers) == 1
