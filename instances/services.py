@@ -25,7 +25,6 @@ from octoprovider.exceptions import (
     HetznerLocked,
     HetznerNotFound,
     HetznerRejected,
-    HetznerTimeout,
     HetznerUnavailable,
     InvalidInput,
     NotFound,
@@ -160,12 +159,12 @@ def _create_first_available(instance: Instance, candidates: list[str], user_data
 
 def _record_failed_create(instance: Instance, exc: HetznerError) -> None:
     now = clock.now()
-    if isinstance(exc, HetznerTimeout) or not isinstance(exc, (HetznerRejected, HetznerUnavailable)):
+    if hetzner.refused_without_effect(exc):
+        _set(instance, Status.CREATING, status=Status.TERMINATED, terminated_at=now, last_error=str(exc))
+    else:
         # The answer was lost or unclear: the server may exist. Nobody will ever learn this id, so
         # whatever appears under its name is deleted by the reconciler.
         _set(instance, Status.CREATING, status=Status.DELETING, delete_requested_at=now, last_error=str(exc))
-    else:
-        _set(instance, Status.CREATING, status=Status.TERMINATED, terminated_at=now, last_error=str(exc))
 
 
 def _record_created(instance: Instance, server: hetzner.Server) -> None:
@@ -197,18 +196,22 @@ def instance_reboot(*, instance_id: str) -> Instance:
     if instance.hetzner_id is None:
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now())
         return instance
+    _reboot_at_hetzner(instance)
+    return instance
+
+
+def _reboot_at_hetzner(instance: Instance) -> None:
     try:
         hetzner.reboot_server(instance.hetzner_id)
     except HetznerLocked:
         logger.info("Reboot of %s postponed: another Hetzner action is running", instance.id)
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now())
-        return instance
+        return
     except HetznerNotFound:
         _mark_gone(instance)
         raise Conflict(f"Instance {instance.id} is terminated; it cannot be rebooted.", code="instance_gone") from None
     Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=None, last_error="")
     logger.info("Rebooted instance %s", instance.id)
-    return instance
 
 
 def instance_delete(*, instance_id: str) -> Instance:
@@ -311,10 +314,13 @@ def instances_refresh(*, full: bool = False, also: list[str] | None = None) -> R
 
 
 def _observe(row: Instance, server: hetzner.Server | None, now, report: RefreshReport) -> None:
+    created_long_ago = row.created_at < now - timedelta(seconds=settings.CREATE_GRACE)
+    if row.status == Status.CREATING:
+        if created_long_ago:
+            _abandon(row, server, now, report)
+        # Otherwise its request is still running and records the outcome itself.
+        return
     if server is None:
-        created_long_ago = row.created_at < now - timedelta(seconds=settings.CREATE_GRACE)
-        if row.status == Status.TERMINATED:
-            return
         if row.hetzner_id is not None or created_long_ago:
             # Gone from Hetzner (deleted, or never created by a request that died): terminated.
             if _set(row, row.status, status=Status.TERMINATED, hetzner_status="", terminated_at=now):
@@ -329,35 +335,58 @@ def _observe(row: Instance, server: hetzner.Server | None, now, report: RefreshR
     if not _set(row, row.status, **fields):
         return
     report.changed += int(changed)
+    row.hetzner_id = server.id
 
     if row.status == Status.DELETING and server.status != "deleting":
         requested = row.delete_requested_at or row.created_at
-        if row.hetzner_id is None or requested < now - DELETE_RETRY_AFTER:
-            row.hetzner_id = server.id
-            report.actions.append(f"delete {row.id}")
-            _delete_at_hetzner(row)
+        if requested < now - DELETE_RETRY_AFTER or row.hetzner_status == "":
+            # Claimed by compare-and-set on the request time: one reconciler sends it.
+            if Instance.objects.filter(pk=row.pk, delete_requested_at=row.delete_requested_at).update(
+                delete_requested_at=now
+            ):
+                report.actions.append(f"delete {row.id}")
+                _delete_at_hetzner(row)
     elif row.reboot_requested_at is not None and fields["status"] == Status.RUNNING:
+        if Instance.objects.filter(pk=row.pk, reboot_requested_at=row.reboot_requested_at).update(
+            reboot_requested_at=now
+        ):
+            report.actions.append(f"reboot {row.id}")
+            _reboot_at_hetzner(row)
+
+
+def _abandon(row: Instance, server: hetzner.Server | None, now, report: RefreshReport) -> None:
+    """Give up a create whose request died before recording its server: nobody learned its id."""
+    if server is None:
+        if _set(row, Status.CREATING, status=Status.TERMINATED, terminated_at=now, last_error="create abandoned"):
+            report.terminated += 1
+            report.changed += 1
+        return
+    if _set(row, Status.CREATING, status=Status.DELETING, hetzner_id=server.id, hetzner_status=server.status,
+            delete_requested_at=now, last_error="create abandoned: its request died"):
+        logger.warning("Instance %s: its create request died; deleting server %s", row.id, server.id)
         row.hetzner_id = server.id
-        row.status = Status.RUNNING
-        report.actions.append(f"reboot {row.id}")
-        try:
-            instance_reboot(instance_id=row.id)
-        except (HetznerError, Conflict) as exc:
-            report.errors.append(f"reboot {row.id}: {exc}")
+        report.changed += 1
+        report.actions.append(f"delete abandoned {row.id}")
+        _delete_at_hetzner(row)
 
 
 def _delete_zombies(servers_by_our_id: dict[str, hetzner.Server], report: RefreshReport) -> None:
     """Delete servers still alive under rows that are terminated; leave unknown ones to cleanup."""
     if not servers_by_our_id:
         return
-    terminated = set(
-        Instance.objects.filter(pk__in=list(servers_by_our_id), status=Status.TERMINATED).values_list("pk", flat=True)
-    )
+    terminated = {
+        row.pk: row
+        for row in Instance.objects.filter(pk__in=list(servers_by_our_id), status=Status.TERMINATED)
+    }
     for our_id, server in servers_by_our_id.items():
-        if our_id not in terminated:
+        row = terminated.get(our_id)
+        if row is None:
             logger.warning("Hetzner server %s (%s) has no instance row; cleanup decides its fate", server.id, our_id)
             continue
         if server.status == "deleting":
+            continue
+        # Claimed by compare-and-set on updated_at: one reconciler sends the delete.
+        if not Instance.objects.filter(pk=row.pk, updated_at=row.updated_at).update(updated_at=clock.now()):
             continue
         report.actions.append(f"delete zombie {our_id}")
         try:

@@ -218,6 +218,20 @@ def _translated(what: str):
                              hetzner_code="connection") from exc
 
 
+# Hetzner answered these before doing anything: a create that met one of them created nothing.
+# Anything else (an outage, a 5xx, a timeout) may have come after the effect.
+_REFUSALS = {
+    "invalid_input", "json_error", "invalid_server_type", "uniqueness_error", "rate_limit_exceeded",
+    "resource_unavailable", "resource_limit_exceeded", "placement_error", "unauthorized", "forbidden",
+    "token_readonly", "locked", "conflict", "server_not_stopped", "must_be_unassigned", "configuration",
+}
+
+
+def refused_without_effect(exc: HetznerError) -> bool:
+    """Tell whether Hetzner certainly did nothing for the request that raised `exc`."""
+    return exc.hetzner_code in _REFUSALS
+
+
 # --- servers ---------------------------------------------------------------------------------------
 
 _firewall_ids: dict[str, int] = {}
@@ -233,7 +247,7 @@ def _firewalls(names: list[str]) -> list[Firewall]:
             if found is None:
                 raise HetznerUnavailable(
                     f"HCLOUD_FIREWALLS names a firewall that does not exist in the Hetzner project: {name}",
-                    code="hetzner_configuration", retry_after=300,
+                    code="hetzner_configuration", retry_after=300, hetzner_code="configuration",
                 )
             _firewall_ids[name] = found.id
         firewalls.append(Firewall(id=_firewall_ids[name]))

@@ -30,13 +30,17 @@ def reconcile_pass(*, full: bool) -> PassReport:
     """Run one pass; `full` lists the whole fleet (drift), otherwise only what is in transition."""
     report = PassReport()
     try:
-        # Read the associations in flight before observing Hetzner, so that what is observed is
-        # never older than the database state the static-IP steps are decided on.
-        in_flight = static_ip_services.instance_ids_in_flight()
-        instances = instance_services.instances_refresh(full=full, also=in_flight)
+        # Snapshot the associations before observing Hetzner, so that what is observed is never
+        # older than the database state the static-IP steps are decided on.
+        associations = static_ip_services.associations_to_advance()
+        instances = instance_services.instances_refresh(
+            full=full, also=[association.instance_id for association in associations]
+        )
         _add(report, instances)
         report.observed, report.terminated = instances.observed, instances.terminated
-        _add(report, static_ip_services.static_ips_reconcile(full=full, servers=instances.servers))
+        _add(report, static_ip_services.static_ips_reconcile(
+            full=full, servers=instances.servers, associations=associations
+        ))
     except HetznerError as exc:
         logger.warning("Reconcile pass stopped early: %s", exc.message)
         report.errors.append(exc.message)

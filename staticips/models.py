@@ -65,8 +65,8 @@ class Association(models.Model):
 
     Assigning a Primary IP needs the server off, so associating and dissociating are multi-step
     operations. The reconciler drives them from what it observes at Hetzner; `step` names the last
-    mutation sent, and `version` makes each step a compare-and-set, so two reconcilers never send
-    the same mutation twice.
+    mutation sent (`step_done` once its call returned), and `version` makes each step a
+    compare-and-set, so two reconcilers never send the same mutation twice.
     """
 
     class Status(models.TextChoices):
@@ -85,6 +85,7 @@ class Association(models.Model):
 
     step = models.CharField(max_length=32, blank=True, help_text="The last Hetzner mutation sent.")
     step_at = models.DateTimeField(null=True, blank=True)
+    step_done = models.BooleanField(default=True, help_text="Whether the call of the last step has returned.")
     version = models.PositiveIntegerField(default=0)
     replaced_hetzner_ip_id = models.BigIntegerField(
         null=True, blank=True, help_text="The server's own IPv4 that the static IP replaces; deleted once unassigned."

@@ -26,9 +26,6 @@ from octoprovider.exceptions import (
     Conflict,
     HetznerConflict,
     HetznerError,
-    HetznerRejected,
-    HetznerTimeout,
-    HetznerUnavailable,
     NotFound,
 )
 from staticips.models import Association, StaticIP
@@ -86,7 +83,7 @@ def static_ip_allocate(*, region: str, zone: str = "") -> StaticIP:
         )
     except HetznerError as exc:
         now = clock.now()
-        if isinstance(exc, HetznerTimeout) or not isinstance(exc, (HetznerRejected, HetznerUnavailable)):
+        if not hetzner.refused_without_effect(exc):
             # The answer was lost: the IP may exist. Nobody learns this id: release whatever appears.
             StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.ALLOCATING).update(
                 status=StaticIP.Status.RELEASING, release_requested_at=now, last_error=str(exc)
@@ -292,26 +289,29 @@ class ReconcileReport:
     errors: list[str] = field(default_factory=list)
 
 
-def instance_ids_in_flight() -> list[str]:
-    """Instances whose servers the reconciler must watch for associations in flight."""
-    return list(
-        Association.objects.filter(status__in=Association.IN_FLIGHT).values_list("instance_id", flat=True)
-    )
+def associations_to_advance() -> list[Association]:
+    """Snapshot the associations a pass works on: in flight, or left behind by an instance that is gone.
 
-
-def static_ips_reconcile(*, full: bool, servers: dict[str, hetzner.Server]) -> ReconcileReport:
-    """Record what Hetzner says of our Primary IPs and take every association in flight one step further.
-
-    `servers` are the instances' servers just observed (by our instance id), taken before the
-    database rows this reads were last changed by another reconciler, never after.
+    Take it BEFORE observing Hetzner. A step is decided from an observation, and the observation must
+    be newer than the last step the snapshot shows as sent and finished; a step another reconciler
+    has claimed but not finished is waited for.
     """
-    report = ReconcileReport()
-    # In flight, or left behind by an instance that is gone (deleting an instance ends its associations).
-    associations = list(
+    return list(
         Association.objects.filter(
             Q(status__in=Association.IN_FLIGHT) | Q(status__in=Association.ACTIVE, instance__status__in=_GONE)
         ).select_related("static_ip", "instance")
     )
+
+
+def static_ips_reconcile(
+    *, full: bool, servers: dict[str, hetzner.Server], associations: list[Association]
+) -> ReconcileReport:
+    """Record what Hetzner says of our Primary IPs and take every association one step further.
+
+    `associations` is the snapshot taken before `servers` (the instances' servers, by our id) were
+    observed; the Primary IPs are observed here, later still.
+    """
+    report = ReconcileReport()
     pending = list(StaticIP.objects.filter(status__in=[StaticIP.Status.ALLOCATING, StaticIP.Status.RELEASING]))
     if not (full or associations or pending):
         return report
@@ -336,12 +336,23 @@ def static_ips_reconcile(*, full: bool, servers: dict[str, hetzner.Server]) -> R
 
 def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None, now, report) -> None:
     Status = StaticIP.Status
+    grace_over = static_ip.created_at < now - timedelta(seconds=settings.CREATE_GRACE)
+    if static_ip.status == Status.ALLOCATING:
+        if not grace_over:
+            return  # its request is still running and records the outcome itself
+        # The request died before recording the IP: nobody learned this ipId. Release what exists.
+        if StaticIP.objects.filter(pk=static_ip.pk, status=Status.ALLOCATING).update(
+            status=Status.RELEASING if primary_ip else Status.RELEASED,
+            release_requested_at=None, released_at=None if primary_ip else now, last_error="allocate abandoned",
+        ):
+            report.changed += 1
+            static_ip.status = Status.RELEASING if primary_ip else Status.RELEASED
+            static_ip.release_requested_at = None
+        if primary_ip is None:
+            return
     if primary_ip is not None:
         fields = {"hetzner_id": primary_ip.id, "address": primary_ip.ip,
                   "assignee_hetzner_id": primary_ip.assignee_id, "observed_at": now}
-        if static_ip.status == Status.ALLOCATING:
-            fields["status"] = Status.ALLOCATED
-            report.changed += 1
         StaticIP.objects.filter(pk=static_ip.pk, status=static_ip.status).update(**fields)
         if static_ip.status == Status.RELEASING:
             retry_due = static_ip.release_requested_at is None or static_ip.release_requested_at < now - RELEASE_RETRY_AFTER
@@ -356,7 +367,6 @@ def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None
                     _release_at_hetzner(static_ip, assignee_id=primary_ip.assignee_id)
         return
 
-    grace_over = static_ip.created_at < now - timedelta(seconds=settings.CREATE_GRACE)
     if static_ip.hetzner_id is not None or grace_over:
         # Gone from Hetzner: released by us, deleted outside octoprovider, or never created.
         if StaticIP.objects.filter(pk=static_ip.pk, status=static_ip.status).update(
@@ -384,6 +394,8 @@ def _advance(association: Association, server: hetzner.Server | None, ips: dict[
     static = ips.get(association.static_ip.hetzner_id) if association.static_ip.hetzner_id else None
     if server is None or static is None:
         return  # not created yet, or not observed in this pass
+    if association.step and not association.step_done and association.step_at > now - STEP_TIMEOUT:
+        return  # another reconciler is sending a step right now: what we observed may predate it
     if association.status == Association.Status.ASSOCIATING:
         step = _next_associate_step(association, server, static, ips)
     else:
@@ -394,7 +406,7 @@ def _advance(association: Association, server: hetzner.Server | None, ips: dict[
         final = Association.Status.ASSOCIATED if association.status == Association.Status.ASSOCIATING else Association.Status.ENDED
         extra = {"ended_at": now} if final == Association.Status.ENDED else {}
         if Association.objects.filter(pk=association.pk, version=association.version).update(
-            status=final, step="", step_at=None, version=F("version") + 1, last_error="", **extra
+            status=final, step="", step_at=None, step_done=True, version=F("version") + 1, last_error="", **extra
         ):
             report.changed += 1
             logger.info("Association %s is %s", association.id, final)
@@ -459,7 +471,8 @@ def _run_step(association: Association, step: Step, now, report: ReconcileReport
     if association.step == name and association.step_at and association.step_at > now - STEP_TIMEOUT:
         return  # sent already; its effect is not visible yet
     claimed = Association.objects.filter(pk=association.pk, version=association.version).update(
-        step=name, step_at=now, version=F("version") + 1, **{k: v for k, v in fields.items() if v is not None}
+        step=name, step_at=now, step_done=False, version=F("version") + 1,
+        **{k: v for k, v in fields.items() if v is not None},
     )
     if not claimed:
         return  # another reconciler took this step
@@ -474,10 +487,11 @@ def _run_step(association: Association, step: Step, now, report: ReconcileReport
         # `locked`, `server_not_stopped` and outages are waited out: forget the step so that the
         # next pass decides again from what it sees.
         Association.objects.filter(pk=association.pk, version=association.version + 1).update(
-            step="", step_at=None, last_error=exc.message
+            step="", step_at=None, step_done=True, last_error=exc.message
         )
         logger.info("Association %s: %s not done yet (%s)", association.id, name, exc.message)
         return
+    Association.objects.filter(pk=association.pk, version=association.version + 1).update(step_done=True)
     logger.info("Association %s: %s sent", association.id, name)
 
 

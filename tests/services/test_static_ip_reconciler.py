@@ -74,7 +74,8 @@ def test_associate_killed_after_any_step_ends_associated_with_no_ip_left_over(sa
     services.static_ip_associate(static_ip_id=static_ip.id, instance_id=instance.id, region="fsn1")
     die_after_mutation(step)
 
-    deaths = run_passes(sandbox)
+    # A step whose reconciler died is taken up again once STEP_TIMEOUT has passed.
+    deaths = run_passes(sandbox, count=30)
 
     assert deaths == 1
     assert Association.objects.get().status == "associated"
@@ -93,7 +94,8 @@ def test_dissociate_killed_after_any_step_ends_with_a_fresh_ipv4_and_no_ip_left_
     services.static_ip_dissociate(static_ip_id=static_ip.id, instance_id=instance.id, association_id=association.id)
     die_after_mutation(step)
 
-    deaths = run_passes(sandbox)
+    # A step whose reconciler died is taken up again once STEP_TIMEOUT has passed.
+    deaths = run_passes(sandbox, count=30)
 
     assert deaths == 1
     assert Association.objects.get().status == "ended"
@@ -191,3 +193,5 @@ def test_two_reconcilers_at_once_never_send_the_same_mutation_twice(sandbox):
     # Each server was powered off and on twice (associate, dissociate); everything else once.
     assert {key: n for key, n in sent.items() if n > 1 and not key[1].endswith(("poweroff", "poweron"))} == {}
     assert all(n <= 2 for n in sent.values()), sent
+    # And none was refused for being sent at the wrong moment (another step's action still running).
+    assert [r.status for r in sandbox.mutation_requests()[before:] if r.status == 423] == []
