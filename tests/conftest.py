@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite: a fresh simulated Hetzner Cloud per test, and OctoPerf's client."""
 
+import sys
 import time
 from urllib.parse import urlencode
 
@@ -97,3 +98,10 @@ def settle(sandbox):
         return reconcile_pass(full=full)
 
     return run
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many fault-matrix scenarios ran (tests/services/test_fault_matrix.py)."""
+    matrix = sys.modules.get("tests.services.test_fault_matrix")
+    if matrix is not None and matrix.SCENARIOS_RUN:
+        terminalreporter.write_line(f"fault matrix: {len(matrix.SCENARIOS_RUN)} scenarios ran")

@@ -1,0 +1,289 @@
+"""The fault matrix: every Hetzner call of every operation, under every kind of fault, leaks nothing.
+
+The calls are not listed by hand: a clean run of each operation records the Hetzner mutations it
+makes, and every one of them is then run again with each fault injected. A new call in any
+operation joins the matrix by itself. After the reconciler has run, Hetzner must hold exactly what
+the database says is live, and OctoPerf must have seen the right thing.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from django.core.cache import cache
+
+from instances.models import Instance
+from octoprovider import clock, hetzner
+from octoprovider.reconciler import reconcile_pass
+from octoprovider.sandbox import FakeClock, SandboxCloud
+from staticips.models import Association, StaticIP
+from tests.conftest import OctoPerf
+
+pytestmark = pytest.mark.django_db
+
+SCENARIOS_RUN: list[str] = []
+
+
+class ProcessDied(BaseException):
+    """Raised inside an HTTP response hook: the process is gone before it writes anything."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    inject: Callable[[SandboxCloud, str, str], None]
+
+
+def _sandbox_fault(**kwargs) -> Callable[[SandboxCloud, str, str], None]:
+    # More faults than hcloud's retries, so that the error reaches our code.
+    times = kwargs.pop("times", 3)
+    return lambda cloud, method, path: cloud.inject_fault(method, rf"{path}", times=times, **kwargs)
+
+
+def _die_after(cloud: SandboxCloud, method: str, path: str) -> None:
+    def hook(response, *args, **kwargs):
+        if response.request.method == method and response.request.path_url == "/v1" + path and response.ok:
+            hetzner.client()._client._session.hooks["response"].remove(hook)
+            cloud.died_at = path
+            raise ProcessDied(path)
+
+    hetzner.client()._client._session.hooks["response"].append(hook)
+
+
+FAULTS = [
+    # (a) Hetzner did nothing.
+    Fault("unavailable before", _sandbox_fault(code="unavailable", status=503)),
+    Fault("timeout before", _sandbox_fault(timeout=True)),
+    Fault("locked", _sandbox_fault(code="locked", status=423)),
+    Fault("rate limited", _sandbox_fault(code="rate_limit_exceeded", status=429)),
+    # (b) Hetzner did it, the answer was lost.
+    Fault("timeout after", _sandbox_fault(timeout=True, after=True, times=1)),
+    Fault("5xx after", _sandbox_fault(code="unavailable", status=503, after=True, times=1)),
+    # (c) the process died between Hetzner's answer and the database write.
+    Fault("died after", _die_after),
+]
+
+
+class World:
+    """A fresh database and simulated cloud, and OctoPerf calling the contract."""
+
+    def __init__(self):
+        Association.objects.all().delete()
+        StaticIP.objects.all().delete()
+        Instance.objects.all().delete()
+        clock.reset()
+        cache.clear()
+        self.cloud = SandboxCloud(clock=FakeClock(start=time.time()))
+        hetzner.use_sandbox(self.cloud)
+        self.octoperf = OctoPerf()
+        self.ids: dict[str, str] = {}
+        self.answers: list[int] = []
+
+    def passes(self, count: int, seconds: float = 10) -> None:
+        for number in range(count):
+            self.cloud.clock.advance(seconds)
+            clock.advance(seconds)
+            try:
+                reconcile_pass(full=number % 5 == 4)
+            except ProcessDied:
+                pass  # the loop is restarted by systemd: the next pass is a new process
+
+    def call(self, method: str, path: str, *, retry: bool = False, **kwargs):
+        """Call the contract; a request whose process died answers OctoPerf with a broken connection."""
+        for _ in range(2 if retry else 1):
+            try:
+                response = self.octoperf.call(method, path, **kwargs)
+            except ProcessDied:
+                status, response = 502, None
+            else:
+                status = response.status_code
+            self.answers.append(status)
+            if status == 200 or not retry:
+                return response
+            self.passes(3)  # OctoPerf tries idempotent calls again a little later
+        return response
+
+    def value(self, response) -> str | None:
+        return response.json()["value"] if response is not None and response.status_code == 200 else None
+
+
+# --- the operations, each from its starting point ----------------------------------------------------
+
+
+def running_instance(world: World) -> None:
+    world.ids["instance"] = world.octoperf.create()
+    world.passes(6)
+
+
+def allocated_ip(world: World) -> None:
+    world.ids["ip"] = world.octoperf.allocate()
+
+
+def associated(world: World) -> None:
+    running_instance(world)
+    allocated_ip(world)
+    world.ids["association"] = world.value(world.octoperf.associate(world.ids["ip"], world.ids["instance"]))
+    world.passes(15)
+
+
+def op_create(world: World) -> None:
+    form = {"userData": "#!/bin/sh", "region": "fsn1", "type": "SMALL"}
+    world.ids["instance"] = world.value(world.call("POST", "/instances", form=form))
+
+
+def op_reboot(world: World) -> None:
+    world.call("PUT", f"/instances/{world.ids['instance']}")
+
+
+def op_delete(world: World) -> None:
+    world.call("DELETE", "/instances", query={"instanceId": world.ids["instance"]}, retry=True)
+
+
+def op_allocate(world: World) -> None:
+    world.ids["ip"] = world.value(world.call("POST", "/static-ips/allocate", form={"region": "fsn1", "zone": "a"}))
+
+
+def op_associate(world: World) -> None:
+    form = {"region": "fsn1", "zone": "a", "instanceId": world.ids["instance"], "id": world.ids["ip"]}
+    world.ids["association"] = world.value(world.call("PUT", "/static-ips/associate", form=form))
+
+
+def op_dissociate(world: World) -> None:
+    form = {"region": "fsn1", "zone": "a", "instanceId": world.ids["instance"], "id": world.ids["ip"],
+            "associationId": world.ids["association"]}
+    world.call("PUT", "/static-ips/dissociate", form=form, retry=True)
+
+
+def op_release(world: World) -> None:
+    world.call("DELETE", "/static-ips/release", query={"region": "fsn1", "zone": "a", "id": world.ids["ip"]},
+               retry=True)
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    setup: Callable[[World], None]
+    run: Callable[[World], None]
+    expect: Callable[[World], None]
+
+
+def instance_state(world: World) -> str:
+    return world.octoperf.state(world.ids["instance"])
+
+
+def expect_created(world: World) -> None:
+    if world.ids.get("instance"):
+        assert instance_state(world) == "running"
+    else:
+        assert not Instance.objects.exclude(status="terminated").exists()
+
+
+def expect_running(world: World) -> None:
+    assert instance_state(world) == "running"
+
+
+def expect_terminated(world: World) -> None:
+    assert instance_state(world) == "terminated"
+
+
+def expect_allocated(world: World) -> None:
+    if world.ids.get("ip"):
+        assert StaticIP.objects.get(pk=world.ids["ip"]).status == "allocated"
+    else:
+        assert not StaticIP.objects.exclude(status="released").exists()
+
+
+def expect_associated(world: World) -> None:
+    if world.ids.get("association"):
+        assert Association.objects.get(pk=world.ids["association"]).status == "associated"
+        server = world.cloud.servers[Instance.objects.get(pk=world.ids["instance"]).hetzner_id]
+        assert server["public_net"]["ipv4"]["ip"] == StaticIP.objects.get(pk=world.ids["ip"]).address
+    assert instance_state(world) == "running"
+
+
+def expect_dissociated(world: World) -> None:
+    assert Association.objects.get(pk=world.ids["association"]).status == "ended"
+    server = world.cloud.servers[Instance.objects.get(pk=world.ids["instance"]).hetzner_id]
+    assert server["public_net"]["ipv4"]["ip"] != StaticIP.objects.get(pk=world.ids["ip"]).address
+    assert instance_state(world) == "running"
+
+
+def expect_released(world: World) -> None:
+    assert StaticIP.objects.get(pk=world.ids["ip"]).status == "released"
+
+
+OPERATIONS = [
+    Operation("create", lambda world: None, op_create, expect_created),
+    Operation("reboot", running_instance, op_reboot, expect_running),
+    Operation("delete", running_instance, op_delete, expect_terminated),
+    Operation("allocate", lambda world: None, op_allocate, expect_allocated),
+    Operation("associate", lambda world: (running_instance(world), allocated_ip(world)), op_associate, expect_associated),
+    Operation("dissociate", associated, op_dissociate, expect_dissociated),
+    Operation("release", allocated_ip, op_release, expect_released),
+]
+
+
+def fault_fired(world: World, method: str, path: str) -> bool:
+    if getattr(world.cloud, "died_at", None) == path:
+        return True
+    return any(
+        r.method == method and r.path == path and (r.timeout or (r.status or 0) >= 400)
+        for r in world.cloud.requests
+    )
+
+
+def hetzner_matches_the_database(world: World) -> None:
+    """Hetzner holds exactly what the database says is live, and nothing without a row."""
+    cloud = world.cloud
+    servers = {sid for sid, server in cloud.servers.items() if server["status"] != "deleting"}
+    live = Instance.objects.exclude(status__in=["terminated", "deleting"])
+    assert servers == set(live.values_list("hetzner_id", flat=True)), "servers differ from live instance rows"
+    assert not Instance.objects.filter(status="deleting").exists(), "a delete was never finished"
+
+    statics = {ip_id for ip_id, ip in cloud.primary_ips.items() if ip["labels"].get("octoprovider-role") == "static-ip"}
+    allocated = StaticIP.objects.filter(status="allocated")
+    assert statics == set(allocated.values_list("hetzner_id", flat=True)), "static IPs differ from allocated rows"
+    assert not StaticIP.objects.filter(status__in=["allocating", "releasing"]).exists(), "a static IP is in limbo"
+    for ip_id, ip in cloud.primary_ips.items():
+        if ip_id not in statics:
+            # Every other IP is a live server's own, and dies with it.
+            assert ip["assignee_id"] in servers and ip["auto_delete"], f"a billed IP without a purpose: {ip}"
+    assert not Association.objects.filter(status__in=["associating", "dissociating"]).exists()
+
+
+def mutations_of(operation: Operation) -> list[tuple[str, str]]:
+    """Run the operation cleanly and return the Hetzner mutations it made, in order."""
+    world = World()
+    operation.setup(world)
+    before = len(world.cloud.requests)
+    operation.run(world)
+    world.passes(25)
+    operation.expect(world)
+    return list(dict.fromkeys((r.method, r.path) for r in world.cloud.requests[before:] if r.method != "GET"))
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=[operation.name for operation in OPERATIONS])
+def test_no_fault_at_any_hetzner_call_leaks_or_misleads(operation, settings):
+    settings.CREATE_GRACE = 60  # abandoned creates are given up within the passes below
+    calls = mutations_of(operation)
+    assert calls, f"{operation.name} made no Hetzner mutation"
+
+    failures = []
+    for method, path in calls:
+        for fault in FAULTS:
+            scenario = f"{operation.name}: {fault.name} at {method} {path}"
+            world = World()
+            operation.setup(world)
+            fault.inject(world.cloud, method, path)
+            operation.run(world)
+            world.passes(40)
+            assert fault_fired(world, method, path), f"{scenario}: the fault never fired"
+            try:
+                hetzner_matches_the_database(world)
+                operation.expect(world)
+            except AssertionError as exc:
+                failures.append(f"{scenario}: {exc}")
+            SCENARIOS_RUN.append(scenario)
+
+    assert failures == []
