@@ -5,7 +5,9 @@ import logging
 import pytest
 from django.test import Client
 
+from instances.models import Instance
 from octoprovider.logmask import MaskTokensFilter, mask_path
+from staticips.models import StaticIP
 from tests.conftest import JAVA_ACCEPT, TOKEN, OctoPerf
 
 pytestmark = pytest.mark.django_db
@@ -156,3 +158,23 @@ def test_django_request_log_never_sees_the_path_token(caplog):
 
     assert "Not Found" in caplog.text
     assert TOKEN not in caplog.text
+
+
+# --- ownership ----------------------------------------------------------------------------------
+
+
+def test_a_hetzner_id_never_reaches_hetzner_through_the_contract(octoperf, sandbox, settle):
+    instance_id = octoperf.create()
+    ip_id = octoperf.allocate()
+    settle(60)
+    server_id = str(Instance.objects.get(pk=instance_id).hetzner_id)
+    primary_ip_id = str(StaticIP.objects.get(pk=ip_id).hetzner_id)
+    mutations = len(sandbox.mutation_requests())
+
+    assert octoperf.call("GET", f"/instances/{server_id}/state").status_code == 404
+    assert octoperf.reboot(server_id).status_code == 404
+    assert octoperf.delete(server_id).status_code == 404
+    assert octoperf.release(primary_ip_id).status_code == 404
+    assert octoperf.associate(primary_ip_id, instance_id).status_code == 404
+    assert octoperf.associate(ip_id, server_id).status_code == 404
+    assert len(sandbox.mutation_requests()) == mutations
