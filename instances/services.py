@@ -16,7 +16,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Q
 
-
 from instances.models import Instance
 from octoprovider import catalog, clock, guardrails, hetzner
 from octoprovider.exceptions import (
@@ -115,35 +114,24 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
 
 
 def _create_first_available(instance: Instance, candidates: list[str], user_data: str) -> hetzner.Server:
-    """Create the server with the first server type Hetzner can deliver, falling back in order."""
-    orderable = [name for name in candidates if hetzner.server_type_orderable(name, instance.location)]
-    unavailable, unsold = [], []
-    for server_type in orderable or candidates[:1]:
-        if server_type != instance.server_type:
-            Instance.objects.filter(pk=instance.pk).update(server_type=server_type)
-            instance.server_type = server_type
-        try:
-            return hetzner.create_server(
-                name=instance.name,
-                server_type=server_type,
-                image=settings.HCLOUD_IMAGE,
-                location=instance.location,
-                user_data=user_data,
-                labels=hetzner.ownership_labels(instance.id),
-                ssh_keys=settings.HCLOUD_SSH_KEYS,
-                firewalls=settings.HCLOUD_FIREWALLS,
-            )
-        except HetznerUnavailable as exc:
-            if exc.hetzner_code != "resource_unavailable":
-                raise
-            unavailable.append(server_type)
-        except HetznerRejected as exc:
-            if "unsupported location for server type" not in exc.message:
-                raise
-            unsold.append(server_type)
-        logger.info("Hetzner cannot deliver %s in %s; trying the next fallback", server_type, instance.location)
+    """Create the server with the first server type Hetzner can deliver, falling back in order.
+
+    Types the catalogue lists as deprecated or unavailable in the location are skipped without a
+    try (the catalogue is cached); when it says that of all of them, the first is tried anyway.
+    """
+    unavailable, unsold, skipped = [], [], []
+    for server_type in candidates:
+        if not hetzner.server_type_orderable(server_type, instance.location):
+            skipped.append(server_type)
+            continue
+        server = _try_create(instance, server_type, user_data, unavailable, unsold)
+        if server is not None:
+            return server
+    if len(skipped) == len(candidates):
+        server = _try_create(instance, candidates[0], user_data, unavailable, unsold)
+        if server is not None:
+            return server
     if unavailable:
-        skipped = [name for name in candidates if name not in orderable]
         raise HetznerUnavailable(
             f"Hetzner has no capacity for {', '.join(unavailable)} in {instance.location} right now"
             + (f" ({', '.join(skipped)} deprecated or not offered there)" if skipped else "")
@@ -155,6 +143,36 @@ def _create_first_available(instance: Instance, candidates: list[str], user_data
         f"the operator can map {instance.type} to another type with SERVER_TYPES.",
         code="type_not_available", hetzner_code="invalid_input",
     )
+
+
+def _try_create(
+    instance: Instance, server_type: str, user_data: str, unavailable: list[str], unsold: list[str]
+) -> hetzner.Server | None:
+    """Try one server type; return the server, or None (noting why) when Hetzner cannot deliver it."""
+    if server_type != instance.server_type:
+        Instance.objects.filter(pk=instance.pk).update(server_type=server_type)
+        instance.server_type = server_type
+    try:
+        return hetzner.create_server(
+            name=instance.name,
+            server_type=server_type,
+            image=settings.HCLOUD_IMAGE,
+            location=instance.location,
+            user_data=user_data,
+            labels=hetzner.ownership_labels(instance.id),
+            ssh_keys=settings.HCLOUD_SSH_KEYS,
+            firewalls=settings.HCLOUD_FIREWALLS,
+        )
+    except HetznerUnavailable as exc:
+        if exc.hetzner_code != "resource_unavailable":
+            raise
+        unavailable.append(server_type)
+    except HetznerRejected as exc:
+        if "unsupported location for server type" not in exc.message:
+            raise
+        unsold.append(server_type)
+    logger.info("Hetzner cannot deliver %s in %s; trying the next fallback", server_type, instance.location)
+    return None
 
 
 def _record_failed_create(instance: Instance, exc: HetznerError) -> None:
