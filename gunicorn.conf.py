@@ -10,7 +10,10 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Hetzner calls are bounded by HCLOUD_TIMEOUT and short retries; a request taking longer is stuck.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
-accesslog = "-"
+# With LOG_FORMAT=json, Django's own request lines (octoprovider.requestlog, JSON) replace the
+# access log, whose plain lines would break a JSON log stream.
+accesslog = None if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "-"
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
@@ -27,3 +30,11 @@ class TokenMaskingLogger(Logger):
 
 
 logger_class = TokenMaskingLogger
+
+
+def child_exit(server, worker):
+    """Let prometheus-client drop a dead worker's live gauges (multiprocess mode, docs/deployment.md)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

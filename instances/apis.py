@@ -1,12 +1,57 @@
 """The instances half of OctoPerf's contract: thin views, one service call each."""
 
+from django.conf import settings
+from rest_framework import serializers as drf_serializers
+
 from instances import serializers, services
+from instances.models import Instance
 from octoprovider.api import ContractView
+from octoprovider.openapi import (
+    contract_body,
+    contract_operation,
+    id_field,
+    link,
+    query_parameter,
+    region_field,
+    region_parameter,
+    text_field,
+    value_response,
+    void_response,
+    zone_field,
+    zone_parameter,
+)
 
 
 class InstancesApi(ContractView):
     """POST and DELETE share `/instances` in the contract, so they share a view."""
 
+    @contract_operation(
+        operation_id="instance_create",
+        summary="Create a host that runs userData at start-up",
+        request=contract_body(
+            "InstanceCreateRequest",
+            userData=text_field(
+                allow_blank=True, max_length=settings.USER_DATA_MAX_BYTES,
+                help_text="The agent's start-up script: at most 32 KiB in UTF-8. Sent to Hetzner, never stored.",
+            ),
+            region=region_field(),
+            type=drf_serializers.ChoiceField(
+                choices=settings.INSTANCE_TYPES, help_text="OctoPerf's size (any case); SERVER_TYPES maps it."
+            ),
+            zone=zone_field(),
+        ),
+        responses=value_response("InstanceIdValue", id_field("i"), "The new instance's id."),
+        errors={
+            400: "A parameter is missing, `type` or `region` is unknown, `userData` is over 32 KiB in UTF-8, "
+            "or the server type is not sold in the location.",
+            429: "",
+        },
+        links={
+            "state": link("instance_state", instance_id="$response.body#/value"),
+            "reboot": link("instance_reboot", instance_id="$response.body#/value"),
+            "delete": link("instance_delete", instanceId="$response.body#/value"),
+        },
+    )
     def post(self, request):
         """Create a host from a start-up script; answer its instanceId."""
         data = self.validated(serializers.InstanceCreateInput)
@@ -15,6 +60,13 @@ class InstancesApi(ContractView):
         )
         return self.value(instance.id)
 
+    @contract_operation(
+        operation_id="instance_delete",
+        summary="Terminate a host (again: 200)",
+        parameters=[query_parameter("instanceId", "The id `POST /instances` answered.", required=True)],
+        responses=void_response("Deleted, or being deleted, or already gone."),
+        errors=(400, 404),
+    )
     def delete(self, request):
         """Terminate the host named by `instanceId` (idempotent)."""
         data = self.validated(serializers.InstanceDeleteInput)
@@ -25,6 +77,17 @@ class InstancesApi(ContractView):
 class InstanceStateApi(ContractView):
     """GET /instances/{id}/state: the state in EC2's words, from the database alone."""
 
+    @contract_operation(
+        operation_id="instance_state",
+        summary="Read a host's state (from the database: no Hetzner call)",
+        parameters=[region_parameter(validated=False), zone_parameter(validated=False)],
+        responses=value_response(
+            "InstanceStateValue",
+            drf_serializers.ChoiceField(choices=sorted(set(Instance.CONTRACT_STATES.values()))),
+            "The state in EC2's words; OctoPerf waits for `running`.",
+        ),
+        errors=(404,),
+    )
     def get(self, request, instance_id):
         return self.value(services.instance_get_state(instance_id=instance_id))
 
@@ -32,6 +95,12 @@ class InstanceStateApi(ContractView):
 class InstanceRebootApi(ContractView):
     """PUT /instances/{id}: reboot the host."""
 
+    @contract_operation(
+        operation_id="instance_reboot",
+        summary="Reboot a host",
+        responses=void_response("Rebooted, or the reboot is queued until Hetzner frees the server."),
+        errors=(404, 409),
+    )
     def put(self, request, instance_id):
         services.instance_reboot(instance_id=instance_id)
         return self.void()

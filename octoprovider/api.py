@@ -15,6 +15,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from octoprovider import audit
 from octoprovider.exceptions import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -118,12 +119,23 @@ class ContractView(APIView):
         return merged
 
     def validated(self, serializer_class):
-        serializer = serializer_class(data=self.params())
+        params = self.params()
+        # Every parameter of the contract is text; DRF would quietly turn a JSON 0 into "0".
+        # Unknown parameters are ignored, whatever their type.
+        for name in serializer_class().fields:
+            if name in params and not isinstance(params[name], str):
+                raise drf_exceptions.ValidationError({name: ["Must be a string."]})
+        serializer = serializer_class(data=params)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
     def value(self, value: str) -> Response:
         return Response({"value": value}, status=200)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        audit.record_contract_call(request, response, kwargs)
+        return response
 
     def void(self) -> HttpResponse:
         # DRF drops Content-Type from an empty Response; the contract wants it on every answer.

@@ -28,7 +28,7 @@ from hcloud.servers import BoundServer
 from hcloud.servers import Server as HcloudServer
 from hcloud.ssh_keys import SSHKey
 
-from octoprovider import __version__
+from octoprovider import __version__, requestlog
 from octoprovider.exceptions import (
     HetznerConflict,
     HetznerError,
@@ -149,6 +149,11 @@ def _build_client() -> Client:
     # would hold OctoPerf's HTTP call for minutes. We prefer a quick 503 with Retry-After.
     client._client._retry_max_retries = settings.HCLOUD_RETRIES
     client._client._retry_interval_func = _retry_interval
+    requestlog.instrument_hetzner_session(client._client._session)  # logs and metrics of every call
+    client._client._session.hooks["response"].append(_remember_rate_budget)  # the dashboard's rate budget
+    from octoprovider import audit
+
+    audit.instrument_hetzner_session(client._client._session)  # the audit log of every mutation
     if sandbox is not None:
         from octoprovider.sandbox import SandboxAdapter
 
@@ -506,3 +511,27 @@ def delete_primary_ip(ip_id: int) -> bool:
     except HetznerNotFound:
         return False
     return True
+
+
+# --- the rate budget, for the operators' dashboard ---------------------------------------------------
+
+RATE_BUDGET_CACHE_KEY = "octoprovider:hetzner-rate-budget"
+
+
+def _remember_rate_budget(response: requests.Response, *args, **kwargs) -> requests.Response:
+    """Keep the rate-limit headers of Hetzner's latest answer where the dashboard can read them."""
+    remaining, limit = response.headers.get("RateLimit-Remaining"), response.headers.get("RateLimit-Limit")
+    if remaining is not None and remaining.isdigit() and limit is not None and limit.isdigit():
+        cache.set(RATE_BUDGET_CACHE_KEY, {"remaining": int(remaining), "limit": int(limit), "at": _now_iso()}, None)
+    return response
+
+
+def _now_iso() -> str:
+    from octoprovider import clock
+
+    return clock.now().isoformat()
+
+
+def rate_budget() -> dict | None:
+    """Return Hetzner's rate budget as this process last saw it: `remaining`, `limit`, `at` (ISO time)."""
+    return cache.get(RATE_BUDGET_CACHE_KEY)

@@ -8,7 +8,10 @@ import logging
 from dataclasses import dataclass, field
 
 from instances import services as instance_services
+from octoprovider import clock, hetzner
 from octoprovider.exceptions import HetznerError
+from octoprovider.metrics import observed_reconcile_pass
+from octoprovider.models import ReconcilerRun
 from staticips import services as static_ip_services
 
 logger = logging.getLogger(__name__)
@@ -26,9 +29,11 @@ class PassReport:
     errors: list[str] = field(default_factory=list)
 
 
+@observed_reconcile_pass
 def reconcile_pass(*, full: bool) -> PassReport:
     """Run one pass; `full` lists the whole fleet (drift), otherwise only what is in transition."""
     report = PassReport()
+    started_at = clock.now()
     try:
         # Snapshot the associations before observing Hetzner, so that what is observed is never
         # older than the database state the static-IP steps are decided on.
@@ -46,6 +51,8 @@ def reconcile_pass(*, full: bool) -> PassReport:
         report.errors.append(exc.message)
     for error in report.errors:
         logger.warning("Reconcile: %s", error)
+    # For the operators' dashboard, with the rate budget as this process (the loop) last saw it.
+    ReconcilerRun.record(full=full, report=report, started_at=started_at, rate_budget=hetzner.rate_budget())
     return report
 
 

@@ -43,12 +43,14 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "octoprovider",
     "instances",
     "staticips",
 ]
 
 MIDDLEWARE = [
+    "octoprovider.requestlog.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "octoprovider.authentication.PathTokenMiddleware",
@@ -132,6 +134,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "octoprovider.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
 # --- OctoPerf ----------------------------------------------------------------------------------
@@ -269,4 +272,43 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
     },
+}
+
+
+# --- Operations: health, metrics, logs, the published contract, deployment checks ----------------
+# (docs/deployment.md describes the production values; `check --deploy` must stay silent with them.)
+
+# /metrics answers only to `Authorization: Bearer <METRICS_TOKEN>`; without a token it does not exist.
+METRICS_TOKEN = read_str("METRICS_TOKEN")
+
+# `text` (default) or `json`: one JSON object per line, for log shippers.
+LOG_FORMAT = read_str("LOG_FORMAT", "text").lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+LOGGING["filters"]["request_id"] = {"()": "octoprovider.requestlog.RequestIdFilter"}
+LOGGING["formatters"]["plain"] = {"()": "octoprovider.requestlog.TextFormatter"}
+LOGGING["formatters"]["json"] = {"()": "octoprovider.requestlog.JsonFormatter"}
+LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"
+LOGGING["handlers"]["console"]["filters"] = ["mask_tokens", "request_id"]
+LOGGING["handlers"]["django.server"]["filters"] = ["mask_tokens", "request_id"]
+
+# HSTS is set only when SECURE_HSTS_SECONDS is; on a host name of its own, its subdomains and the
+# preload flag commit nothing else (docs/deployment.md).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = read_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = read_bool("SECURE_HSTS_PRELOAD", False)
+# Probes and scrapers talk to gunicorn directly, over plain HTTP on the host: never redirect them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^readyz/?$", r"^metrics/?$"]
+SILENCED_SYSTEM_CHECKS = read_list("SILENCED_SYSTEM_CHECKS")
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "octoprovider: OctoPerf's Custom HTTP provider on Hetzner Cloud",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/octoperf",
+    "PREPROCESSING_HOOKS": ["octoprovider.openapi.only_contract_paths"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "octoprovider.openapi.describe_contract",
+    ],
+    "ENUM_ADD_EXPLICIT_BLANK_NULL_CHOICE": False,
 }

@@ -1,12 +1,19 @@
 """Root URLs: the contract under /octoperf/ (the token, when in the path, is stripped by middleware)."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
+
+from octoprovider import health, metrics, openapi
 
 urlpatterns = [
+    path("octoperf/openapi.json", openapi.ContractSchemaView.as_view(), name="openapi"),
     path("octoperf/", include("instances.urls")),
     path("octoperf/", include("staticips.urls")),
     path("admin/", admin.site.urls),
+    # Operations: unauthenticated probes, and the metrics behind METRICS_TOKEN.
+    re_path(r"^healthz/?$", health.healthz, name="healthz"),
+    re_path(r"^readyz/?$", health.readyz, name="readyz"),
+    re_path(r"^metrics/?$", metrics.metrics_view, name="metrics"),
 ]
 
 handler404 = "octoprovider.api.not_found"

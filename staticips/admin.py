@@ -1,26 +1,158 @@
 from django.contrib import admin
+from django.db.models import Exists, OuterRef, Subquery
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
+from octoprovider.admin import AgeFilter, OperatorsModelAdmin, confirmation_page, report_changes, run_per_row, run_reconcile_pass
+from staticips import services
 from staticips.models import Association, StaticIP
 
 
-@admin.register(StaticIP)
-class StaticIPAdmin(admin.ModelAdmin):
-    list_display = ["id", "status", "region", "location", "address", "hetzner_id", "created_at"]
-    list_filter = ["status", "location", "created_at"]
-    search_fields = ["id", "=hetzner_id", "address"]
-    readonly_fields = [f.name for f in StaticIP._meta.fields]
+def _link(viewname: str, pk: str | None) -> str:
+    if not pk:
+        return "-"
+    return format_html('<a href="{}">{}</a>', reverse(viewname, args=[pk]), pk)
 
-    def has_add_permission(self, request):
-        return False
+
+def _active_associations():
+    return Association.objects.filter(static_ip=OuterRef("pk"), status__in=Association.ACTIVE)
+
+
+class UseFilter(admin.SimpleListFilter):
+    """Tell free static IPs (allocated, on no instance) from associated ones."""
+
+    title = "use"
+    parameter_name = "use"
+
+    def lookups(self, request, model_admin):
+        return [("free", "free"), ("associated", "associated")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "free":
+            return queryset.filter(status=StaticIP.Status.ALLOCATED).exclude(Exists(_active_associations()))
+        if self.value() == "associated":
+            return queryset.filter(Exists(_active_associations()))
+        return queryset
+
+
+def _describe_ip(static_ip: StaticIP) -> str:
+    on = f", on {static_ip.active_instance}" if getattr(static_ip, "active_instance", None) else ""
+    return f"{static_ip.id} ({static_ip.address or 'no address yet'}): {static_ip.status} in {static_ip.location}{on}"
+
+
+@admin.register(StaticIP)
+class StaticIPAdmin(OperatorsModelAdmin):
+    list_display = ["id", "status", "location", "address", "instance", "hetzner_id", "created_at", "has_error"]
+    list_filter = ["status", UseFilter, "location", "region", AgeFilter]
+    search_fields = ["id", "hetzner_id__exact", "address"]
+    search_help_text = "Our id (ip-…), Hetzner Primary IP id or name (octoperf-ip-…), or address."
+    readonly_fields = [
+        "id", "name", "status", "region", "zone", "location", "hetzner_id", "address", "assignee_hetzner_id",
+        "instance", "created_at", "updated_at", "observed_at", "release_requested_at", "released_at", "last_error",
+    ]
+    fields = readonly_fields
+    actions = ["release", "refresh_from_hetzner"]
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).annotate(
+            active_instance=Subquery(_active_associations().values("instance_id")[:1])
+        )
+
+    @admin.display(description="associated with", ordering="active_instance")
+    def instance(self, static_ip: StaticIP) -> str:
+        return _link("admin:instances_instance_change", static_ip.active_instance)
+
+    @admin.display(description="error", boolean=True)
+    def has_error(self, static_ip: StaticIP) -> bool:
+        return bool(static_ip.last_error)
+
+    @admin.action(description="Release selected static IPs (delete their Primary IPs)", permissions=["destroy"])
+    def release(self, request: HttpRequest, queryset):
+        page = confirmation_page(
+            self, request, queryset, action="release", title="Release static IPs",
+            consequence="Their Hetzner Primary IPs are deleted: the addresses are gone for good, and any firewall "
+                        "rule that lists them stops matching. An IP still associated with a live instance is "
+                        "refused: dissociate it first.",
+            describe=_describe_ip,
+        )
+        if page is not None:
+            return page
+        run_per_row(self, request, queryset, done="releasing",
+                    call=lambda static_ip: services.static_ip_release(static_ip_id=static_ip.id))
+        return None
+
+    @admin.action(description="Refresh from Hetzner (run a reconcile pass now)", permissions=["operate"])
+    def refresh_from_hetzner(self, request: HttpRequest, queryset):
+        before = dict(queryset.values_list("pk", "status"))
+        run_reconcile_pass(self, request)
+        report_changes(self, request, before, queryset)
+
+
+def _describe_association(association: Association) -> str:
+    return (
+        f"{association.id}: {association.static_ip_id} ({association.static_ip.address}) on "
+        f"{association.instance_id} ({association.instance.status}), {association.status}"
+    )
 
 
 @admin.register(Association)
-class AssociationAdmin(admin.ModelAdmin):
-    list_display = ["id", "status", "static_ip", "instance", "step", "created_at", "ended_at"]
-    list_filter = ["status", "created_at"]
-    search_fields = ["id", "static_ip__id", "instance__id", "static_ip__address"]
+class AssociationAdmin(OperatorsModelAdmin):
+    list_display = [
+        "id", "status", "static_ip_link", "address", "instance_link", "instance_status", "step", "created_at",
+        "ended_at", "has_error",
+    ]
+    list_filter = ["status", ("static_ip__location", admin.AllValuesFieldListFilter), AgeFilter]
+    search_fields = ["id", "static_ip__id", "instance__id", "static_ip__address", "instance__public_ipv4",
+                     "static_ip__hetzner_id__exact", "instance__hetzner_id__exact"]
+    search_help_text = "Association, static IP or instance id, address, or Hetzner id."
     list_select_related = ["static_ip", "instance"]
     readonly_fields = [f.name for f in Association._meta.fields]
+    actions = ["dissociate", "refresh_from_hetzner"]
 
-    def has_add_permission(self, request):
-        return False
+    @admin.display(description="static IP", ordering="static_ip")
+    def static_ip_link(self, association: Association) -> str:
+        return _link("admin:staticips_staticip_change", association.static_ip_id)
+
+    @admin.display(description="address", ordering="static_ip__address")
+    def address(self, association: Association) -> str:
+        return association.static_ip.address or "-"
+
+    @admin.display(description="instance", ordering="instance")
+    def instance_link(self, association: Association) -> str:
+        return _link("admin:instances_instance_change", association.instance_id)
+
+    @admin.display(description="instance status", ordering="instance__status")
+    def instance_status(self, association: Association) -> str:
+        return association.instance.status
+
+    @admin.display(description="error", boolean=True)
+    def has_error(self, association: Association) -> bool:
+        return bool(association.last_error)
+
+    @admin.action(description="Dissociate selected (give the instances their own IPv4 back)", permissions=["operate"])
+    def dissociate(self, request: HttpRequest, queryset):
+        page = confirmation_page(
+            self, request, queryset.select_related("static_ip", "instance"), action="dissociate",
+            title="Dissociate static IPs",
+            consequence="Each live instance is powered off, its static IP taken away and a fresh IPv4 given, then "
+                        "powered on: OctoPerf's agent stops meanwhile, and traffic no longer comes from the "
+                        "whitelisted address. For a terminated instance this is bookkeeping only.",
+            describe=_describe_association,
+        )
+        if page is not None:
+            return page
+        run_per_row(
+            self, request, queryset, done="dissociating",
+            call=lambda association: services.static_ip_dissociate(
+                static_ip_id=association.static_ip_id, instance_id=association.instance_id,
+                association_id=association.id,
+            ),
+        )
+        return None
+
+    @admin.action(description="Refresh from Hetzner (run a reconcile pass now)", permissions=["operate"])
+    def refresh_from_hetzner(self, request: HttpRequest, queryset):
+        before = dict(queryset.values_list("pk", "status"))
+        run_reconcile_pass(self, request)
+        report_changes(self, request, before, queryset)

@@ -1,12 +1,34 @@
 """The static-IP half of OctoPerf's contract: thin views, one service call each."""
 
 from octoprovider.api import ContractView
+from octoprovider.openapi import (
+    contract_body,
+    contract_operation,
+    id_field,
+    id_input_field,
+    link,
+    query_parameter,
+    region_field,
+    region_parameter,
+    value_response,
+    void_response,
+    zone_field,
+    zone_parameter,
+)
 from staticips import serializers, services
 
 
 class StaticIPAllocateApi(ContractView):
     """POST /static-ips/allocate: a new static IP in the region; answer its ipId."""
 
+    @contract_operation(
+        operation_id="static_ip_allocate",
+        summary="Allocate a static IP (a Hetzner Primary IPv4 in the region's location)",
+        request=contract_body("StaticIpAllocateRequest", region=region_field(), zone=zone_field()),
+        responses=value_response("StaticIpIdValue", id_field("ip"), "The new static IP's id."),
+        errors=(400, 429),
+        links={"release": link("static_ip_release", id="$response.body#/value")},
+    )
     def post(self, request):
         data = self.validated(serializers.AllocateInput)
         static_ip = services.static_ip_allocate(region=data["region"], zone=data["zone"])
@@ -16,6 +38,16 @@ class StaticIPAllocateApi(ContractView):
 class StaticIPAssociateApi(ContractView):
     """PUT /static-ips/associate: make the static IP the instance's address; answer the associationId."""
 
+    @contract_operation(
+        operation_id="static_ip_associate",
+        summary="Associate a static IP with an instance (the server is power-cycled)",
+        request=contract_body(
+            "StaticIpAssociateRequest",
+            region=region_field(), zone=zone_field(), instanceId=id_input_field("i"), id=id_input_field("ip"),
+        ),
+        responses=value_response("AssociationIdValue", id_field("assoc"), "The association's id."),
+        errors=(400, 404, 409),
+    )
     def put(self, request):
         data = self.validated(serializers.AssociateInput)
         association = services.static_ip_associate(
@@ -27,6 +59,17 @@ class StaticIPAssociateApi(ContractView):
 class StaticIPDissociateApi(ContractView):
     """PUT /static-ips/dissociate: end an association (idempotent)."""
 
+    @contract_operation(
+        operation_id="static_ip_dissociate",
+        summary="End an association (again: 200)",
+        request=contract_body(
+            "StaticIpDissociateRequest",
+            region=region_field(), zone=zone_field(), instanceId=id_input_field("i"), id=id_input_field("ip"),
+            associationId=zone_field(help_text="The association's id; found from the pair when absent."),
+        ),
+        responses=void_response(),
+        errors=(400, 404, 409),
+    )
     def put(self, request):
         data = self.validated(serializers.DissociateInput)
         services.static_ip_dissociate(
@@ -39,6 +82,16 @@ class StaticIPDissociateApi(ContractView):
 class StaticIPReleaseApi(ContractView):
     """DELETE /static-ips/release: give the static IP back (idempotent)."""
 
+    @contract_operation(
+        operation_id="static_ip_release",
+        summary="Release a static IP (again: 200)",
+        parameters=[
+            query_parameter("id", "The ipId that allocate answered.", required=True),
+            region_parameter(), zone_parameter(),
+        ],
+        responses=void_response(),
+        errors=(400, 404, 409),
+    )
     def delete(self, request):
         data = self.validated(serializers.ReleaseInput)
         services.static_ip_release(static_ip_id=data["id"], region=data["region"], zone=data["zone"])

@@ -178,3 +178,8 @@ def test_a_hetzner_id_never_reaches_hetzner_through_the_contract(octoperf, sandb
     assert octoperf.associate(primary_ip_id, instance_id).status_code == 404
     assert octoperf.associate(ip_id, server_id).status_code == 404
     assert len(sandbox.mutation_requests()) == mutations
+
+
+def test_an_id_with_a_nul_character_is_404_not_a_crash(octoperf):
+    assert octoperf.call("GET", "/instances/i-%00/state").status_code == 404
+    assert octoperf.call("DELETE", "/instances", query={"instanceId": "i-\x00"}).status_code == 400

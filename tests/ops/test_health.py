@@ -1,0 +1,79 @@
+"""Probes: /healthz answers while the process serves, /readyz checks the database and the Hetzner token."""
+
+import pytest
+from django.db import OperationalError
+from django.test import Client
+
+from octoprovider import health
+
+
+def hetzner_token_checks(sandbox) -> int:
+    return sum(1 for request in sandbox.requests if request.path == "/locations")
+
+
+def test_healthz_answers_200_json_without_a_token(db):
+    response = Client().get("/healthz")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json; charset=utf-8"
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_is_200_when_the_database_and_hetzner_answer(db, sandbox):
+    response = Client().get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "hetzner": "ok"}}
+    assert hetzner_token_checks(sandbox) == 1
+
+
+def test_readyz_asks_hetzner_at_most_once_a_minute(db, sandbox):
+    for _ in range(5):
+        assert Client().get("/readyz").status_code == 200
+
+    assert hetzner_token_checks(sandbox) == 1
+
+
+def test_readyz_is_503_naming_hetzner_when_the_token_is_rejected(db, sandbox, settings):
+    settings.HCLOUD_TOKEN = "revoked-hcloud-token-abcdefabcdef"
+    sandbox.inject_fault("GET", "/locations", code="unauthorized", status=401)
+
+    response = Client().get("/readyz")
+
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json; charset=utf-8"
+    assert response.json()["failed"] == ["hetzner"]
+    assert "hetzner_unauthorized" in response.json()["checks"]["hetzner"]
+    assert settings.HCLOUD_TOKEN not in response.content.decode()
+
+
+def test_readyz_stays_200_when_hetzner_is_only_unavailable(db, sandbox):
+    sandbox.inject_fault("GET", "/locations", code="rate_limit_exceeded", status=429, times=10)
+
+    response = Client().get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json()["checks"]["hetzner"] == "unavailable (hetzner_rate_limit_exceeded)"
+
+
+def test_readyz_is_503_naming_the_database_when_it_does_not_answer(db, sandbox, monkeypatch, settings):
+    class Unreachable:
+        def cursor(self):
+            raise OperationalError(f"could not connect to {settings.DATABASES['default']['NAME']}")
+
+    monkeypatch.setattr(health, "connection", Unreachable())
+
+    response = Client().get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["database"]
+    assert response.json()["checks"]["database"] == "unreachable (OperationalError)"
+    assert str(settings.DATABASES["default"]["NAME"]) not in response.content.decode()
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_reveal_no_secret(db, sandbox, settings, path):
+    body = Client().get(path).content.decode()
+
+    for secret in [settings.SECRET_KEY, *settings.OCTOPERF_API_TOKENS]:
+        assert secret not in body
