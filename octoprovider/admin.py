@@ -18,7 +18,7 @@ from django.utils.text import capfirst
 
 from octoprovider import clock, tokens
 from octoprovider.exceptions import ServiceError
-from octoprovider.models import ApiToken, AuditEvent
+from octoprovider.models import ApiToken, AuditEvent, RegionAlias, ServerTypeMapping
 from octoprovider.reconciler import PassReport, reconcile_pass
 
 logger = logging.getLogger(__name__)
@@ -296,3 +296,20 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
+
+
+@admin.register(RegionAlias)
+class RegionAliasAdmin(admin.ModelAdmin):
+    """Operators' names for Hetzner locations, on top of REGION_ALIASES; effective within seconds."""
+
+    list_display = ["alias", "location"]
+    search_fields = ["alias", "location"]
+
+
+@admin.register(ServerTypeMapping)
+class ServerTypeMappingAdmin(admin.ModelAdmin):
+    """OctoPerf's sizes mapped to Hetzner server types, on top of SERVER_TYPES; effective within seconds."""
+
+    list_display = ["location", "size", "server_type", "fallbacks"]
+    list_filter = ["size", "location"]
+    search_fields = ["location", "server_type"]

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_save
 
 
 class OctoproviderConfig(AppConfig):
@@ -6,4 +7,9 @@ class OctoproviderConfig(AppConfig):
     verbose_name = "octoprovider"
 
     def ready(self):
-        from octoprovider import checks  # noqa: F401  (registers the system checks)
+        from octoprovider import catalog, checks  # noqa: F401  (checks registers the system checks)
+        from octoprovider.models import RegionAlias, ServerTypeMapping
+
+        for model in (RegionAlias, ServerTypeMapping):
+            post_save.connect(catalog.forget_overrides, sender=model, dispatch_uid=f"catalog-{model.__name__}-save")
+            post_delete.connect(catalog.forget_overrides, sender=model, dispatch_uid=f"catalog-{model.__name__}-delete")

@@ -134,3 +134,60 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.method} {self.route} {self.outcome}"
+
+
+class RegionAlias(models.Model):
+    """An operator's name for a Hetzner location (eu-central → fsn1), on top of REGION_ALIASES."""
+
+    alias = models.CharField(max_length=64, unique=True, help_text="The region as OctoPerf names it (any case).")
+    location = models.CharField(max_length=16, help_text="A Hetzner location: fsn1, nbg1, hel1, ash, hil, sin.")
+
+    class Meta:
+        ordering = ["alias"]
+        verbose_name_plural = "region aliases"
+
+    def __str__(self) -> str:
+        return f"{self.alias} → {self.location}"
+
+    def clean(self) -> None:
+        from django.conf import settings
+        from django.core.exceptions import ValidationError
+
+        self.alias = self.alias.strip().lower()
+        if self.location not in settings.SERVER_TYPES:
+            raise ValidationError({"location": f"Not a known location; known: {', '.join(settings.SERVER_TYPES)}."})
+
+
+class ServerTypeMapping(models.Model):
+    """Which Hetzner server type an OctoPerf size gets in a location, on top of SERVER_TYPES."""
+
+    class Size(models.TextChoices):
+        SMALL = "SMALL"
+        MEDIUM = "MEDIUM"
+        LARGE = "LARGE"
+        XLARGE = "XLARGE"
+
+    location = models.CharField(max_length=16, help_text="A Hetzner location, or * for every location.")
+    size = models.CharField(max_length=8, choices=Size.choices)
+    server_type = models.CharField(max_length=32, help_text="A Hetzner server type, e.g. cx33.")
+    fallbacks = models.CharField(
+        max_length=200, blank=True, help_text="Server types to try, in order, when Hetzner has no capacity (comma separated)."
+    )
+
+    class Meta:
+        ordering = ["location", "size"]
+        constraints = [models.UniqueConstraint(fields=["location", "size"], name="one_mapping_per_location_and_size")]
+
+    def __str__(self) -> str:
+        return f"{self.size} in {self.location} → {self.server_type}"
+
+    def clean(self) -> None:
+        from django.conf import settings
+        from django.core.exceptions import ValidationError
+
+        if self.location != "*" and self.location not in settings.SERVER_TYPES:
+            raise ValidationError({"location": f"Not a known location; known: *, {', '.join(settings.SERVER_TYPES)}."})
+
+    @property
+    def fallback_list(self) -> list[str]:
+        return [name.strip() for name in self.fallbacks.split(",") if name.strip()]
