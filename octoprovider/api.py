@@ -103,6 +103,26 @@ def server_error(request):
     return defaults.server_error(request)
 
 
+class ContractErrorMiddleware:
+    """Answer an unexpected error under /octoperf/ in the contract's JSON, even with DEBUG on.
+
+    Django's DEBUG page is HTML, and OctoPerf must get JSON whatever happens. The error is logged
+    with its traceback, as Django would.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not _is_contract_path(request):
+            return None
+        logger.error("Internal Server Error: %s", request.path, exc_info=exception)
+        return server_error(request)
+
+
 class ContractView(APIView):
     """Base for the contract's endpoints: parameters read from the query string and the body together."""
 

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from octoprovider import health, metrics, openapi
+from octoprovider import api, health, metrics, openapi
 
 urlpatterns = [
     path("octoperf/openapi.json", openapi.ContractSchemaView.as_view(), name="openapi"),
@@ -14,6 +14,8 @@ urlpatterns = [
     re_path(r"^healthz/?$", health.healthz, name="healthz"),
     re_path(r"^readyz/?$", health.readyz, name="readyz"),
     re_path(r"^metrics/?$", metrics.metrics_view, name="metrics"),
+    # Anything else under /octoperf/ is a JSON 404, even with DEBUG on (which bypasses handler404).
+    re_path(r"^octoperf(?:/.*)?$", api.not_found),
 ]
 
 handler404 = "octoprovider.api.not_found"

@@ -183,3 +183,27 @@ def test_a_hetzner_id_never_reaches_hetzner_through_the_contract(octoperf, sandb
 def test_an_id_with_a_nul_character_is_404_not_a_crash(octoperf):
     assert octoperf.call("GET", "/instances/i-%00/state").status_code == 404
     assert octoperf.call("DELETE", "/instances", query={"instanceId": "i-\x00"}).status_code == 400
+
+
+def test_an_unknown_contract_path_is_json_even_with_debug_on(octoperf, settings):
+    settings.DEBUG = True
+
+    response = octoperf.call("GET", "/instances//state")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_an_unexpected_error_is_a_logged_json_500(octoperf, settings, monkeypatch, caplog):
+    settings.DEBUG = True
+
+    def broken(**kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("octoprovider.hetzner.create_server", broken)
+
+    response = octoperf.call("POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"})
+
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert "a bug" in caplog.text
