@@ -10,7 +10,6 @@ from octoprovider.admin import (
     AgeFilter,
     OperatorsModelAdmin,
     confirmation_page,
-    report_changes,
     run_per_row,
     run_reconcile_pass,
 )
@@ -83,12 +82,6 @@ class InstanceAdmin(OperatorsModelAdmin):
         run_per_row(self, request, queryset, done="terminating",
                     call=lambda instance: services.instance_delete(instance_id=instance.id))
         return None
-
-    @admin.action(description="Refresh from Hetzner (run a reconcile pass now)", permissions=["operate"])
-    def refresh_from_hetzner(self, request: HttpRequest, queryset):
-        before = dict(queryset.values_list("pk", "status"))
-        run_reconcile_pass(self, request)
-        report_changes(self, request, before, queryset)
 
     # --- "Run a reconcile pass now", from the dashboard -------------------------------------------
 

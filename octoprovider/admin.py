@@ -66,6 +66,12 @@ class OperatorsModelAdmin(admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False  # a second COUNT(*) over the whole table on every page view
 
+    @admin.action(description="Refresh from Hetzner (run a reconcile pass now)", permissions=["operate"])
+    def refresh_from_hetzner(self, request: HttpRequest, queryset):
+        before = dict(queryset.values_list("pk", "status"))
+        run_reconcile_pass(self, request)
+        report_changes(self, request, before, queryset)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

@@ -4,7 +4,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from octoprovider.admin import AgeFilter, OperatorsModelAdmin, confirmation_page, report_changes, run_per_row, run_reconcile_pass
+from octoprovider.admin import AgeFilter, OperatorsModelAdmin, confirmation_page, run_per_row
 from staticips import services
 from staticips.models import Association, StaticIP
 
@@ -82,12 +82,6 @@ class StaticIPAdmin(OperatorsModelAdmin):
                     call=lambda static_ip: services.static_ip_release(static_ip_id=static_ip.id))
         return None
 
-    @admin.action(description="Refresh from Hetzner (run a reconcile pass now)", permissions=["operate"])
-    def refresh_from_hetzner(self, request: HttpRequest, queryset):
-        before = dict(queryset.values_list("pk", "status"))
-        run_reconcile_pass(self, request)
-        report_changes(self, request, before, queryset)
-
 
 def _describe_association(association: Association) -> str:
     return (
@@ -150,9 +144,3 @@ class AssociationAdmin(OperatorsModelAdmin):
             ),
         )
         return None
-
-    @admin.action(description="Refresh from Hetzner (run a reconcile pass now)", permissions=["operate"])
-    def refresh_from_hetzner(self, request: HttpRequest, queryset):
-        before = dict(queryset.values_list("pk", "status"))
-        run_reconcile_pass(self, request)
-        report_changes(self, request, before, queryset)
