@@ -142,3 +142,12 @@ def _delete_primary_ip(ip: hetzner.PrimaryIP) -> Callable[[], object]:
         return hetzner.delete_primary_ip(ip.id)
 
     return act
+
+
+def audit_events_to_prune():
+    """Return the audit events older than AUDIT_RETENTION_DAYS (none when it is 0)."""
+    from octoprovider.models import AuditEvent
+
+    if not settings.AUDIT_RETENTION_DAYS:
+        return AuditEvent.objects.none()
+    return AuditEvent.objects.filter(at__lt=clock.now() - timedelta(days=settings.AUDIT_RETENTION_DAYS))

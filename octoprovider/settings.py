@@ -220,6 +220,8 @@ MAX_INSTANCES_PER_REGION = read_int("MAX_INSTANCES_PER_REGION", MAX_INSTANCES)
 MAX_STATIC_IPS = read_int("MAX_STATIC_IPS", 20)
 # Hours after which cleanup terminates an instance whatever OctoPerf thinks; 0 turns it off.
 INSTANCE_MAX_LIFETIME = read_int("INSTANCE_MAX_LIFETIME", 24)
+# Days of audit events cleanup keeps; 0 keeps them forever.
+AUDIT_RETENTION_DAYS = read_int("AUDIT_RETENTION_DAYS", 90)
 # Empty: every region and type is allowed.
 ALLOWED_REGIONS = [region.lower() for region in read_list("ALLOWED_REGIONS")]
 ALLOWED_TYPES = [size.upper() for size in read_list("ALLOWED_TYPES")]

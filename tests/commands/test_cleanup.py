@@ -1,5 +1,7 @@
 """cleanup stops what leaks money, and never touches what is not ours."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -176,3 +178,22 @@ def test_one_failure_does_not_stop_the_others_and_the_command_fails(sandbox, cap
 
     sandbox.settle()
     assert len(sandbox.servers) == 1
+
+
+def test_audit_events_past_their_retention_are_pruned(sandbox, capsys, settings):
+    from octoprovider.models import AuditEvent
+
+    settings.AUDIT_RETENTION_DAYS = 90
+    fields = {"kind": "contract", "method": "GET", "route": "instances"}
+    AuditEvent.objects.create(at=clock.now(), **fields)
+    old = AuditEvent.objects.create(at=clock.now() - timedelta(days=91), **fields)
+
+    dry = cleanup(capsys, "--dry-run")
+    assert "would prune 1 audit events" in dry
+    assert AuditEvent.objects.count() == 2
+
+    out = cleanup(capsys)
+
+    assert "pruned 1 audit events" in out
+    assert not AuditEvent.objects.filter(pk=old.pk).exists()
+    assert AuditEvent.objects.count() == 1

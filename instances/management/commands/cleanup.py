@@ -3,7 +3,7 @@ from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from octoprovider.cleanup import cleanup_findings
+from octoprovider.cleanup import audit_events_to_prune, cleanup_findings
 from octoprovider.exceptions import HetznerError
 
 
@@ -11,8 +11,9 @@ class Command(BaseCommand):
     help = (
         "Stop what leaks money: delete managed Hetzner servers and Primary IPs the database does not know "
         "(once older than --grace), servers and IPs left behind by terminated or released rows, instances "
-        "older than INSTANCE_MAX_LIFETIME, and end rows whose Hetzner resource vanished. Resources without "
-        "our labels, or with another deployment's, are never touched."
+        "older than INSTANCE_MAX_LIFETIME, and end rows whose Hetzner resource vanished; prune audit events "
+        "older than AUDIT_RETENTION_DAYS. Resources without our labels, or with another deployment's, are "
+        "never touched."
     )
 
     def add_arguments(self, parser):
@@ -44,6 +45,14 @@ class Command(BaseCommand):
                 self.stdout.write(f"{finding}")
             done += 1
             saved += finding.hourly_price or 0
+        old_events = audit_events_to_prune()
+        if dry_run:
+            self.stdout.write(f"would prune {old_events.count()} audit events older than AUDIT_RETENTION_DAYS")
+        else:
+            pruned, _ = old_events.delete()
+            if pruned or verbosity >= 2:
+                self.stdout.write(f"pruned {pruned} audit events older than AUDIT_RETENTION_DAYS")
+
         verb = "would stop" if dry_run else "stopped"
         summary = f"{done} resources {'found' if dry_run else 'cleaned up'}, {verb} {saved:.4f}/h"
         if failed:
