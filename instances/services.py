@@ -10,14 +10,17 @@ The rules that keep money safe:
 """
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 
 from instances.models import Instance
-from octoprovider import catalog, clock, guardrails, hetzner
+from octoprovider import budget, catalog, clock, guardrails, hetzner
 from octoprovider.exceptions import (
     Conflict,
     HetznerError,
@@ -49,6 +52,8 @@ _FROM_HETZNER = {
 DELETE_RETRY_AFTER = timedelta(seconds=30)
 # Label selectors with `in (...)` stay short enough for one URL and one page (50 a page).
 _IDS_PER_CALL = 50
+# What the drift sweep asks Hetzner for: every server status but `running`.
+_NOT_RUNNING = [status for status in _FROM_HETZNER if status != "running"]
 
 
 def _set(instance: Instance, old_status: str, **fields) -> bool:
@@ -65,9 +70,47 @@ def _get(instance_id: str) -> Instance:
         raise NotFound(f"No instance {instance_id!r} was ever created here.") from None
 
 
+_STATE_SQL = f"SELECT status FROM {Instance._meta.db_table} WHERE id = %s"
+_LIVE_STATES_SQL = f"SELECT id, status FROM {Instance._meta.db_table} WHERE status <> %s"
+
+
+class _StateSnapshot:
+    """This process's copy of every live instance's status, read again after STATE_SNAPSHOT_SECONDS.
+
+    OctoPerf polls every instance every few seconds, and the poll is the service's hottest path.
+    One query for the whole live fleet each second replaces one query per poll; a state may lag the
+    database by that second, which is far less than Hetzner's own transitions take.
+    """
+
+    def __init__(self):
+        self._states: dict[str, str] = {}
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def status(self, instance_id: str) -> str | None:
+        if time.monotonic() - self._read_at >= settings.STATE_SNAPSHOT_SECONDS:
+            with self._lock:
+                if time.monotonic() - self._read_at >= settings.STATE_SNAPSHOT_SECONDS:
+                    with connection.cursor() as cursor:
+                        cursor.execute(_LIVE_STATES_SQL, [Status.TERMINATED])
+                        self._states = dict(cursor.fetchall())
+                    self._read_at = time.monotonic()
+        return self._states.get(instance_id)
+
+
+_snapshot = _StateSnapshot()
+
+
 def instance_get_state(*, instance_id: str) -> str:
     """Return the contract state of an instance from the database alone (polled often: no Hetzner call)."""
-    status = Instance.objects.filter(pk=instance_id).values_list("status", flat=True).first()
+    status = _snapshot.status(instance_id) if settings.STATE_SNAPSHOT_SECONDS else None
+    if status is None:
+        # New since the snapshot, terminated, or never issued: ask the database itself. Building the
+        # ORM query would cost twice what PostgreSQL takes to answer it, hence the plain SELECT.
+        with connection.cursor() as cursor:
+            cursor.execute(_STATE_SQL, [instance_id])
+            found = cursor.fetchone()
+        status = found[0] if found else None
     if status is None:
         raise NotFound(f"No instance {instance_id!r} was ever created here.")
     return Instance.CONTRACT_STATES[status]
@@ -299,27 +342,34 @@ class RefreshReport:
 def instances_refresh(*, full: bool = False, also: list[str] | None = None) -> RefreshReport:
     """Record what Hetzner says of our instances and take unfinished work one step further.
 
-    A quick refresh looks only at instances in transition (one label-selector call per 50); a full
-    one lists the whole fleet, which also catches drift (servers stopped or deleted behind our back)
-    and servers still alive under terminated rows. `also` names instances to look at in any case
-    (those whose static IP is being moved). The report keeps the servers seen, by our id.
+    A quick refresh looks only at instances in transition (one label-selector call per 50). A full
+    one (the drift sweep) also catches servers stopped or deleted behind our back and servers still
+    alive under terminated rows, at a cost that does not grow with the fleet: it asks Hetzner for
+    the servers that are not running and for how many servers there are, and lists the whole fleet
+    only when those disagree with the database, or when no reconciler has listed it for
+    SWEEP_FULL_INTERVAL seconds. `also` names instances to look at in any case (those whose static
+    IP is being moved). The report keeps the servers seen, by our id.
     """
     report = RefreshReport()
-    if full:
-        rows = list(Instance.objects.exclude(status=Status.TERMINATED))
-        servers = hetzner.list_servers(label_selector=hetzner.managed_selector())
-        report.hetzner_calls += max(1, -(-len(servers) // 50))
-    else:
+    listing = full and budget.claim_full_listing(interval=settings.SWEEP_FULL_INTERVAL)
+    if not listing:
         rows = list(
             Instance.objects.filter(
                 Q(status__in=Instance.IN_TRANSITION) | Q(reboot_requested_at__isnull=False) | Q(pk__in=also or [])
             )
         )
-        servers = []
-        ids = [row.id for row in rows]
-        for start in range(0, len(ids), _IDS_PER_CALL):
-            servers += hetzner.list_servers(label_selector=hetzner.managed_selector(ids=ids[start:start + _IDS_PER_CALL]))
-            report.hetzner_calls += 1
+        servers = _look_up([row.id for row in rows], report)
+        if full:
+            swept = _sweep(rows, servers, report)
+            if swept is None:
+                listing = True
+                budget.full_listing_done()
+            else:
+                rows += swept
+    if listing:
+        rows = list(Instance.objects.exclude(status=Status.TERMINATED))
+        servers, calls = hetzner.list_servers_counted(label_selector=hetzner.managed_selector())
+        report.hetzner_calls += calls
     by_our_id = {server.our_id: server for server in servers if server.our_id}
     report.servers = dict(by_our_id)
     now = clock.now()
@@ -329,6 +379,58 @@ def instances_refresh(*, full: bool = False, also: list[str] | None = None) -> R
     if full:
         _delete_zombies(by_our_id, report)
     return report
+
+
+def _look_up(ids: list[str], report: RefreshReport) -> list[hetzner.Server]:
+    """Look servers up by our ids, 50 to a label selector."""
+    servers = []
+    for start in range(0, len(ids), _IDS_PER_CALL):
+        servers += hetzner.list_servers(label_selector=hetzner.managed_selector(ids=ids[start:start + _IDS_PER_CALL]))
+        report.hetzner_calls += 1
+    return servers
+
+
+def _sweep(looked_up: list[Instance], servers: list[hetzner.Server], report: RefreshReport) -> list[Instance] | None:
+    """Find drift among the instances not in transition in two requests, or return None if only a full listing can.
+
+    Hetzner is asked for the servers that are not running (a server stopped behind our back is
+    there) and for how many servers there are: when that number is the number of servers the
+    database accounts for, no server is missing (deleted behind our back) and none is unknown.
+    `servers` (the look-up of `looked_up`) is extended with what the sweep saw; the rows to observe
+    are returned, the running ones the count vouches for are left alone (no write).
+    """
+    selector = hetzner.managed_selector()
+    total = hetzner.count_servers(label_selector=selector)
+    not_running, calls = hetzner.list_servers_counted(label_selector=selector, statuses=_NOT_RUNNING)
+    report.hetzner_calls += 1 + calls
+    looked_up_ids = {row.id for row in looked_up}
+    seen = {server.our_id for server in servers if server.our_id}
+    servers += [server for server in not_running if server.our_id not in seen]
+    known = {server.id for server in servers}
+    not_running_ids = {server.our_id for server in not_running if server.our_id}
+
+    observe, unsure = [], []
+    for row in Instance.objects.exclude(status=Status.TERMINATED).exclude(pk__in=looked_up_ids):
+        if row.id in not_running_ids:
+            observe.append(row)
+        elif row.status == Status.RUNNING and row.hetzner_id is not None:
+            known.add(row.hetzner_id)  # presumed still running: the count below vouches for it
+            report.observed += 1
+        else:
+            unsure.append(row)  # stopped here, not stopped there: started behind our back, or deleted
+    if unsure:
+        extra = _look_up([row.id for row in unsure], report)
+        servers += extra
+        known |= {server.id for server in extra}
+        observe += unsure
+
+    in_flight = Instance.objects.filter(status=Status.CREATING, hetzner_id__isnull=True).count()
+    # A create in flight may have its server already: tolerate as many unknown servers for one sweep.
+    if not len(known) <= total <= len(known) + in_flight:
+        logger.info("Drift sweep: Hetzner counts %s servers, the database accounts for %s; listing them all",
+                    total, len(known))
+        return None
+    return observe
 
 
 def _observe(row: Instance, server: hetzner.Server | None, now, report: RefreshReport) -> None:

@@ -12,7 +12,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.urls import reverse
 
 from instances.models import Instance
-from octoprovider import hetzner
+from octoprovider import budget, hetzner
 from octoprovider.exceptions import HetznerError
 from octoprovider.models import ReconcilerRun
 from staticips.models import Association, StaticIP
@@ -111,18 +111,11 @@ def hourly_spend() -> Spend:
 
 
 def rate_budget() -> dict | None:
-    """Return the most recent view of Hetzner's rate budget: this process's, or the reconciler's."""
-    seen = []
-    if (mine := hetzner.rate_budget()) is not None:
-        seen.append({**mine, "at": datetime.fromisoformat(mine["at"]), "by": "this web process"})
-    for run in ReconcilerRun.objects.filter(rate_seen_at__isnull=False):
-        seen.append({"remaining": run.rate_remaining, "limit": run.rate_limit, "at": run.rate_seen_at,
-                     "by": f"the reconciler ({run.kind} pass)"})
-    if not seen:
-        return None
-    latest = max(seen, key=lambda budget: budget["at"])
-    latest["percent"] = round(100 * latest["remaining"] / latest["limit"]) if latest["limit"] else 0
-    return latest
+    """Return Hetzner's rate budget as every process of the deployment shares it (octoprovider.budget)."""
+    shared = budget.snapshot()
+    if shared is not None:
+        shared["percent"] = round(100 * shared["remaining"] / shared["limit"]) if shared["limit"] else 0
+    return shared
 
 
 def last_errors() -> list[LastError]:

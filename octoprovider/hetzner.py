@@ -2,7 +2,9 @@
 
 It builds the client (endpoint, token, timeout, our application name, short retries), translates
 hcloud's errors into `octoprovider.exceptions`, and returns plain records so that nothing above it
-depends on hcloud's types. With no token (DEBUG only) it talks to the simulated cloud in
+depends on hcloud's types. Every call goes through the shared rate budget (`octoprovider.budget`):
+refreshes wait below the reserve kept for mutations, and nothing is sent that Hetzner would refuse
+with 429. With no token (DEBUG only) it talks to the simulated cloud in
 `octoprovider.sandbox` through a requests transport adapter: the unchanged hcloud library drives it.
 """
 
@@ -28,7 +30,7 @@ from hcloud.servers import BoundServer
 from hcloud.servers import Server as HcloudServer
 from hcloud.ssh_keys import SSHKey
 
-from octoprovider import __version__, requestlog
+from octoprovider import __version__, budget, requestlog
 from octoprovider.exceptions import (
     HetznerConflict,
     HetznerError,
@@ -150,7 +152,7 @@ def _build_client() -> Client:
     client._client._retry_max_retries = settings.HCLOUD_RETRIES
     client._client._retry_interval_func = _retry_interval
     requestlog.instrument_hetzner_session(client._client._session)  # logs and metrics of every call
-    client._client._session.hooks["response"].append(_remember_rate_budget)  # the dashboard's rate budget
+    client._client._session.hooks["response"].append(budget.observe)  # the rate budget all processes share
     from octoprovider import audit
 
     audit.instrument_hetzner_session(client._client._session)  # the audit log of every mutation
@@ -188,8 +190,13 @@ _CONFLICT = {"uniqueness_error", "conflict", "server_not_stopped", "must_be_unas
 
 
 @contextlib.contextmanager
-def _translated(what: str):
-    """Turn hcloud's and requests' exceptions into ours, naming what we were doing."""
+def _translated(what: str, *, refresh: bool = False):
+    """Ask the rate budget, then turn hcloud's and requests' exceptions into ours, naming what we were doing.
+
+    `refresh` marks calls that only keep the database fresh (listings): they wait while the budget
+    is below the reserve kept for mutations.
+    """
+    budget.admit(refresh=refresh, what=what)
     try:
         yield
     except APIException as exc:
@@ -310,7 +317,7 @@ def server_type_orderable(name: str, location: str) -> bool:
     if cached is not None:
         return cached
     try:
-        with _translated(f"look up server type {name}"):
+        with _translated(f"look up server type {name}", refresh=True):  # optional: skipped below the reserve
             found = client().server_types.get_by_name(name)
     except HetznerError:
         return True
@@ -329,16 +336,33 @@ def find_server(*, name: str) -> Server | None:
     return _server(found) if found is not None else None
 
 
-def list_servers(*, label_selector: str) -> list[Server]:
-    """List every server matching the selector, following pagination (50 a page)."""
+def list_servers(*, label_selector: str, statuses: list[str] | None = None) -> list[Server]:
+    """List every server matching the selector (and one of `statuses`), following pagination (50 a page)."""
+    return list_servers_counted(label_selector=label_selector, statuses=statuses)[0]
+
+
+def list_servers_counted(*, label_selector: str, statuses: list[str] | None = None) -> tuple[list[Server], int]:
+    """List like `list_servers`, and say how many requests it took."""
     servers = []
-    page = 1
+    page, calls = 1, 0
     while page:
-        with _translated("list servers"):
-            result = client().servers.get_list(label_selector=label_selector, page=page, per_page=50)
+        with _translated("list servers", refresh=True):
+            result = client().servers.get_list(
+                label_selector=label_selector, status=statuses or None, page=page, per_page=50
+            )
+        calls += 1
         servers.extend(_server(bound) for bound in result.servers)
         page = result.meta.pagination.next_page if result.meta and result.meta.pagination else None
-    return servers
+    return servers, calls
+
+
+def count_servers(*, label_selector: str) -> int:
+    """Count the servers matching the selector in one request (a page of one, and its total)."""
+    with _translated("count servers", refresh=True):
+        result = client().servers.get_list(label_selector=label_selector, page=1, per_page=1)
+    if result.meta and result.meta.pagination and result.meta.pagination.total_entries is not None:
+        return result.meta.pagination.total_entries
+    return len(result.servers)
 
 
 def reboot_server(server_id: int) -> int:
@@ -385,7 +409,7 @@ def hourly_prices() -> Prices:
     """Return Hetzner's price list, cached for an hour (it changes a few times a year)."""
     prices = cache.get("octoprovider:pricing")
     if prices is None:
-        with _translated("read prices"):
+        with _translated("read prices", refresh=True):
             pricing = client().request(method="GET", url="/pricing")["pricing"]
         prices = Prices(
             currency=pricing.get("currency", "EUR"),
@@ -479,7 +503,7 @@ def list_primary_ips(*, label_selector: str) -> list[PrimaryIP]:
     ips = []
     page = 1
     while page:
-        with _translated("list primary IPs"):
+        with _translated("list primary IPs", refresh=True):
             result = client().primary_ips.get_list(label_selector=label_selector, page=page, per_page=50)
         ips.extend(_primary_ip(bound) for bound in result.primary_ips)
         page = result.meta.pagination.next_page if result.meta and result.meta.pagination else None
@@ -515,23 +539,14 @@ def delete_primary_ip(ip_id: int) -> bool:
 
 # --- the rate budget, for the operators' dashboard ---------------------------------------------------
 
+# Where each process kept Hetzner's latest rate-limit headers before the budget was shared through the
+# database (octoprovider.budget); nothing is written there any more.
 RATE_BUDGET_CACHE_KEY = "octoprovider:hetzner-rate-budget"
 
 
-def _remember_rate_budget(response: requests.Response, *args, **kwargs) -> requests.Response:
-    """Keep the rate-limit headers of Hetzner's latest answer where the dashboard can read them."""
-    remaining, limit = response.headers.get("RateLimit-Remaining"), response.headers.get("RateLimit-Limit")
-    if remaining is not None and remaining.isdigit() and limit is not None and limit.isdigit():
-        cache.set(RATE_BUDGET_CACHE_KEY, {"remaining": int(remaining), "limit": int(limit), "at": _now_iso()}, None)
-    return response
-
-
-def _now_iso() -> str:
-    from octoprovider import clock
-
-    return clock.now().isoformat()
-
-
 def rate_budget() -> dict | None:
-    """Return Hetzner's rate budget as this process last saw it: `remaining`, `limit`, `at` (ISO time)."""
-    return cache.get(RATE_BUDGET_CACHE_KEY)
+    """Return Hetzner's rate budget as every process shares it: `remaining` (estimated now), `limit`, `at` (ISO)."""
+    shared = budget.snapshot()
+    if shared is None:
+        return None
+    return {"remaining": shared["remaining"], "limit": shared["limit"], "at": shared["at"].isoformat()}

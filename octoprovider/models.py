@@ -191,3 +191,33 @@ class ServerTypeMapping(models.Model):
     @property
     def fallback_list(self) -> list[str]:
         return [name.strip() for name in self.fallbacks.split(",") if name.strip()]
+
+
+class HetznerRateBudget(models.Model):
+    """Hetzner's request budget as the latest answer to any process of this deployment told it.
+
+    One row (pk 1), shared by the web workers and the reconcilers through the database: every
+    Hetzner answer updates it (compare-and-set on the observation time), every Hetzner call reads it
+    first (octoprovider.budget). It also holds when the fleet was last listed in full, so that
+    several reconcilers share that schedule instead of each paying for it.
+    """
+
+    limit = models.PositiveIntegerField(help_text="RateLimit-Limit: requests per hour for the project.")
+    remaining = models.PositiveIntegerField(help_text="RateLimit-Remaining when it was observed.")
+    reset_at = models.DateTimeField(null=True, blank=True, help_text="RateLimit-Reset: when the budget is full again.")
+    observed_at = models.DateTimeField(null=True, blank=True)
+    observed_by = models.CharField(max_length=64, blank=True, help_text="Which process saw that answer.")
+    deferred_refreshes = models.PositiveIntegerField(
+        default=0, help_text="Reconcile passes skipped because the budget was below the reserve kept for mutations."
+    )
+    last_deferred_at = models.DateTimeField(null=True, blank=True)
+    refused_mutations = models.PositiveIntegerField(
+        default=0, help_text="Mutations refused locally (503) because Hetzner would have answered 429."
+    )
+    full_listing_at = models.DateTimeField(null=True, blank=True, help_text="When the fleet was last listed in full.")
+
+    class Meta:
+        verbose_name = "Hetzner rate budget"
+
+    def __str__(self) -> str:
+        return f"{self.remaining} / {self.limit} as of {self.observed_at}"

@@ -100,7 +100,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = read_int("CONN_MAX_AGE", 60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A health check is one more round trip on every request, doubling the state endpoint's database
+    # time. Without it, a connection broken by a database restart fails one request per worker and
+    # is then replaced (Django closes connections that errored).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = read_bool("CONN_HEALTH_CHECKS", False)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -252,8 +255,27 @@ for _key, _sizes in _fallbacks.items():
 # batched call), the whole fleet every SWEEP_INTERVAL seconds. A create whose request died is
 # abandoned (and its server, if any, deleted) after CREATE_GRACE seconds.
 REFRESH_INTERVAL = read_float("REFRESH_INTERVAL", 2.0, minimum=0.1)
+# Each web process answers state polls from one read of the whole live fleet, renewed after this
+# many seconds (0: one query per poll).
+STATE_SNAPSHOT_SECONDS = read_float("STATE_SNAPSHOT_SECONDS", 1.0)
 SWEEP_INTERVAL = read_float("SWEEP_INTERVAL", 30.0, minimum=1.0)
 CREATE_GRACE = read_int("CREATE_GRACE", 600, minimum=60)
+
+# --- Fleet scale: Hetzner's rate budget and the drift sweep (README "Fleet scale and benchmarks") ---
+# Requests of Hetzner's hourly budget kept for mutations (create, delete, power and IP actions): below
+# it, refreshes and listings wait for the budget to refill. A number of requests, or a percentage of
+# RateLimit-Limit ("10%").
+HCLOUD_RATE_RESERVE = read_str("HCLOUD_RATE_RESERVE", "10%")
+_reserve = HCLOUD_RATE_RESERVE[:-1] if HCLOUD_RATE_RESERVE.endswith("%") else HCLOUD_RATE_RESERVE
+if not _reserve.isdigit() or (HCLOUD_RATE_RESERVE.endswith("%") and int(_reserve) > 100):
+    raise ImproperlyConfigured(
+        f"HCLOUD_RATE_RESERVE must be a number of requests or a percentage (10%), not {HCLOUD_RATE_RESERVE!r}"
+    )
+# Every SWEEP_INTERVAL the sweep asks Hetzner only for the servers that are not running and for how many
+# servers there are (2 requests, whatever the fleet's size); it lists the whole fleet (one request per
+# 50 servers) only when those disagree with the database, and at least every SWEEP_FULL_INTERVAL seconds.
+SWEEP_FULL_INTERVAL = read_float("SWEEP_FULL_INTERVAL", 3600.0, minimum=1.0)
+# --- end of fleet scale ---
 
 # --- Logging -------------------------------------------------------------------------------------
 
@@ -285,6 +307,9 @@ LOGGING = {
 METRICS_TOKEN = read_str("METRICS_TOKEN")
 
 # `text` (default) or `json`: one JSON object per line, for log shippers.
+# Successful state polls are logged at DEBUG unless this is on: OctoPerf polls every instance every
+# few seconds. Every other request is logged at INFO.
+LOG_STATE_POLLS = read_bool("LOG_STATE_POLLS", False)
 LOG_FORMAT = read_str("LOG_FORMAT", "text").lower()
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")

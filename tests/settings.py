@@ -20,3 +20,5 @@ STORAGES = {
 }
 # Static files are not collected for tests; WhiteNoise need not look for them.
 STATIC_ROOT = None
+# Tests read a state right after changing it; tests/api/test_state_snapshot.py covers the snapshot.
+STATE_SNAPSHOT_SECONDS = 0.0

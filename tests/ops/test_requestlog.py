@@ -131,3 +131,15 @@ def test_hetzner_paths_are_templated():
     assert hetzner_endpoint("https://api.hetzner.cloud/v1/servers/42/actions/reboot?x=1") == "/servers/{id}/actions/reboot"
     assert hetzner_endpoint("https://api.hetzner.cloud/v1/servers?label_selector=a%3Db") == "/servers"
     assert hetzner_endpoint("https://api.hetzner.cloud/v1/primary_ips/7") == "/primary_ips/{id}"
+
+
+def test_successful_state_polls_stay_out_of_the_info_log_unless_asked(octoperf, json_log, settings):
+    _, stream = json_log
+    instance_id = octoperf.create()
+
+    octoperf.state(instance_id)
+    settings.LOG_STATE_POLLS = True
+    octoperf.state(instance_id)
+
+    polls = [json.loads(line) for line in lines(stream) if '"instance-state"' in line]
+    assert [poll["level"] for poll in polls] == ["DEBUG", "INFO"]

@@ -11,7 +11,8 @@ from octoprovider.reconciler import reconcile_pass
 class Command(BaseCommand):
     help = (
         "Bring the database in line with Hetzner: record server states and finish interrupted work. "
-        "One pass by default; --loop keeps going until SIGTERM or SIGINT, finishing the current step."
+        "One pass by default; --loop keeps going until SIGTERM or SIGINT, finishing the current step. "
+        "Passes wait while Hetzner's rate budget is below HCLOUD_RATE_RESERVE, and say so."
     )
 
     def add_arguments(self, parser):
@@ -22,8 +23,10 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--sweep-interval", type=float, default=settings.SWEEP_INTERVAL,
-            help="Seconds between full passes over the whole fleet (default SWEEP_INTERVAL, %(default)s); "
-            "the passes between look only at instances in transition.",
+            help="Seconds between full passes, which sweep the whole fleet for drift (default SWEEP_INTERVAL, "
+            "%(default)s); the passes between look only at instances in transition. A sweep costs two Hetzner "
+            "requests; the fleet is listed in full only when they disagree with the database, or every "
+            "SWEEP_FULL_INTERVAL seconds.",
         )
 
     def handle(self, *args, loop, interval, sweep_interval, verbosity, **options):
