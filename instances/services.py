@@ -11,9 +11,8 @@ The rules that keep money safe:
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -84,17 +83,20 @@ class _StateSnapshot:
 
     def __init__(self):
         self._states: dict[str, str] = {}
-        self._read_at = float("-inf")
+        self._read_at: datetime | None = None
         self._lock = threading.Lock()
 
+    def _due(self) -> bool:
+        return self._read_at is None or clock.now() - self._read_at >= timedelta(seconds=settings.STATE_SNAPSHOT_SECONDS)
+
     def status(self, instance_id: str) -> str | None:
-        if time.monotonic() - self._read_at >= settings.STATE_SNAPSHOT_SECONDS:
+        if self._due():
             with self._lock:
-                if time.monotonic() - self._read_at >= settings.STATE_SNAPSHOT_SECONDS:
+                if self._due():
                     with connection.cursor() as cursor:
                         cursor.execute(_LIVE_STATES_SQL, [Status.TERMINATED])
                         self._states = dict(cursor.fetchall())
-                    self._read_at = time.monotonic()
+                    self._read_at = clock.now()
         return self._states.get(instance_id)
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from instances import services
 from instances.models import Instance
+from octoprovider import clock
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +44,7 @@ def test_a_state_lags_the_database_at_most_until_the_next_read(octoperf, snapsho
     Instance.objects.filter(pk=instance_id).update(status=Instance.Status.STOPPED)
 
     stale = octoperf.state(instance_id)
-    snapshot._read_at -= 60  # the snapshot's time is up
+    clock.advance(60)  # the snapshot's time is up
     fresh = octoperf.state(instance_id)
 
     assert (stale, fresh) == ("running", "stopped")
