@@ -336,6 +336,18 @@ def find_server(*, name: str) -> Server | None:
     return _server(found) if found is not None else None
 
 
+def _all_pages(what: str, get_list, **filters) -> tuple[list, int]:
+    """Follow Hetzner's pagination (50 a page, its maximum); return every item and the requests it took."""
+    items, page, calls = [], 1, 0
+    while page:
+        with _translated(what, refresh=True):
+            result = get_list(**filters, page=page, per_page=50)
+        calls += 1
+        items.extend(result[0])  # hcloud answers a named tuple: the page's items, then meta
+        page = result.meta.pagination.next_page if result.meta and result.meta.pagination else None
+    return items, calls
+
+
 def list_servers(*, label_selector: str, statuses: list[str] | None = None) -> list[Server]:
     """List every server matching the selector (and one of `statuses`), following pagination (50 a page)."""
     return list_servers_counted(label_selector=label_selector, statuses=statuses)[0]
@@ -343,17 +355,10 @@ def list_servers(*, label_selector: str, statuses: list[str] | None = None) -> l
 
 def list_servers_counted(*, label_selector: str, statuses: list[str] | None = None) -> tuple[list[Server], int]:
     """List like `list_servers`, and say how many requests it took."""
-    servers = []
-    page, calls = 1, 0
-    while page:
-        with _translated("list servers", refresh=True):
-            result = client().servers.get_list(
-                label_selector=label_selector, status=statuses or None, page=page, per_page=50
-            )
-        calls += 1
-        servers.extend(_server(bound) for bound in result.servers)
-        page = result.meta.pagination.next_page if result.meta and result.meta.pagination else None
-    return servers, calls
+    bound, calls = _all_pages(
+        "list servers", client().servers.get_list, label_selector=label_selector, status=statuses or None
+    )
+    return [_server(server) for server in bound], calls
 
 
 def count_servers(*, label_selector: str) -> int:
@@ -500,14 +505,8 @@ def find_primary_ip(*, name: str) -> PrimaryIP | None:
 
 def list_primary_ips(*, label_selector: str) -> list[PrimaryIP]:
     """List every Primary IP matching the selector, following pagination."""
-    ips = []
-    page = 1
-    while page:
-        with _translated("list primary IPs", refresh=True):
-            result = client().primary_ips.get_list(label_selector=label_selector, page=page, per_page=50)
-        ips.extend(_primary_ip(bound) for bound in result.primary_ips)
-        page = result.meta.pagination.next_page if result.meta and result.meta.pagination else None
-    return ips
+    bound, _ = _all_pages("list primary IPs", client().primary_ips.get_list, label_selector=label_selector)
+    return [_primary_ip(ip) for ip in bound]
 
 
 def label_primary_ip(ip_id: int, labels: dict[str, str]) -> None:
