@@ -89,6 +89,24 @@ def octoperf(db):
 
 
 @pytest.fixture
+def running(octoperf, settle):
+    """A running instance in fsn1."""
+    instance_id = octoperf.create()
+    settle(60)
+    return instance_id
+
+
+@pytest.fixture
+def associated(octoperf, settle, running):
+    """A static IP associated with a running instance, the move carried out: (ipId, instanceId, associationId)."""
+    ip_id = octoperf.allocate()
+    association_id = octoperf.associate(ip_id, running).json()["value"]
+    for _ in range(12):
+        settle(10)
+    return ip_id, running, association_id
+
+
+@pytest.fixture
 def settle(sandbox):
     """Let simulated time pass, then run a reconcile pass as the background loop would."""
 

@@ -1,26 +1,8 @@
-"""What the operators' console tests share: a running instance, a static IP on it, posting an action."""
+"""What the operators' console tests share: posting an action, and a cache emptied between tests."""
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.cache import cache
-
-
-@pytest.fixture
-def running(octoperf, settle):
-    """A running instance in fsn1."""
-    instance_id = octoperf.create()
-    settle(60)
-    return instance_id
-
-
-@pytest.fixture
-def associated(octoperf, settle, running):
-    """A static IP associated with a running instance, the move carried out: (ipId, instanceId, associationId)."""
-    ip_id = octoperf.allocate()
-    association_id = octoperf.associate(ip_id, running).json()["value"]
-    for _ in range(12):
-        settle(10)
-    return ip_id, running, association_id
 
 
 @pytest.fixture

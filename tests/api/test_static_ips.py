@@ -30,22 +30,6 @@ def run_until_settled(settle, passes: int = 12, seconds: float = 10) -> list[str
     return states
 
 
-@pytest.fixture
-def running(octoperf, settle):
-    """A running instance in fsn1."""
-    instance_id = octoperf.create()
-    settle(60)
-    return instance_id
-
-
-@pytest.fixture
-def associated(octoperf, settle, running):
-    ip_id = octoperf.allocate()
-    association_id = octoperf.associate(ip_id, running).json()["value"]
-    run_until_settled(settle)
-    return ip_id, running, association_id
-
-
 # --- allocate -----------------------------------------------------------------------------------------
 
 
