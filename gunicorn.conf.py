@@ -4,13 +4,13 @@ import os
 
 from gunicorn.glogging import Logger
 
-from octoprovider.logmask import mask_path
+from octoprovider.core.logmask import mask_path
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Hetzner calls are bounded by HCLOUD_TIMEOUT and short retries; a request taking longer is stuck.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
-# With LOG_FORMAT=json, Django's own request lines (octoprovider.requestlog, JSON) replace the
+# With LOG_FORMAT=json, Django's own request lines (octoprovider.operations.requestlog, JSON) replace the
 # access log, whose plain lines would break a JSON log stream.
 accesslog = None if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "-"
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'

@@ -40,9 +40,10 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from octoprovider import clock, hetzner  # noqa: E402
-from octoprovider.reconciler import PassReport, reconcile_pass  # noqa: E402
-from octoprovider.sandbox import FakeClock, SandboxCloud  # noqa: E402
+from octoprovider import hetzner
+from octoprovider.core import clock  # noqa: E402
+from octoprovider.operations.reconciler import PassReport, reconcile_pass  # noqa: E402
+from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud  # noqa: E402
 
 call_command("migrate", verbosity=0)
 cloud = SandboxCloud(clock=FakeClock(start=time.time()))

@@ -6,14 +6,13 @@ from django.utils.html import format_html
 
 from instances import services
 from instances.models import Instance
-from octoprovider.admin import (
+from octoprovider.core.admin import (
     AgeFilter,
     OperatorsModelAdmin,
     confirmation_page,
     run_per_row,
     run_reconcile_pass,
 )
-from staticips.models import Association
 
 
 def _describe(instance: Instance) -> str:
@@ -41,7 +40,9 @@ class InstanceAdmin(OperatorsModelAdmin):
 
     def get_queryset(self, request: HttpRequest):
         # The static IP of each row in the same query: the list stays one query however long it is.
-        active = Association.objects.filter(instance=OuterRef("pk"), status__in=Association.ACTIVE)
+        # Associations belong to staticips, a layer above: reach them through the reverse relation.
+        association = Instance._meta.get_field("associations").related_model
+        active = association.objects.filter(instance=OuterRef("pk"), status__in=association.ACTIVE)
         return super().get_queryset(request).annotate(active_static_ip=Subquery(active.values("static_ip_id")[:1]))
 
     @admin.display(description="static IP", ordering="active_static_ip")

@@ -5,8 +5,8 @@ from rest_framework import serializers as drf_serializers
 
 from instances import serializers, services
 from instances.models import Instance
-from octoprovider.api import ContractView
-from octoprovider.openapi import (
+from octoprovider.contract.views import ContractView
+from octoprovider.contract.schema import (
     contract_body,
     contract_operation,
     id_field,

@@ -2,7 +2,7 @@ import secrets
 
 from django.db import models
 
-from octoprovider import clock
+from octoprovider.core import clock
 
 
 def new_instance_id() -> str:

@@ -19,8 +19,12 @@ from django.db import connection
 from django.db.models import Q
 
 from instances.models import Instance
-from octoprovider import budget, catalog, clock, guardrails, hetzner
-from octoprovider.exceptions import (
+from octoprovider import hetzner
+from octoprovider.hetzner import budget
+from octoprovider.hetzner import catalog
+from octoprovider.core import clock
+from octoprovider.core import guardrails
+from octoprovider.core.exceptions import (
     Conflict,
     HetznerError,
     HetznerLocked,

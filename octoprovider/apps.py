@@ -7,7 +7,8 @@ class OctoproviderConfig(AppConfig):
     verbose_name = "octoprovider"
 
     def ready(self):
-        from octoprovider import catalog, checks  # noqa: F401  (checks registers the system checks)
+        from octoprovider import checks
+        from octoprovider.hetzner import catalog  # noqa: F401  (checks registers the system checks)
         from octoprovider.models import RegionAlias, ServerTypeMapping
 
         for model in (RegionAlias, ServerTypeMapping):

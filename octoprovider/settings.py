@@ -47,14 +47,15 @@ INSTALLED_APPS = [
     "octoprovider",
     "instances",
     "staticips",
+    "octoprovider.operations",
 ]
 
 MIDDLEWARE = [
-    "octoprovider.requestlog.RequestLogMiddleware",
+    "octoprovider.operations.requestlog.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "octoprovider.authentication.PathTokenMiddleware",
-    "octoprovider.api.ContractErrorMiddleware",
+    "octoprovider.contract.authentication.PathTokenMiddleware",
+    "octoprovider.contract.errors.ContractErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -127,16 +128,16 @@ CSRF_TRUSTED_ORIGINS = read_list("CSRF_TRUSTED_ORIGINS")
 SECURE_HSTS_SECONDS = read_int("SECURE_HSTS_SECONDS", 0)
 
 REST_FRAMEWORK = {
-    "DEFAULT_RENDERER_CLASSES": ["octoprovider.rendering.ContractJSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["octoprovider.contract.rendering.ContractJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.JSONParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "octoprovider.rendering.AlwaysJSONNegotiation",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["octoprovider.authentication.OctoPerfTokenAuthentication"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "octoprovider.contract.rendering.AlwaysJSONNegotiation",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["octoprovider.contract.authentication.OctoPerfTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "EXCEPTION_HANDLER": "octoprovider.api.exception_handler",
+    "EXCEPTION_HANDLER": "octoprovider.contract.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -282,7 +283,7 @@ SWEEP_FULL_INTERVAL = read_float("SWEEP_FULL_INTERVAL", 3600.0, minimum=1.0)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"mask_tokens": {"()": "octoprovider.logmask.MaskTokensFilter"}},
+    "filters": {"mask_tokens": {"()": "octoprovider.core.logmask.MaskTokensFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"},
@@ -313,9 +314,9 @@ LOG_STATE_POLLS = read_bool("LOG_STATE_POLLS", False)
 LOG_FORMAT = read_str("LOG_FORMAT", "text").lower()
 if LOG_FORMAT not in ("text", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
-LOGGING["filters"]["request_id"] = {"()": "octoprovider.requestlog.RequestIdFilter"}
-LOGGING["formatters"]["plain"] = {"()": "octoprovider.requestlog.TextFormatter"}
-LOGGING["formatters"]["json"] = {"()": "octoprovider.requestlog.JsonFormatter"}
+LOGGING["filters"]["request_id"] = {"()": "octoprovider.core.logs.RequestIdFilter"}
+LOGGING["formatters"]["plain"] = {"()": "octoprovider.core.logs.TextFormatter"}
+LOGGING["formatters"]["json"] = {"()": "octoprovider.core.logs.JsonFormatter"}
 LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"
 LOGGING["handlers"]["console"]["filters"] = ["mask_tokens", "request_id"]
 LOGGING["handlers"]["django.server"]["filters"] = ["mask_tokens", "request_id"]
@@ -333,10 +334,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/octoperf",
-    "PREPROCESSING_HOOKS": ["octoprovider.openapi.only_contract_paths"],
+    "PREPROCESSING_HOOKS": ["octoprovider.contract.schema.only_contract_paths"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "octoprovider.openapi.describe_contract",
+        "octoprovider.contract.schema.describe_contract",
     ],
     "ENUM_ADD_EXPLICIT_BLANK_NULL_CHOICE": False,
 }

@@ -3,7 +3,10 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from octoprovider import api, health, metrics, openapi
+from octoprovider.contract import errors
+from octoprovider.operations import health
+from octoprovider.operations import metrics
+from octoprovider.contract import schema as openapi
 
 urlpatterns = [
     path("octoperf/openapi.json", openapi.ContractSchemaView.as_view(), name="openapi"),
@@ -15,8 +18,8 @@ urlpatterns = [
     re_path(r"^readyz/?$", health.readyz, name="readyz"),
     re_path(r"^metrics/?$", metrics.metrics_view, name="metrics"),
     # Anything else under /octoperf/ is a JSON 404, even with DEBUG on (which bypasses handler404).
-    re_path(r"^octoperf(?:/.*)?$", api.not_found),
+    re_path(r"^octoperf(?:/.*)?$", errors.not_found),
 ]
 
-handler404 = "octoprovider.api.not_found"
-handler500 = "octoprovider.api.server_error"
+handler404 = "octoprovider.contract.errors.not_found"
+handler500 = "octoprovider.contract.errors.server_error"

@@ -4,7 +4,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from octoprovider.admin import AgeFilter, OperatorsModelAdmin, confirmation_page, run_per_row
+from octoprovider.core.admin import AgeFilter, OperatorsModelAdmin, confirmation_page, run_per_row
 from staticips import services
 from staticips.models import Association, StaticIP
 

@@ -1,7 +1,7 @@
 """The static-IP half of OctoPerf's contract: thin views, one service call each."""
 
-from octoprovider.api import ContractView
-from octoprovider.openapi import (
+from octoprovider.contract.views import ContractView
+from octoprovider.contract.schema import (
     contract_body,
     contract_operation,
     id_field,

@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from instances.models import Instance
-from octoprovider import clock
+from octoprovider.core import clock
 
 
 def new_static_ip_id() -> str:

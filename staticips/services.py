@@ -21,8 +21,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
 from instances.models import Instance
-from octoprovider import catalog, clock, guardrails, hetzner
-from octoprovider.exceptions import (
+from octoprovider import hetzner
+from octoprovider.hetzner import catalog
+from octoprovider.core import clock
+from octoprovider.core import guardrails
+from octoprovider.core.exceptions import (
     Conflict,
     HetznerConflict,
     HetznerError,

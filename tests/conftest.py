@@ -8,9 +8,10 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
-from octoprovider import clock, hetzner
-from octoprovider.reconciler import reconcile_pass
-from octoprovider.sandbox import FakeClock, SandboxCloud
+from octoprovider import hetzner
+from octoprovider.core import clock
+from octoprovider.operations.reconciler import reconcile_pass
+from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud
 
 TOKEN = "test-token-0123456789abcdef0123456789"
 JAVA_ACCEPT = "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2"
@@ -24,7 +25,9 @@ def sandbox():
     cloud = SandboxCloud(clock=FakeClock(start=time.time()))
     hetzner.use_sandbox(cloud)
     cache.clear()  # what the gateway cached came from another test's cloud
+    hooks = hetzner.registered_hooks()
     yield cloud
+    hetzner.restore_hooks(hooks)  # hooks a test added (faults, deaths) end with it
     hetzner.use_sandbox(None)
     clock.reset()
 

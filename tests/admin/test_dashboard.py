@@ -5,12 +5,12 @@ import re
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from instances.models import Instance
 from octoprovider import hetzner
+from octoprovider.hetzner import budget as rate_budget
 from staticips.models import StaticIP
 
 pytestmark = pytest.mark.django_db
@@ -96,7 +96,7 @@ def test_the_dashboard_shows_the_rate_budget_of_hetzners_last_answer(admin_clien
 
     text = module(dashboard(admin_client), "rate-budget")
 
-    budget = hetzner.rate_budget()
+    budget = rate_budget.snapshot()
     assert budget["limit"] == 3600
     assert f"remaining {budget['remaining']} / 3600" in text
 
@@ -120,8 +120,7 @@ def test_the_reconciler_records_the_rate_budget_it_saw_for_the_web_processes(adm
     octoperf.create()
     dashboard(admin_client)  # prices cached: the next view makes no Hetzner call
     settle(60, full=True)
-    # As another web process would see it: no Hetzner answer of its own, only the reconciler's record.
-    cache.delete(hetzner.RATE_BUDGET_CACHE_KEY)
+    # As another web process sees it: the reconciler's record, shared through the database.
 
     text = module(dashboard(admin_client), "rate-budget")
 

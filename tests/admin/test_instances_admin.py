@@ -8,7 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from instances.models import Instance
-from octoprovider import clock, hetzner
+from octoprovider import hetzner
+from octoprovider.core import clock
 from staticips.models import Association, StaticIP
 from tests.admin.conftest import messages_of
 

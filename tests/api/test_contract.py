@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 
 from instances.models import Instance
-from octoprovider.logmask import MaskTokensFilter, mask_path
+from octoprovider.core.logmask import MaskTokensFilter, mask_path
 from staticips.models import StaticIP
 from tests.conftest import JAVA_ACCEPT, TOKEN, OctoPerf
 

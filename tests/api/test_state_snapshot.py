@@ -4,7 +4,7 @@ import pytest
 
 from instances import services
 from instances.models import Instance
-from octoprovider import clock
+from octoprovider.core import clock
 
 pytestmark = pytest.mark.django_db
 

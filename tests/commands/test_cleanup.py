@@ -6,7 +6,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from instances.models import Instance
-from octoprovider import clock, hetzner
+from octoprovider import hetzner
+from octoprovider.core import clock
 from staticips.models import StaticIP
 
 pytestmark = pytest.mark.django_db

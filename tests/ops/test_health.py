@@ -4,7 +4,7 @@ import pytest
 from django.db import OperationalError
 from django.test import Client
 
-from octoprovider import health
+from octoprovider.operations import health
 
 
 def hetzner_token_checks(sandbox) -> int:

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.test import Client
 from django.utils.module_loading import import_string
 
-from octoprovider.requestlog import hetzner_endpoint
+from octoprovider.operations.requestlog import hetzner_endpoint
 from tests.conftest import TOKEN, OctoPerf
 
 MARKER = "userdata-marker-7f3a9c-never-log-me"

@@ -11,7 +11,7 @@ from hcloud.images import Image
 from hcloud.server_types import ServerType
 from hcloud.servers import BoundServer
 
-from octoprovider.sandbox import FakeClock, SandboxAdapter, SandboxCloud
+from octoprovider.hetzner.sandbox import FakeClock, SandboxAdapter, SandboxCloud
 
 ENDPOINT = "https://sandbox.hetzner.invalid/v1"
 TOKEN = "sandbox-token"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from octoprovider.sandbox.labels import (
+from octoprovider.hetzner.sandbox.labels import (
     LabelSelectorError,
     matches,
     parse_selector,

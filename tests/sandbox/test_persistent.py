@@ -12,7 +12,7 @@ from hcloud.images import Image
 from hcloud.locations import Location
 from hcloud.server_types import ServerType
 
-from octoprovider.sandbox import FakeClock, FileBackedSandbox, SandboxCloud
+from octoprovider.hetzner.sandbox import FakeClock, FileBackedSandbox, SandboxCloud
 
 from .conftest import TOKEN, make_client
 

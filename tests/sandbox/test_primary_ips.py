@@ -10,7 +10,7 @@ from hcloud.locations import Location
 from hcloud.primary_ips import BoundPrimaryIP, PrimaryIP
 from hcloud.servers import BoundServer, ServerCreatePublicNetwork
 
-from octoprovider.sandbox import SandboxCloud
+from octoprovider.hetzner.sandbox import SandboxCloud
 
 CreateServer = Callable[..., BoundServer]
 STATIC_LABELS = {"managed-by": "octoprovider", "octoprovider-deployment": "default"}

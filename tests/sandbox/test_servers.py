@@ -13,7 +13,7 @@ from hcloud.server_types import ServerType
 from hcloud.servers import BoundServer
 from hcloud.ssh_keys import SSHKey
 
-from octoprovider.sandbox import FakeClock, SandboxCloud
+from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud
 
 CreateServer = Callable[..., BoundServer]
 OURS = {"managed-by": "octoprovider", "octoprovider-deployment": "default",

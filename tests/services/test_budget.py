@@ -8,11 +8,14 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from instances.models import Instance
-from octoprovider import budget, clock, dashboard, hetzner
-from octoprovider.exceptions import HetznerUnavailable
+from octoprovider import hetzner
+from octoprovider.hetzner import budget
+from octoprovider.core import clock
+from octoprovider.operations import dashboard
+from octoprovider.core.exceptions import HetznerUnavailable
 from octoprovider.models import HetznerRateBudget
-from octoprovider.reconciler import reconcile_pass
-from octoprovider.sandbox import SandboxCloud
+from octoprovider.operations.reconciler import reconcile_pass
+from octoprovider.hetzner.sandbox import SandboxCloud
 
 pytestmark = pytest.mark.django_db
 

@@ -14,9 +14,10 @@ import pytest
 from django.core.cache import cache
 
 from instances.models import Instance
-from octoprovider import clock, hetzner
-from octoprovider.reconciler import reconcile_pass
-from octoprovider.sandbox import FakeClock, SandboxCloud
+from octoprovider import hetzner
+from octoprovider.core import clock
+from octoprovider.operations.reconciler import reconcile_pass
+from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud
 from staticips.models import Association, StaticIP
 from tests.conftest import OctoPerf
 
@@ -44,11 +45,11 @@ def _sandbox_fault(**kwargs) -> Callable[[SandboxCloud, str, str], None]:
 def _die_after(cloud: SandboxCloud, method: str, path: str) -> None:
     def hook(response, *args, **kwargs):
         if response.request.method == method and response.request.path_url == "/v1" + path and response.ok:
-            hetzner.client()._client._session.hooks["response"].remove(hook)
+            hetzner.remove_hook(hook)
             cloud.died_at = path
             raise ProcessDied(path)
 
-    hetzner.client()._client._session.hooks["response"].append(hook)
+    hetzner.add_response_hook(hook)
 
 
 FAULTS = [

@@ -8,7 +8,7 @@ from django.db import connection
 
 from instances import services
 from instances.models import Instance
-from octoprovider.exceptions import LimitReached
+from octoprovider.core.exceptions import LimitReached
 
 on_postgresql = pytest.mark.skipif(
     "postgresql" not in django_settings.DATABASES["default"]["ENGINE"],

@@ -9,8 +9,9 @@ from django.db import connection
 
 from instances import services as instance_services
 from instances.models import Instance
-from octoprovider import clock, hetzner
-from octoprovider.reconciler import reconcile_pass
+from octoprovider import hetzner
+from octoprovider.core import clock
+from octoprovider.operations.reconciler import reconcile_pass
 from staticips import services
 from staticips.models import Association, StaticIP
 
@@ -37,7 +38,7 @@ def die_after_mutation(number: int):
             if len(seen) == number:
                 raise ProcessDied(response.request.path_url)
 
-    hetzner.client()._client._session.hooks["response"].append(hook)
+    hetzner.add_response_hook(hook)
     return hook
 
 

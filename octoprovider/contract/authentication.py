@@ -1,0 +1,82 @@
+"""OctoPerf's shared secret: in the path (`/octoperf/<token>/instances…`) or as a Bearer header.
+
+OctoPerf's UI takes only a base URL, so the token usually travels in the path. It must then never
+reach a log: the middleware strips it from the path before anything else sees the request, and a
+logging filter masks it in whatever was logged from the raw request line (runserver, gunicorn).
+"""
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+
+from django.conf import settings
+from rest_framework import authentication, exceptions
+
+from octoprovider.contract import tokens
+from octoprovider.core.http import bearer_token
+from octoprovider.core.logmask import RESOURCES
+
+# The token comes right after /octoperf/ and before a contract resource.
+_TOKEN_IN_PATH = re.compile(rf"^/octoperf/(?P<token>[^/]+)(?P<rest>/{RESOURCES}(?:/.*)?)$")
+
+
+class PathTokenMiddleware:
+    """Move a token found in the path onto the request, so URLs, logs and errors never carry it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        match = _TOKEN_IN_PATH.match(request.path_info)
+        if match:
+            request.octoperf_path_token = match["token"]
+            stripped = "/octoperf" + match["rest"]
+            request.path_info = stripped
+            request.path = request.META.get("SCRIPT_NAME", "").rstrip("/") + stripped
+        return self.get_response(request)
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """Who called: OctoPerf, through a configured token (`env-token-<n>`) or an admin-made one (its name)."""
+
+    name: str
+    is_authenticated: bool = True
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def token_matches(presented: str) -> ApiClient | None:
+    """Compare `presented` with every configured token in constant time, then with the admin's tokens."""
+    presented_digest = _digest(presented)
+    found = None
+    for index, token in enumerate(settings.OCTOPERF_API_TOKENS):
+        # No early exit: the time taken does not tell which token matched, nor how much of it.
+        if hmac.compare_digest(presented_digest, _digest(token)):
+            found = ApiClient(name=f"env-token-{index + 1}")
+    if found is None:
+        stored = tokens.api_token_authenticate(presented)
+        if stored is not None:
+            found = ApiClient(name=stored.name)
+    return found
+
+
+class OctoPerfTokenAuthentication(authentication.BaseAuthentication):
+    """Authenticate OctoPerf by the token in the path or in `Authorization: Bearer`."""
+
+    def authenticate(self, request):
+        token = getattr(request._request, "octoperf_path_token", None)
+        if token is None:
+            token = bearer_token(authentication.get_authorization_header(request).decode("latin-1"))
+            if token is None:
+                return None
+        client = token_matches(token)
+        if client is None:
+            raise exceptions.AuthenticationFailed("Invalid OctoPerf API token.")
+        return (client, None)
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="octoprovider"'

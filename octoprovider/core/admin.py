@@ -1,0 +1,199 @@
+"""The operators' console kit: what the admin pages of every layer share.
+
+Rows of instances, static IPs and associations come from the API and mirror Hetzner: the admin shows
+them read-only and acts on them only through actions that call the same services as the API.
+Destructive actions go through a confirmation page first, like Django's `delete_selected`.
+"""
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils.text import capfirst
+
+from octoprovider.core import clock
+from octoprovider.core.exceptions import ServiceError
+
+logger = logging.getLogger(__name__)
+
+# Beyond this many per-row errors, one summary line says how many more there were.
+ERRORS_SHOWN = 20
+
+
+class AgeFilter(admin.SimpleListFilter):
+    """Filter rows by how long ago they were created (by the service's clock)."""
+
+    title = "age"
+    parameter_name = "age"
+    _BUCKETS = {
+        "lt1h": ("under an hour", None, timedelta(hours=1)),
+        "1h-1d": ("1 to 24 hours", timedelta(hours=1), timedelta(days=1)),
+        "gt1d": ("over a day", timedelta(days=1), None),
+        "gt7d": ("over a week", timedelta(days=7), None),
+    }
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, (label, _, _) in self._BUCKETS.items()]
+
+    def queryset(self, request, queryset):
+        if self.value() not in self._BUCKETS:
+            return queryset
+        _, older_than, younger_than = self._BUCKETS[self.value()]
+        now = clock.now()
+        if older_than is not None:
+            queryset = queryset.filter(created_at__lte=now - older_than)
+        if younger_than is not None:
+            queryset = queryset.filter(created_at__gt=now - younger_than)
+        return queryset
+
+
+class OperatorsModelAdmin(admin.ModelAdmin):
+    """Show a model that mirrors Hetzner read-only; change it only through actions calling services.
+
+    Saving a form would write a whole row back over what the reconciler changed in between (its
+    updates are compare-and-set), so nothing is editable, nothing is added and rows are never
+    deleted here: terminating or releasing is what removes things at Hetzner.
+    Actions ask for `operate` (the model's change permission) or `destroy` (its delete permission).
+    """
+
+    list_per_page = 100
+    show_full_result_count = False  # a second COUNT(*) over the whole table on every page view
+
+    @admin.action(description="Refresh from Hetzner (run a reconcile pass now)", permissions=["operate"])
+    def refresh_from_hetzner(self, request: HttpRequest, queryset):
+        before = dict(queryset.values_list("pk", "status"))
+        run_reconcile_pass(self, request)
+        report_changes(self, request, before, queryset)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    def has_destroy_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.delete_{self.opts.model_name}")
+
+    def get_search_results(self, request, queryset, search_term):
+        # Hetzner names are `octoperf-<our id>`: searching by a name finds the row by its id.
+        terms = " ".join(term.removeprefix("octoperf-") for term in search_term.split())
+        return super().get_search_results(request, queryset, terms)
+
+
+def confirmation_page(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    action: str,
+    title: str,
+    consequence: str,
+    describe: Callable[[Model], str] = str,
+) -> TemplateResponse | None:
+    """Return a page asking to confirm `action` on the selected rows, or None once confirmed."""
+    if request.POST.get("post") == "yes":
+        return None
+    opts = modeladmin.opts
+    return TemplateResponse(
+        request,
+        "admin/octoprovider/confirm_action.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": title,
+            "subtitle": None,
+            "consequence": consequence,
+            "objects": [(obj.pk, describe(obj)) for obj in queryset],
+            "action": action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "opts": opts,
+            "media": modeladmin.media,
+        },
+    )
+
+
+def run_per_row(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    done: str,
+    call: Callable[[Model], object],
+) -> int:
+    """Call a service on each selected row; report how many it did and each row it failed on.
+
+    One row's failure never stops the others. Returns how many succeeded.
+    """
+    succeeded = 0
+    failures: list[str] = []
+    for obj in queryset:
+        try:
+            call(obj)
+        except ServiceError as exc:
+            failures.append(f"{obj}: {exc.message}")
+        except Exception as exc:  # noqa: BLE001  (reported to the operator, logged with its traceback)
+            logger.exception("Admin action on %s failed", obj)
+            failures.append(f"{obj}: unexpected error ({type(exc).__name__}); see the logs.")
+        else:
+            succeeded += 1
+    name = modeladmin.opts.verbose_name if succeeded == 1 else modeladmin.opts.verbose_name_plural
+    if succeeded or not failures:
+        modeladmin.message_user(request, f"{capfirst(done)} {succeeded} {name}.", messages.SUCCESS)
+    for failure in failures[:ERRORS_SHOWN]:
+        modeladmin.message_user(request, failure, messages.ERROR)
+    if len(failures) > ERRORS_SHOWN:
+        modeladmin.message_user(request, f"… and {len(failures) - ERRORS_SHOWN} more failed.", messages.ERROR)
+    return succeeded
+
+
+# The reconciler lives above the apps whose admin pages offer it; operations registers it at start-up.
+_full_pass: Callable[[], object] | None = None
+
+
+def offer_reconcile_pass(full_pass: Callable[[], object]) -> None:
+    """Let the console run `full_pass()` (a full reconcile pass returning its report)."""
+    global _full_pass
+    _full_pass = full_pass
+
+
+def run_reconcile_pass(modeladmin: admin.ModelAdmin, request: HttpRequest):
+    """Run a full reconcile pass now, as the loop would, and tell the operator what it did."""
+    if _full_pass is None:
+        raise ImproperlyConfigured("octoprovider.operations is not installed: no reconciler to run.")
+    report = _full_pass()
+    modeladmin.message_user(
+        request,
+        f"Reconcile pass: {report.observed} instances observed, {report.changed} changed, "
+        f"{report.terminated} found terminated, {len(report.actions)} actions, "
+        f"{report.hetzner_calls} Hetzner calls.",
+        messages.SUCCESS if not report.errors else messages.WARNING,
+    )
+    for action in report.actions[:ERRORS_SHOWN]:
+        modeladmin.message_user(request, f"Did: {action}", messages.INFO)
+    for error in report.errors[:ERRORS_SHOWN]:
+        modeladmin.message_user(request, f"Error: {error}", messages.ERROR)
+    return report
+
+
+def report_changes(modeladmin: admin.ModelAdmin, request: HttpRequest, before: dict[str, str],
+                   queryset: QuerySet) -> None:
+    """Tell the operator which selected rows changed status (e.g. after a refresh from Hetzner)."""
+    after = dict(queryset.model.objects.filter(pk__in=list(before)).values_list("pk", "status"))
+    changed = [f"{pk}: {before[pk]} → {after.get(pk)}" for pk in before if after.get(pk) != before[pk]]
+    if not changed:
+        modeladmin.message_user(request, f"None of the {len(before)} selected changed.", messages.INFO)
+        return
+    modeladmin.message_user(request, f"{len(changed)} of the {len(before)} selected changed:", messages.INFO)
+    for line in changed[:ERRORS_SHOWN]:
+        modeladmin.message_user(request, line, messages.INFO)

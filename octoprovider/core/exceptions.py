@@ -1,0 +1,99 @@
+"""The domain's exceptions, each carrying the contract's HTTP status and error code.
+
+Services raise these; `octoprovider.contract.errors.exception_handler` turns them into
+`{"error": {"code": ..., "message": ...}}`. The Hetzner gateway translates hcloud's errors into the
+`Hetzner*` family, so nothing above the gateway knows hcloud.
+"""
+
+
+class ServiceError(Exception):
+    """A request the service refused or could not carry out, with the status to answer."""
+
+    status_code = 400
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+
+
+class InvalidInput(ServiceError):
+    status_code = 400
+    code = "invalid_input"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    code = "conflict"
+
+
+class LimitReached(ServiceError):
+    """An operator's guardrail: the call would spend more than allowed."""
+
+    status_code = 429
+    code = "limit_reached"
+
+
+# --- Hetzner, as translated by the gateway ---------------------------------------------------------
+
+
+class HetznerError(ServiceError):
+    """Hetzner answered an error we have no better meaning for."""
+
+    status_code = 502
+    code = "hetzner_error"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None,
+                 hetzner_code: str | None = None):
+        super().__init__(message, code=code, retry_after=retry_after)
+        self.hetzner_code = hetzner_code
+
+
+class HetznerUnavailable(HetznerError):
+    """Hetzner cannot serve us now (rate limit, outage, capacity, quota, our token): try later."""
+
+    status_code = 503
+    code = "hetzner_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 30, **kwargs):
+        super().__init__(message, retry_after=retry_after, **kwargs)
+
+
+class HetznerTimeout(HetznerUnavailable):
+    """No answer in time: Hetzner may or may not have carried the call out."""
+
+    code = "hetzner_timeout"
+
+
+class HetznerRejected(HetznerError):
+    """Hetzner refused the request as invalid (`invalid_input` and friends)."""
+
+    status_code = 400
+    code = "invalid_input"
+
+
+class HetznerNotFound(HetznerError):
+    status_code = 404
+    code = "not_found"
+
+
+class HetznerLocked(HetznerError):
+    """Another action is running on the resource."""
+
+    status_code = 409
+    code = "hetzner_locked"
+
+
+class HetznerConflict(HetznerError):
+    """A rule of Hetzner's stands in the way (`uniqueness_error`, `server_not_stopped`, ...)."""
+
+    status_code = 409
+    code = "conflict"

@@ -1,0 +1,102 @@
+"""Translate hcloud's and requests' exceptions into ours, and tell refusals from outcomes unknown."""
+
+import contextlib
+import logging
+
+import requests
+from hcloud import APIException
+
+from octoprovider.core.exceptions import (
+    HetznerConflict,
+    HetznerError,
+    HetznerLocked,
+    HetznerNotFound,
+    HetznerRejected,
+    HetznerTimeout,
+    HetznerUnavailable,
+)
+from octoprovider.hetzner import budget
+
+logger = logging.getLogger("octoprovider.hetzner")
+
+_UNAVAILABLE = {
+    "rate_limit_exceeded": ("Hetzner's API rate limit is exhausted; try again shortly.", 60),
+    "unavailable": ("Hetzner's API is unavailable.", 30),
+    "maintenance": ("Hetzner's API is in maintenance.", 60),
+    "timeout": ("Hetzner's API timed out.", 15),
+    "bad_gateway": ("Hetzner's API answered bad gateway.", 15),
+    "resource_unavailable": ("Hetzner has no capacity for this server type in this location right now.", 300),
+    "placement_error": ("Hetzner could not place the server right now.", 120),
+    "resource_limit_exceeded": ("The Hetzner project's resource quota is reached; ask Hetzner to raise it.", 600),
+    "unauthorized": ("Hetzner rejected HCLOUD_TOKEN (unauthorized): the operator must fix the Hetzner token.", 300),
+    "token_readonly": ("HCLOUD_TOKEN is read-only: the operator must configure a read & write Hetzner token.", 300),
+    "forbidden": ("Hetzner refused HCLOUD_TOKEN (forbidden): the operator must check the Hetzner token.", 300),
+}
+_CONFLICT = {"uniqueness_error", "conflict", "server_not_stopped", "must_be_unassigned", "protected"}
+
+
+@contextlib.contextmanager
+def translated(what: str, *, refresh: bool = False):
+    """Ask the rate budget, then turn hcloud's and requests' exceptions into ours, naming what we were doing.
+
+    `refresh` marks calls that only keep the database fresh (listings): they wait while the budget
+    is below the reserve kept for mutations.
+    """
+    budget.admit(refresh=refresh, what=what)
+    try:
+        yield
+    except APIException as exc:
+        code = exc.code if isinstance(exc.code, str) else str(exc.code)
+        logger.warning("Hetzner %s failed: %s (%s)", what, exc.message, code)
+        if code in _UNAVAILABLE:
+            message, retry_after = _UNAVAILABLE[code]
+            raise HetznerUnavailable(
+                f"{message} ({what}: {exc.message})", retry_after=retry_after,
+                code=f"hetzner_{code}", hetzner_code=code,
+            ) from exc
+        if code.isdigit() and int(code) >= 500:
+            raise HetznerTimeout(f"Hetzner answered HTTP {code} ({what}).", retry_after=15,
+                                 hetzner_code=code) from exc
+        if code == "not_found":
+            raise HetznerNotFound(f"{what}: not found at Hetzner.", hetzner_code=code) from exc
+        if code == "locked":
+            raise HetznerLocked(f"{what}: another action is running on it.", hetzner_code=code) from exc
+        if code in _CONFLICT:
+            raise HetznerConflict(f"{what}: {exc.message}", hetzner_code=code) from exc
+        if code in ("invalid_input", "json_error", "invalid_server_type"):
+            raise HetznerRejected(f"{what}: {exc.message}", hetzner_code=code) from exc
+        raise HetznerError(f"{what}: Hetzner answered {code}: {exc.message}", hetzner_code=code) from exc
+    except requests.Timeout as exc:
+        logger.warning("Hetzner %s timed out", what)
+        raise HetznerTimeout(f"Hetzner did not answer in time ({what}).", retry_after=15,
+                             hetzner_code="timeout") from exc
+    except requests.RequestException as exc:
+        logger.warning("Hetzner %s failed: %s", what, type(exc).__name__)
+        raise HetznerTimeout(f"Hetzner could not be reached ({what}).", retry_after=15,
+                             hetzner_code="connection") from exc
+
+
+# Hetzner answered these before doing anything: a create that met one of them created nothing.
+# Anything else (an outage, a 5xx, a timeout) may have come after the effect.
+_REFUSALS = {
+    "invalid_input", "json_error", "invalid_server_type", "uniqueness_error", "rate_limit_exceeded",
+    "resource_unavailable", "resource_limit_exceeded", "placement_error", "unauthorized", "forbidden",
+    "token_readonly", "locked", "conflict", "server_not_stopped", "must_be_unassigned", "configuration",
+}
+
+
+def refused_without_effect(exc: HetznerError) -> bool:
+    """Tell whether Hetzner certainly did nothing for the request that raised `exc`."""
+    return exc.hetzner_code in _REFUSALS
+
+
+def all_pages(what: str, get_list, **filters) -> tuple[list, int]:
+    """Follow Hetzner's pagination (50 a page, its maximum); return every item and the requests it took."""
+    items, page, calls = [], 1, 0
+    while page:
+        with translated(what, refresh=True):
+            result = get_list(**filters, page=page, per_page=50)
+        calls += 1
+        items.extend(result[0])  # hcloud answers a named tuple: the page's items, then meta
+        page = result.meta.pagination.next_page if result.meta and result.meta.pagination else None
+    return items, calls

@@ -1,0 +1,198 @@
+"""Servers: create (recognising a create hcloud retried), list, count, reboot, power, delete."""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.core.cache import cache
+from hcloud.firewalls import Firewall
+from hcloud.images import Image
+from hcloud.locations import Location
+from hcloud.server_types import ServerType
+from hcloud.servers import BoundServer
+from hcloud.servers import Server as HcloudServer
+from hcloud.ssh_keys import SSHKey
+
+from octoprovider.core.exceptions import HetznerConflict, HetznerError, HetznerNotFound, HetznerUnavailable
+from octoprovider.hetzner.connection import client, generation
+from octoprovider.hetzner.errors import all_pages, translated
+from octoprovider.hetzner.labels import LABEL_ID, is_ours
+
+logger = logging.getLogger("octoprovider.hetzner")
+
+
+@dataclass(frozen=True)
+class Server:
+    """A Hetzner server as the gateway reports it."""
+
+    id: int
+    name: str
+    status: str
+    labels: dict[str, str] = field(default_factory=dict)
+    location: str = ""
+    server_type: str = ""
+    public_ipv4: str | None = None
+    public_ipv4_id: int | None = None
+    created: datetime | None = None
+
+    @property
+    def our_id(self) -> str | None:
+        return self.labels.get(LABEL_ID) if is_ours(self.labels) else None
+
+
+def _server(bound: BoundServer) -> Server:
+    ipv4 = bound.public_net.ipv4 if bound.public_net else None
+    primary = bound.public_net.primary_ipv4 if bound.public_net else None
+    return Server(
+        id=bound.id,
+        name=bound.name,
+        status=bound.status,
+        labels=dict(bound.labels or {}),
+        location=bound.location.name if bound.location else "",
+        server_type=bound.server_type.name if bound.server_type else "",
+        public_ipv4=ipv4.ip if ipv4 else None,
+        public_ipv4_id=primary.id if primary else None,
+        created=bound.created,
+    )
+
+
+# Firewall ids by (client generation, name): a sandbox swapped in by tests has ids of its own.
+_firewall_ids: dict[tuple[int, str], int] = {}
+
+
+def _firewalls(names: list[str]) -> list[Firewall]:
+    """Resolve firewall names to ids (Hetzner's create takes ids only), once per process."""
+    firewalls = []
+    for name in names:
+        key = (generation(), name)
+        if key not in _firewall_ids:
+            with translated(f"look up firewall {name}"):
+                found = client().firewalls.get_by_name(name)
+            if found is None:
+                raise HetznerUnavailable(
+                    f"HCLOUD_FIREWALLS names a firewall that does not exist in the Hetzner project: {name}",
+                    code="hetzner_configuration", retry_after=300, hetzner_code="configuration",
+                )
+            _firewall_ids[key] = found.id
+        firewalls.append(Firewall(id=_firewall_ids[key]))
+    return firewalls
+
+
+def create_server(
+    *,
+    name: str,
+    server_type: str,
+    image: str,
+    location: str,
+    user_data: str,
+    labels: dict[str, str],
+    ssh_keys: list[str],
+    firewalls: list[str],
+) -> Server:
+    """Create a server and return it without waiting for it to boot.
+
+    hcloud retries a timed-out POST; when the first try did create the server, the retry answers
+    `uniqueness_error`. Names are deterministic, so the server found by that name is ours.
+    """
+    kwargs = dict(
+        name=name,
+        server_type=ServerType(name=server_type),
+        image=Image(name=image),
+        location=Location(name=location),
+        user_data=user_data,
+        labels=labels,
+        ssh_keys=[SSHKey(name=key) for key in ssh_keys] or None,
+        firewalls=_firewalls(firewalls) or None,
+    )
+    try:
+        with translated(f"create server {name}"):
+            response = client().servers.create(**kwargs)
+    except HetznerConflict as exc:
+        if exc.hetzner_code != "uniqueness_error":
+            raise
+        existing = find_server(name=name)
+        if existing is None or existing.labels.get(LABEL_ID) != labels.get(LABEL_ID):
+            raise
+        logger.info("Hetzner create of %s was retried; found the server the first try created", name)
+        return existing
+    return _server(response.server)
+
+
+def server_type_orderable(name: str, location: str) -> bool:
+    """Tell whether Hetzner still sells a server type in a location (not deprecated, available there).
+
+    Hetzner's catalogue changes rarely: the answer is cached for an hour, so creates cost no extra
+    call. When Hetzner cannot be asked, assume yes and let the create itself tell.
+    """
+    key = f"octoprovider:server-type:{name}:{location}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    try:
+        with translated(f"look up server type {name}", refresh=True):  # optional: skipped below the reserve
+            found = client().server_types.get_by_name(name)
+    except HetznerError:
+        return True
+    orderable = False
+    if found is not None:
+        for entry in found.locations or []:
+            if entry.location and entry.location.name == location:
+                orderable = bool(entry.available) and entry.deprecation is None
+    cache.set(key, orderable, 3600)
+    return orderable
+
+
+def find_server(*, name: str) -> Server | None:
+    with translated(f"look up server {name}"):
+        found = client().servers.get_by_name(name)
+    return _server(found) if found is not None else None
+
+
+def list_servers(*, label_selector: str, statuses: list[str] | None = None) -> list[Server]:
+    """List every server matching the selector (and one of `statuses`), following pagination (50 a page)."""
+    return list_servers_counted(label_selector=label_selector, statuses=statuses)[0]
+
+
+def list_servers_counted(*, label_selector: str, statuses: list[str] | None = None) -> tuple[list[Server], int]:
+    """List like `list_servers`, and say how many requests it took."""
+    bound, calls = all_pages(
+        "list servers", client().servers.get_list, label_selector=label_selector, status=statuses or None
+    )
+    return [_server(server) for server in bound], calls
+
+
+def count_servers(*, label_selector: str) -> int:
+    """Count the servers matching the selector in one request (a page of one, and its total)."""
+    with translated("count servers", refresh=True):
+        result = client().servers.get_list(label_selector=label_selector, page=1, per_page=1)
+    if result.meta and result.meta.pagination and result.meta.pagination.total_entries is not None:
+        return result.meta.pagination.total_entries
+    return len(result.servers)
+
+
+def reboot_server(server_id: int) -> int:
+    """Reboot (ACPI) a server; return the action id."""
+    with translated(f"reboot server {server_id}"):
+        action = client().servers.reboot(HcloudServer(id=server_id))
+    return action.id
+
+
+def delete_server(server_id: int) -> int | None:
+    """Delete a server; return the action id, or None when it was already gone."""
+    try:
+        with translated(f"delete server {server_id}"):
+            action = client().servers.delete(HcloudServer(id=server_id))
+    except HetznerNotFound:
+        return None
+    return action.id
+
+
+def power_off(server_id: int) -> int:
+    """Cut a server's power (`poweroff`, not `shutdown`, whose action ends before the server is off)."""
+    with translated(f"power off server {server_id}"):
+        return client().servers.power_off(HcloudServer(id=server_id)).id
+
+
+def power_on(server_id: int) -> int:
+    with translated(f"power on server {server_id}"):
+        return client().servers.power_on(HcloudServer(id=server_id)).id

@@ -1,0 +1,154 @@
+"""Find what leaks money, and stop it: the work behind `manage.py cleanup`.
+
+Everything at Hetzner is billed by the hour, powered off or unassigned. Cleanup deletes managed
+servers and Primary IPs that the database does not know (once older than a grace period: a younger
+one may be a create in flight), servers and IPs left behind by terminated or released rows,
+instances past INSTANCE_MAX_LIFETIME, and ends rows whose Hetzner resource vanished. It only ever
+sees resources carrying both our ownership labels and this deployment's: the label selector of every
+listing says so, and each finding checks it again.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+
+from instances import services as instance_services
+from instances.models import Instance
+from octoprovider import hetzner
+from octoprovider.core import clock
+from octoprovider.core.exceptions import HetznerError
+from staticips import services as static_ip_services
+from staticips.models import StaticIP
+from staticips.services import LABEL_ROLE, ROLE_SERVER_IPV4, ROLE_STATIC
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Finding:
+    """One resource cleanup acts on: what, why, what it costs, and how to stop it."""
+
+    action: str
+    what: str
+    why: str
+    hourly_price: Decimal | None
+    act: Callable[[], object]
+
+    def __str__(self) -> str:
+        price = f"{self.hourly_price:.4f}/h" if self.hourly_price is not None else "price unknown"
+        return f"{self.action} {self.what}: {self.why} ({price})"
+
+
+def _age(created: datetime | None, now: datetime) -> timedelta:
+    return now - created if created else timedelta(0)
+
+
+def _prices() -> hetzner.Prices | None:
+    try:
+        return hetzner.hourly_prices()
+    except HetznerError as exc:
+        logger.warning("No prices from Hetzner (%s); cleanup goes on without them", exc.message)
+        return None
+
+
+def cleanup_findings(*, grace: timedelta) -> list[Finding]:
+    """List what cleanup would do now; nothing is changed until a finding's `act` is called."""
+    now = clock.now()
+    prices = _prices()
+    servers = [s for s in hetzner.list_servers(label_selector=hetzner.managed_selector()) if hetzner.is_ours(s.labels)]
+    ips = [ip for ip in hetzner.list_primary_ips(label_selector=hetzner.managed_selector()) if hetzner.is_ours(ip.labels)]
+    instances = {row.pk: row for row in Instance.objects.filter(pk__in=[s.our_id for s in servers])}
+    static_ips = {row.pk: row for row in StaticIP.objects.filter(pk__in=[ip.our_id for ip in ips])}
+
+    def server_price(server: hetzner.Server) -> Decimal | None:
+        return prices.server(server.server_type, server.location) if prices else None
+
+    def ip_price(location: str) -> Decimal | None:
+        return prices.primary_ipv4.get(location) if prices else None
+
+    findings = []
+    for server in servers:
+        if server.status == "deleting":
+            continue
+        row = instances.get(server.our_id)
+        what = f"server {server.id} ({server.name}, {server.server_type} in {server.location})"
+        if row is None and _age(server.created, now) > grace:
+            findings.append(Finding("delete", what, "unknown to the database", server_price(server),
+                                    _delete_unknown_server(server)))
+        elif row is not None and row.status == Instance.Status.TERMINATED:
+            findings.append(Finding("delete", what, f"its instance {row.pk} is terminated", server_price(server),
+                                    lambda server=server: hetzner.delete_server(server.id)))
+
+    for ip in ips:
+        role = ip.labels.get(LABEL_ROLE)
+        what = f"primary IP {ip.id} ({ip.ip} in {ip.location})"
+        if role == ROLE_STATIC:
+            row = static_ips.get(ip.our_id)
+            if row is None and _age(ip.created, now) > grace:
+                why = "unknown to the database"
+            elif row is not None and row.status == StaticIP.Status.RELEASED:
+                why = f"its static IP {row.pk} is released"
+            else:
+                continue
+            findings.append(Finding("delete", what, why, ip_price(ip.location), _delete_primary_ip(ip)))
+        elif role == ROLE_SERVER_IPV4 and ip.assignee_id is None and _age(ip.created, now) > grace:
+            findings.append(Finding("delete", what, "a server's own IPv4, left unassigned", ip_price(ip.location),
+                                    _delete_primary_ip(ip)))
+
+    if settings.INSTANCE_MAX_LIFETIME:
+        limit = timedelta(hours=settings.INSTANCE_MAX_LIFETIME)
+        for row in Instance.objects.filter(status__in=Instance.LIVE, created_at__lt=now - limit):
+            findings.append(Finding(
+                "terminate", f"instance {row.pk}", f"older than INSTANCE_MAX_LIFETIME ({settings.INSTANCE_MAX_LIFETIME} h)",
+                prices.server(row.server_type, row.location) if prices else None,
+                lambda row=row: instance_services.instance_delete(instance_id=row.pk),
+            ))
+
+    seen_servers = {server.our_id for server in servers}
+    vanished = Instance.objects.exclude(status=Instance.Status.TERMINATED).filter(hetzner_id__isnull=False)
+    for row in vanished.exclude(pk__in=seen_servers):
+        findings.append(Finding(
+            "end", f"instance {row.pk}", f"its Hetzner server {row.hetzner_id} is gone", Decimal(0),
+            lambda row=row: instance_services.instance_mark_terminated(instance_id=row.pk, reason="server gone (cleanup)"),
+        ))
+    seen_ips = {ip.our_id for ip in ips}
+    gone_ips = StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).filter(hetzner_id__isnull=False)
+    for row in gone_ips.exclude(pk__in=seen_ips):
+        findings.append(Finding(
+            "end", f"static IP {row.pk}", f"its Primary IP {row.hetzner_id} is gone", Decimal(0),
+            lambda row=row: static_ip_services.static_ip_mark_released(static_ip_id=row.pk, reason="IP gone (cleanup)"),
+        ))
+    return findings
+
+
+def _delete_unknown_server(server: hetzner.Server) -> Callable[[], object]:
+    def act():
+        # Look again: a row may have been written since the listing.
+        if Instance.objects.filter(pk=server.our_id).exists():
+            raise RuntimeError(f"instance {server.our_id} exists now; left alone")
+        return hetzner.delete_server(server.id)
+
+    return act
+
+
+def _delete_primary_ip(ip: hetzner.PrimaryIP) -> Callable[[], object]:
+    def act():
+        if ip.assignee_id is not None:
+            # Still reported assigned, e.g. right after its server was deleted.
+            hetzner.unassign_primary_ip(ip.id)
+        return hetzner.delete_primary_ip(ip.id)
+
+    return act
+
+
+def audit_events_to_prune():
+    """Return the audit events older than AUDIT_RETENTION_DAYS (none when it is 0)."""
+    from octoprovider.operations.models import AuditEvent
+
+    if not settings.AUDIT_RETENTION_DAYS:
+        return AuditEvent.objects.none()
+    return AuditEvent.objects.filter(at__lt=clock.now() - timedelta(days=settings.AUDIT_RETENTION_DAYS))

@@ -1,0 +1,147 @@
+"""The figures on the admin's index page: the fleet, what it costs now, Hetzner's budget, the reconciler.
+
+Every figure is one aggregate query (or a cached value), so the page costs the same for ten
+instances as for ten thousand.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Count, Exists, OuterRef, Q
+from django.urls import reverse
+
+from instances.models import Instance
+from octoprovider import hetzner
+from octoprovider.hetzner import budget
+from octoprovider.core.exceptions import HetznerError
+from octoprovider.operations.models import ReconcilerRun
+from staticips.models import Association, StaticIP
+
+# Hetzner bills what exists: every server not gone yet, powered off or being deleted included.
+_BILLED = [s for s in Instance.Status if s != Instance.Status.TERMINATED]
+_LAST_ERRORS = 10
+
+
+@dataclass
+class Spend:
+    """What the fleet costs per hour at Hetzner's list prices (VAT included), or why it is unknown."""
+
+    currency: str = ""
+    servers: Decimal = Decimal(0)
+    ipv4s: Decimal = Decimal(0)
+    unpriced: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def per_hour(self) -> Decimal:
+        return self.servers + self.ipv4s
+
+    @property
+    def per_day(self) -> Decimal:
+        return self.per_hour * 24
+
+
+@dataclass
+class LastError:
+    kind: str
+    pk: str
+    admin_url: str
+    status: str
+    error: str
+    at: datetime
+
+
+def instances_by_status() -> list[tuple[str, str, int]]:
+    """Count instances by status (value, label, count), in the order a host goes through them."""
+    counts = dict(Instance.objects.order_by().values_list("status").annotate(n=Count("pk")))
+    return [(value, label, counts[value]) for value, label in Instance.Status.choices if value in counts]
+
+
+def instances_by_location() -> list[tuple[str, int]]:
+    """Count the instances that exist at Hetzner (not terminated) by location."""
+    return list(
+        Instance.objects.filter(status__in=_BILLED).order_by("location").values_list("location")
+        .annotate(n=Count("pk"))
+    )
+
+
+def static_ip_use() -> dict[str, int]:
+    """Count static IPs: free (allocated, on no instance), associated, and on their way in or out."""
+    active = Association.objects.filter(static_ip=OuterRef("pk"), status__in=Association.ACTIVE)
+    return StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).aggregate(
+        free=Count("pk", filter=Q(status=StaticIP.Status.ALLOCATED) & ~Q(Exists(active))),
+        associated=Count("pk", filter=Q(Exists(active))),
+        in_flight=Count("pk", filter=Q(status__in=[StaticIP.Status.ALLOCATING, StaticIP.Status.RELEASING])),
+    )
+
+
+def hourly_spend() -> Spend:
+    """Price what exists now: servers, static IPs, and the servers' own IPv4s (billed too)."""
+    try:
+        prices = hetzner.hourly_prices()  # cached for an hour by the gateway
+    except HetznerError as exc:
+        return Spend(error=exc.message)
+    spend = Spend(currency=prices.currency)
+    servers = (
+        Instance.objects.filter(status__in=_BILLED).order_by().values_list("server_type", "location")
+        .annotate(n=Count("pk"))
+    )
+    for server_type, location, count in servers:
+        price = prices.server(server_type, location)
+        if price is None:
+            spend.unpriced.append(f"{count} × {server_type} in {location}")
+        else:
+            spend.servers += price * count
+    # An instance holding a static IP has no IPv4 of its own; every other live server has one.
+    own_ipv4s = (
+        Instance.objects.filter(status__in=_BILLED)
+        .exclude(Exists(Association.objects.filter(instance=OuterRef("pk"), status__in=Association.ACTIVE)))
+        .order_by().values_list("location").annotate(n=Count("pk"))
+    )
+    static = StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).order_by().values_list("location").annotate(
+        n=Count("pk")
+    )
+    for location, count in [*own_ipv4s, *static]:
+        price = prices.primary_ipv4.get(location)
+        if price is None:
+            spend.unpriced.append(f"{count} × IPv4 in {location}")
+        else:
+            spend.ipv4s += price * count
+    return spend
+
+
+def rate_budget() -> dict | None:
+    """Return Hetzner's rate budget as every process of the deployment shares it (octoprovider.hetzner.budget)."""
+    shared = budget.snapshot()
+    if shared is not None:
+        shared["percent"] = round(100 * shared["remaining"] / shared["limit"]) if shared["limit"] else 0
+    return shared
+
+
+def last_errors() -> list[LastError]:
+    """Return the rows whose last Hetzner operation failed, most recently updated first."""
+    rows = []
+    for model, kind in ((Instance, "instance"), (StaticIP, "static IP"), (Association, "association")):
+        opts = model._meta
+        for pk, status, error, at in (
+            model.objects.exclude(last_error="").order_by("-updated_at")
+            .values_list("pk", "status", "last_error", "updated_at")[:_LAST_ERRORS]
+        ):
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[pk])
+            rows.append(LastError(kind=kind, pk=pk, admin_url=url, status=status, error=error, at=at))
+    return sorted(rows, key=lambda row: row.at, reverse=True)[:_LAST_ERRORS]
+
+
+def figures() -> dict:
+    """Return everything the dashboard shows."""
+    return {
+        "instances_by_status": instances_by_status(),
+        "instances_by_location": instances_by_location(),
+        "static_ips": static_ip_use(),
+        "spend": hourly_spend(),
+        "rate_budget": rate_budget(),
+        "reconciler_runs": list(ReconcilerRun.objects.all()),
+        "last_errors": last_errors(),
+        "sandbox": hetzner.is_sandbox(),
+    }

@@ -1,0 +1,90 @@
+"""Liveness and readiness probes: `/healthz` and `/readyz`, unauthenticated, revealing nothing secret.
+
+`/healthz` answers as long as the process serves requests. `/readyz` also checks that the database
+answers and that Hetzner accepts HCLOUD_TOKEN. The Hetzner check costs one request of the project's
+budget (3600 an hour, shared with everything else), so its outcome is kept in Django's cache for
+HETZNER_CHECK_TTL seconds: probes every few seconds cost about one Hetzner request a minute per
+process.
+
+Only a rejected token makes the service unready. When Hetzner is down or the budget is spent, every
+replica is in the same state and taking them all out of the load balancer would turn OctoPerf's
+503s with Retry-After into connection errors, so `/readyz` reports it and stays 200.
+"""
+
+import logging
+
+from django.core.cache import cache
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from octoprovider import hetzner
+from octoprovider.core.http import CONTENT_TYPE
+from octoprovider.core.exceptions import HetznerError
+
+logger = logging.getLogger(__name__)
+
+HETZNER_CHECK_TTL = 60
+_CACHE_KEY = "octoprovider:readyz:hetzner"
+
+# Hetzner error codes that mean the token itself is wrong: only the operator can fix these.
+_TOKEN_REJECTED = {"unauthorized", "forbidden", "token_readonly"}
+
+OK = "ok"
+
+
+def check_database() -> str:
+    """Return "ok" if the database answers a trivial query, else what went wrong (no DSN)."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as exc:
+        logger.warning("Readiness: the database does not answer: %s", type(exc).__name__)
+        return f"unreachable ({type(exc).__name__})"
+    return OK
+
+
+def _ask_hetzner() -> str:
+    try:
+        hetzner.check_token()
+    except HetznerError as exc:
+        if exc.hetzner_code in _TOKEN_REJECTED:
+            return f"token rejected (hetzner_{exc.hetzner_code})"
+        return f"unavailable (hetzner_{exc.hetzner_code or 'error'})"
+    return OK
+
+
+def check_hetzner() -> str:
+    """Return "ok", "token rejected (...)" or "unavailable (...)", asking Hetzner at most once a minute."""
+    outcome = cache.get(_CACHE_KEY)
+    if outcome is None:
+        outcome = _ask_hetzner()
+        cache.set(_CACHE_KEY, outcome, HETZNER_CHECK_TTL)
+    return outcome
+
+
+def _json(body: dict, status: int) -> JsonResponse:
+    return JsonResponse(body, status=status, content_type=CONTENT_TYPE)
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Answer 200 while the process serves requests."""
+    return _json({"status": OK}, 200)
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Answer 200 when the database answers and Hetzner accepts our token, else 503 naming what failed."""
+    checks = {"database": check_database(), "hetzner": check_hetzner()}
+    failed = sorted(
+        name for name, outcome in checks.items()
+        if outcome != OK and not (name == "hetzner" and outcome.startswith("unavailable"))
+    )
+    if failed:
+        return _json({"status": "unavailable", "failed": failed, "checks": checks}, 503)
+    return _json({"status": OK, "checks": checks}, 200)
