@@ -42,8 +42,9 @@ from django.test import Client  # noqa: E402
 
 from octoprovider import hetzner
 from octoprovider.core import clock  # noqa: E402
-from octoprovider.operations.reconciler import PassReport, reconcile_pass  # noqa: E402
 from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud  # noqa: E402
+from octoprovider.core.reports import PassReport  # noqa: E402
+from octoprovider.operations.reconciler import reconcile_pass  # noqa: E402
 
 call_command("migrate", verbosity=0)
 cloud = SandboxCloud(clock=FakeClock(start=time.time()))

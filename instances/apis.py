@@ -5,7 +5,6 @@ from rest_framework import serializers as drf_serializers
 
 from instances import serializers, services
 from instances.models import Instance
-from octoprovider.contract.views import ContractView
 from octoprovider.contract.schema import (
     contract_body,
     contract_operation,
@@ -20,6 +19,7 @@ from octoprovider.contract.schema import (
     zone_field,
     zone_parameter,
 )
+from octoprovider.contract.views import ContractView
 
 
 class InstancesApi(ContractView):

@@ -11,19 +11,14 @@ The rules that keep money safe:
 
 import logging
 import threading
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
 
 from instances.models import Instance
 from octoprovider import hetzner
-from octoprovider.hetzner import budget
-from octoprovider.hetzner import catalog
-from octoprovider.core import clock
-from octoprovider.core import guardrails
+from octoprovider.core import clock, guardrails
 from octoprovider.core.exceptions import (
     Conflict,
     HetznerError,
@@ -34,12 +29,13 @@ from octoprovider.core.exceptions import (
     InvalidInput,
     NotFound,
 )
+from octoprovider.hetzner import catalog
 
 logger = logging.getLogger(__name__)
 
 Status = Instance.Status
 
-_FROM_HETZNER = {
+FROM_HETZNER = {
     "initializing": Status.PENDING,
     "starting": Status.PENDING,
     "rebuilding": Status.PENDING,
@@ -56,10 +52,9 @@ DELETE_RETRY_AFTER = timedelta(seconds=30)
 # Label selectors with `in (...)` stay short enough for one URL and one page (50 a page).
 _IDS_PER_CALL = 50
 # What the drift sweep asks Hetzner for: every server status but `running`.
-_NOT_RUNNING = [status for status in _FROM_HETZNER if status != "running"]
 
 
-def _set(instance: Instance, old_status: str, **fields) -> bool:
+def set_status(instance: Instance, old_status: str, **fields) -> bool:
     """Compare-and-set: update the row only if its status is still `old_status`."""
     fields.setdefault("updated_at", clock.now())
     updated = Instance.objects.filter(pk=instance.pk, status=old_status).update(**fields)
@@ -227,28 +222,28 @@ def _try_create(
 def _record_failed_create(instance: Instance, exc: HetznerError) -> None:
     now = clock.now()
     if hetzner.refused_without_effect(exc):
-        _set(instance, Status.CREATING, status=Status.TERMINATED, terminated_at=now, last_error=str(exc))
+        set_status(instance, Status.CREATING, status=Status.TERMINATED, terminated_at=now, last_error=str(exc))
     else:
         # The answer was lost or unclear: the server may exist. Nobody will ever learn this id, so
         # whatever appears under its name is deleted by the reconciler.
-        _set(instance, Status.CREATING, status=Status.DELETING, delete_requested_at=now, last_error=str(exc))
+        set_status(instance, Status.CREATING, status=Status.DELETING, delete_requested_at=now, last_error=str(exc))
 
 
 def _record_created(instance: Instance, server: hetzner.Server) -> None:
     now = clock.now()
-    if _set(instance, Status.CREATING, **_observed_fields(server, now)):
+    if set_status(instance, Status.CREATING, **observed_fields(server, now)):
         return
     # The row moved while Hetzner was creating: a delete came in, or the reconciler saw the server.
     Instance.objects.filter(pk=instance.pk, hetzner_id__isnull=True).update(hetzner_id=server.id)
     instance.refresh_from_db()
     if instance.status == Status.DELETING and instance.hetzner_status != "deleting":
-        _delete_at_hetzner(instance)
+        delete_at_hetzner(instance)
 
 
-def _observed_fields(server: hetzner.Server, now) -> dict:
+def observed_fields(server: hetzner.Server, now) -> dict:
     return {
         "hetzner_id": server.id,
-        "status": _FROM_HETZNER.get(server.status, Status.PENDING),
+        "status": FROM_HETZNER.get(server.status, Status.PENDING),
         "hetzner_status": server.status,
         "public_ipv4": server.public_ipv4,
         "observed_at": now,
@@ -263,11 +258,11 @@ def instance_reboot(*, instance_id: str) -> Instance:
     if instance.hetzner_id is None:
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now())
         return instance
-    _reboot_at_hetzner(instance)
+    reboot_at_hetzner(instance)
     return instance
 
 
-def _reboot_at_hetzner(instance: Instance) -> None:
+def reboot_at_hetzner(instance: Instance) -> None:
     try:
         hetzner.reboot_server(instance.hetzner_id)
     except HetznerLocked:
@@ -292,11 +287,11 @@ def instance_delete(*, instance_id: str) -> Instance:
     instance.refresh_from_db()
     if instance.status == Status.DELETING and instance.hetzner_id is not None:
         # Without a Hetzner id the create is still in flight: its request deletes the server it gets.
-        _delete_at_hetzner(instance)
+        delete_at_hetzner(instance)
     return instance
 
 
-def _delete_at_hetzner(instance: Instance) -> None:
+def delete_at_hetzner(instance: Instance) -> None:
     try:
         action_id = hetzner.delete_server(instance.hetzner_id)
     except HetznerError as exc:
@@ -319,6 +314,14 @@ def instance_mark_terminated(*, instance_id: str, reason: str) -> bool:
     return _mark_gone(instance)
 
 
+def instance_note_power_off(*, instance_id: str) -> bool:
+    """Show a running instance as `stopping` at once: its static IP is moving and its power goes off.
+
+    Compare-and-set from `running`, so a state the reconciler already moved on is left alone.
+    """
+    return Instance.objects.filter(pk=instance_id, status=Status.RUNNING).update(status=Status.STOPPING) == 1
+
+
 def _mark_gone(instance: Instance) -> bool:
     now = clock.now()
     updated = Instance.objects.filter(pk=instance.pk).exclude(status=Status.TERMINATED).update(
@@ -327,195 +330,3 @@ def _mark_gone(instance: Instance) -> bool:
     if updated:
         logger.info("Instance %s is terminated", instance.id)
     return updated == 1
-
-
-# --- refresh: keeping the database true to Hetzner, in batched calls ---------------------------------
-
-
-@dataclass
-class RefreshReport:
-    """What one refresh saw and did."""
-
-    hetzner_calls: int = 0
-    observed: int = 0
-    changed: int = 0
-    terminated: int = 0
-    actions: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    servers: dict[str, hetzner.Server] = field(default_factory=dict)
-
-
-def instances_refresh(*, full: bool = False, also: list[str] | None = None) -> RefreshReport:
-    """Record what Hetzner says of our instances and take unfinished work one step further.
-
-    A quick refresh looks only at instances in transition (one label-selector call per 50). A full
-    one (the drift sweep) also catches servers stopped or deleted behind our back and servers still
-    alive under terminated rows, at a cost that does not grow with the fleet: it asks Hetzner for
-    the servers that are not running and for how many servers there are, and lists the whole fleet
-    only when those disagree with the database, or when no reconciler has listed it for
-    SWEEP_FULL_INTERVAL seconds. `also` names instances to look at in any case (those whose static
-    IP is being moved). The report keeps the servers seen, by our id.
-    """
-    report = RefreshReport()
-    listing = full and budget.claim_full_listing(interval=settings.SWEEP_FULL_INTERVAL)
-    if not listing:
-        rows = list(
-            Instance.objects.filter(
-                Q(status__in=Instance.IN_TRANSITION) | Q(reboot_requested_at__isnull=False) | Q(pk__in=also or [])
-            )
-        )
-        servers = _look_up([row.id for row in rows], report)
-        if full:
-            swept = _sweep(rows, servers, report)
-            if swept is None:
-                listing = True
-                budget.full_listing_done()
-            else:
-                rows += swept
-    if listing:
-        rows = list(Instance.objects.exclude(status=Status.TERMINATED))
-        servers, calls = hetzner.list_servers_counted(label_selector=hetzner.managed_selector())
-        report.hetzner_calls += calls
-    by_our_id = {server.our_id: server for server in servers if server.our_id}
-    report.servers = dict(by_our_id)
-    now = clock.now()
-    for row in rows:
-        report.observed += 1
-        _observe(row, by_our_id.pop(row.id, None), now, report)
-    if full:
-        _delete_zombies(by_our_id, report)
-    return report
-
-
-def _look_up(ids: list[str], report: RefreshReport) -> list[hetzner.Server]:
-    """Look servers up by our ids, 50 to a label selector."""
-    servers = []
-    for start in range(0, len(ids), _IDS_PER_CALL):
-        servers += hetzner.list_servers(label_selector=hetzner.managed_selector(ids=ids[start:start + _IDS_PER_CALL]))
-        report.hetzner_calls += 1
-    return servers
-
-
-def _sweep(looked_up: list[Instance], servers: list[hetzner.Server], report: RefreshReport) -> list[Instance] | None:
-    """Find drift among the instances not in transition in two requests, or return None if only a full listing can.
-
-    Hetzner is asked for the servers that are not running (a server stopped behind our back is
-    there) and for how many servers there are: when that number is the number of servers the
-    database accounts for, no server is missing (deleted behind our back) and none is unknown.
-    `servers` (the look-up of `looked_up`) is extended with what the sweep saw; the rows to observe
-    are returned, the running ones the count vouches for are left alone (no write).
-    """
-    selector = hetzner.managed_selector()
-    total = hetzner.count_servers(label_selector=selector)
-    not_running, calls = hetzner.list_servers_counted(label_selector=selector, statuses=_NOT_RUNNING)
-    report.hetzner_calls += 1 + calls
-    looked_up_ids = {row.id for row in looked_up}
-    seen = {server.our_id for server in servers if server.our_id}
-    servers += [server for server in not_running if server.our_id not in seen]
-    known = {server.id for server in servers}
-    not_running_ids = {server.our_id for server in not_running if server.our_id}
-
-    observe, unsure = [], []
-    for row in Instance.objects.exclude(status=Status.TERMINATED).exclude(pk__in=looked_up_ids):
-        if row.id in not_running_ids:
-            observe.append(row)
-        elif row.status == Status.RUNNING and row.hetzner_id is not None:
-            known.add(row.hetzner_id)  # presumed still running: the count below vouches for it
-            report.observed += 1
-        else:
-            unsure.append(row)  # stopped here, not stopped there: started behind our back, or deleted
-    if unsure:
-        extra = _look_up([row.id for row in unsure], report)
-        servers += extra
-        known |= {server.id for server in extra}
-        observe += unsure
-
-    in_flight = Instance.objects.filter(status=Status.CREATING, hetzner_id__isnull=True).count()
-    # A create in flight may have its server already: tolerate as many unknown servers for one sweep.
-    if not len(known) <= total <= len(known) + in_flight:
-        logger.info("Drift sweep: Hetzner counts %s servers, the database accounts for %s; listing them all",
-                    total, len(known))
-        return None
-    return observe
-
-
-def _observe(row: Instance, server: hetzner.Server | None, now, report: RefreshReport) -> None:
-    created_long_ago = row.created_at < now - timedelta(seconds=settings.CREATE_GRACE)
-    if row.status == Status.CREATING:
-        if created_long_ago:
-            _abandon(row, server, now, report)
-        # Otherwise its request is still running and records the outcome itself.
-        return
-    if server is None:
-        if row.hetzner_id is not None or created_long_ago:
-            # Gone from Hetzner (deleted, or never created by a request that died): terminated.
-            if _set(row, row.status, status=Status.TERMINATED, hetzner_status="", terminated_at=now):
-                report.terminated += 1
-                report.changed += 1
-        return
-
-    fields = _observed_fields(server, now)
-    if row.status == Status.DELETING:
-        fields["status"] = Status.DELETING
-    changed = fields["status"] != row.status or row.hetzner_id != server.id or row.public_ipv4 != server.public_ipv4
-    if not _set(row, row.status, **fields):
-        return
-    report.changed += int(changed)
-    row.hetzner_id = server.id
-
-    if row.status == Status.DELETING and server.status != "deleting":
-        requested = row.delete_requested_at or row.created_at
-        if requested < now - DELETE_RETRY_AFTER or row.hetzner_status == "":
-            # Claimed by compare-and-set on the request time: one reconciler sends it.
-            if Instance.objects.filter(pk=row.pk, delete_requested_at=row.delete_requested_at).update(
-                delete_requested_at=now
-            ):
-                report.actions.append(f"delete {row.id}")
-                _delete_at_hetzner(row)
-    elif row.reboot_requested_at is not None and fields["status"] == Status.RUNNING:
-        if Instance.objects.filter(pk=row.pk, reboot_requested_at=row.reboot_requested_at).update(
-            reboot_requested_at=now
-        ):
-            report.actions.append(f"reboot {row.id}")
-            _reboot_at_hetzner(row)
-
-
-def _abandon(row: Instance, server: hetzner.Server | None, now, report: RefreshReport) -> None:
-    """Give up a create whose request died before recording its server: nobody learned its id."""
-    if server is None:
-        if _set(row, Status.CREATING, status=Status.TERMINATED, terminated_at=now, last_error="create abandoned"):
-            report.terminated += 1
-            report.changed += 1
-        return
-    if _set(row, Status.CREATING, status=Status.DELETING, hetzner_id=server.id, hetzner_status=server.status,
-            delete_requested_at=now, last_error="create abandoned: its request died"):
-        logger.warning("Instance %s: its create request died; deleting server %s", row.id, server.id)
-        row.hetzner_id = server.id
-        report.changed += 1
-        report.actions.append(f"delete abandoned {row.id}")
-        _delete_at_hetzner(row)
-
-
-def _delete_zombies(servers_by_our_id: dict[str, hetzner.Server], report: RefreshReport) -> None:
-    """Delete servers still alive under rows that are terminated; leave unknown ones to cleanup."""
-    if not servers_by_our_id:
-        return
-    terminated = {
-        row.pk: row
-        for row in Instance.objects.filter(pk__in=list(servers_by_our_id), status=Status.TERMINATED)
-    }
-    for our_id, server in servers_by_our_id.items():
-        row = terminated.get(our_id)
-        if row is None:
-            logger.warning("Hetzner server %s (%s) has no instance row; cleanup decides its fate", server.id, our_id)
-            continue
-        if server.status == "deleting":
-            continue
-        # Claimed by compare-and-set on updated_at: one reconciler sends the delete.
-        if not Instance.objects.filter(pk=row.pk, updated_at=row.updated_at).update(updated_at=clock.now()):
-            continue
-        report.actions.append(f"delete zombie {our_id}")
-        try:
-            hetzner.delete_server(server.id)
-        except HetznerError as exc:
-            report.errors.append(f"delete zombie {our_id}: {exc.message}")

@@ -7,8 +7,8 @@ class OctoproviderConfig(AppConfig):
     verbose_name = "octoprovider"
 
     def ready(self):
-        from octoprovider import checks
-        from octoprovider.hetzner import catalog  # noqa: F401  (checks registers the system checks)
+        from octoprovider import checks  # noqa: F401  (importing it registers the system checks)
+        from octoprovider.hetzner import catalog
         from octoprovider.models import RegionAlias, ServerTypeMapping
 
         for model in (RegionAlias, ServerTypeMapping):

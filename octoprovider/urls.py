@@ -4,9 +4,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from octoprovider.contract import errors
-from octoprovider.operations import health
-from octoprovider.operations import metrics
 from octoprovider.contract import schema as openapi
+from octoprovider.operations import health, metrics
 
 urlpatterns = [
     path("octoperf/openapi.json", openapi.ContractSchemaView.as_view(), name="openapi"),

@@ -1,6 +1,5 @@
 """The static-IP half of OctoPerf's contract: thin views, one service call each."""
 
-from octoprovider.contract.views import ContractView
 from octoprovider.contract.schema import (
     contract_body,
     contract_operation,
@@ -15,6 +14,7 @@ from octoprovider.contract.schema import (
     zone_field,
     zone_parameter,
 )
+from octoprovider.contract.views import ContractView
 from staticips import serializers, services
 
 

@@ -10,8 +10,8 @@ from django.test import Client
 
 from octoprovider import hetzner
 from octoprovider.core import clock
-from octoprovider.operations.reconciler import reconcile_pass
 from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud
+from octoprovider.operations.reconciler import reconcile_pass
 
 TOKEN = "test-token-0123456789abcdef0123456789"
 JAVA_ACCEPT = "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2"

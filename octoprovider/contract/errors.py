@@ -8,7 +8,7 @@ OctoPerf's contract (DESIGN §1) wants `application/json; charset=utf-8` on ever
 import logging
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status

@@ -9,8 +9,8 @@ import hmac
 import secrets
 from datetime import timedelta
 
-from octoprovider.core import clock
 from octoprovider.contract.models import ApiToken
+from octoprovider.core import clock
 
 # Writing last_used_at on every state poll would turn each poll into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)

@@ -36,7 +36,6 @@ from octoprovider.hetzner.labels import (
     ownership_labels,
 )
 from octoprovider.hetzner.pricing import Prices, hourly_prices
-from octoprovider.hetzner.project import check_token
 from octoprovider.hetzner.primary_ips import (
     PrimaryIP,
     assign_primary_ip,
@@ -47,6 +46,7 @@ from octoprovider.hetzner.primary_ips import (
     list_primary_ips,
     unassign_primary_ip,
 )
+from octoprovider.hetzner.project import check_token
 from octoprovider.hetzner.servers import (
     Server,
     count_servers,
@@ -60,3 +60,45 @@ from octoprovider.hetzner.servers import (
     reboot_server,
     server_type_orderable,
 )
+
+__all__ = [
+    "LABEL_DEPLOYMENT",
+    "LABEL_ID",
+    "LABEL_MANAGED_BY",
+    "MANAGED_BY",
+    "Prices",
+    "PrimaryIP",
+    "SANDBOX_ENDPOINT",
+    "Server",
+    "add_failure_hook",
+    "add_response_hook",
+    "assign_primary_ip",
+    "check_token",
+    "client",
+    "count_servers",
+    "create_primary_ip",
+    "create_server",
+    "delete_primary_ip",
+    "delete_server",
+    "find_primary_ip",
+    "find_server",
+    "hourly_prices",
+    "is_ours",
+    "is_sandbox",
+    "label_primary_ip",
+    "list_primary_ips",
+    "list_servers",
+    "list_servers_counted",
+    "managed_selector",
+    "ownership_labels",
+    "power_off",
+    "power_on",
+    "reboot_server",
+    "refused_without_effect",
+    "registered_hooks",
+    "remove_hook",
+    "restore_hooks",
+    "server_type_orderable",
+    "unassign_primary_ip",
+    "use_sandbox",
+]

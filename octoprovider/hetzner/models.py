@@ -3,7 +3,6 @@
 from django.db import models
 
 
-
 class RegionAlias(models.Model):
     """An operator's name for a Hetzner location (eu-central → fsn1), on top of REGION_ALIASES."""
 

@@ -13,8 +13,8 @@ from django.urls import reverse
 
 from instances.models import Instance
 from octoprovider import hetzner
-from octoprovider.hetzner import budget
 from octoprovider.core.exceptions import HetznerError
+from octoprovider.hetzner import budget
 from octoprovider.operations.models import ReconcilerRun
 from staticips.models import Association, StaticIP
 

@@ -20,8 +20,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from octoprovider import hetzner
-from octoprovider.core.http import CONTENT_TYPE
 from octoprovider.core.exceptions import HetznerError
+from octoprovider.core.http import CONTENT_TYPE
 
 logger = logging.getLogger(__name__)
 

@@ -10,32 +10,18 @@ rate budget is below the reserve kept for mutations, passes are skipped and say 
 """
 
 import logging
-from dataclasses import dataclass, field
 
-from instances import services as instance_services
-from octoprovider import hetzner
-from octoprovider.hetzner import budget
+from instances import reconciling as instances_reconciling
 from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError
+from octoprovider.core.reports import PassReport
+from octoprovider.hetzner import budget
 from octoprovider.operations.metrics import observed_reconcile_pass
 from octoprovider.operations.models import ReconcilerRun
-from staticips import services as static_ip_services
+from staticips import reconciling as static_ips_reconciling
 from staticips.models import StaticIP
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class PassReport:
-    """What one pass saw and did, for the command's output and the operators."""
-
-    observed: int = 0
-    changed: int = 0
-    terminated: int = 0
-    hetzner_calls: int = 0
-    actions: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    deferred: str = ""
 
 
 @observed_reconcile_pass
@@ -64,24 +50,13 @@ def _run(report: PassReport, *, full: bool) -> None:
     try:
         # Snapshot the associations before observing Hetzner, so that what is observed is never
         # older than the database state the static-IP steps are decided on.
-        associations = static_ip_services.associations_to_advance()
-        instances = instance_services.instances_refresh(
-            full=full, also=[association.instance_id for association in associations]
+        associations = static_ips_reconciling.associations_to_advance()
+        instances_reconciling.instances_refresh(
+            full=full, also=[association.instance_id for association in associations], report=report
         )
-        _add(report, instances)
-        report.observed, report.terminated = instances.observed, instances.terminated
         # With no static IP to check, listing the Primary IPs would cost a request and tell nothing.
         ips_full = full and StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).exists()
-        _add(report, static_ip_services.static_ips_reconcile(
-            full=ips_full, servers=instances.servers, associations=associations
-        ))
+        static_ips_reconciling.static_ips_reconcile(full=ips_full, associations=associations, report=report)
     except HetznerError as exc:
         logger.warning("Reconcile pass stopped early: %s", exc.message)
         report.errors.append(exc.message)
-
-
-def _add(report: PassReport, part) -> None:
-    report.changed += part.changed
-    report.hetzner_calls += part.hetzner_calls
-    report.actions += part.actions
-    report.errors += part.errors

@@ -5,8 +5,8 @@ import re
 import pytest
 from django.contrib.admin.models import LogEntry
 
-from octoprovider.core import clock
 from octoprovider.contract.authentication import token_matches
+from octoprovider.core import clock
 from octoprovider.models import ApiToken
 from tests.admin.conftest import messages_of
 from tests.conftest import OctoPerf

@@ -9,13 +9,13 @@ from django.db import connection
 
 from instances.models import Instance
 from octoprovider import hetzner
-from octoprovider.hetzner import budget
 from octoprovider.core import clock
-from octoprovider.operations import dashboard
 from octoprovider.core.exceptions import HetznerUnavailable
-from octoprovider.models import HetznerRateBudget
-from octoprovider.operations.reconciler import reconcile_pass
+from octoprovider.hetzner import budget
 from octoprovider.hetzner.sandbox import SandboxCloud
+from octoprovider.models import HetznerRateBudget
+from octoprovider.operations import dashboard
+from octoprovider.operations.reconciler import reconcile_pass
 
 pytestmark = pytest.mark.django_db
 

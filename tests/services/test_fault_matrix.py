@@ -16,8 +16,8 @@ from django.core.cache import cache
 from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core import clock
-from octoprovider.operations.reconciler import reconcile_pass
 from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud
+from octoprovider.operations.reconciler import reconcile_pass
 from staticips.models import Association, StaticIP
 from tests.conftest import OctoPerf
 

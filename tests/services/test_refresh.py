@@ -2,7 +2,7 @@
 
 import pytest
 
-from instances import services
+from instances import reconciling
 from instances.models import Instance
 from octoprovider import hetzner
 
@@ -20,7 +20,7 @@ def test_a_quick_refresh_looks_up_120_booting_instances_in_3_calls(octoperf, san
     sandbox.clock.advance(60)
     before = len(server_lists(sandbox))
 
-    report = services.instances_refresh()
+    report = reconciling.instances_refresh()
 
     assert len(server_lists(sandbox)) - before == 3
     assert report.observed == 120
@@ -32,7 +32,7 @@ def test_a_quick_refresh_calls_hetzner_not_at_all_when_nothing_is_in_transition(
     settle(60)
     before = sandbox.request_count
 
-    report = services.instances_refresh()
+    report = reconciling.instances_refresh()
 
     assert sandbox.request_count == before
     assert report.hetzner_calls == 0
@@ -44,7 +44,7 @@ def test_a_full_refresh_pages_through_the_whole_fleet(octoperf, settle, sandbox)
     settle(60)
     before = len(server_lists(sandbox))
 
-    report = services.instances_refresh(full=True)
+    report = reconciling.instances_refresh(full=True)
 
     assert len(server_lists(sandbox)) - before == 2  # 50 a page
     assert report.observed == 60
@@ -54,7 +54,7 @@ def test_refresh_only_asks_for_this_deployments_servers(octoperf, settle, sandbo
     octoperf.create()
     settle(60)
 
-    services.instances_refresh(full=True)
+    reconciling.instances_refresh(full=True)
 
     selector = server_lists(sandbox)[-1].query["label_selector"][0]
     assert "managed-by=octoprovider" in selector
@@ -79,7 +79,7 @@ def test_a_server_of_another_deployment_is_never_touched(octoperf, settle, sandb
     settings.OCTOPROVIDER_DEPLOYMENT = "other"
     mutations = len(sandbox.mutation_requests())
 
-    services.instances_refresh(full=True)
+    reconciling.instances_refresh(full=True)
 
     assert len(sandbox.mutation_requests()) == mutations
     assert len(sandbox.servers) == 1

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .cloud import SandboxCloud
 from .clock import SystemClock
+from .cloud import SandboxCloud
 
 
 class FileBackedSandbox:

@@ -3,8 +3,8 @@ from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from octoprovider.operations.cleanup import audit_events_to_prune, cleanup_findings
 from octoprovider.core.exceptions import HetznerError
+from octoprovider.operations.cleanup import audit_events_to_prune, cleanup_findings
 
 
 class Command(BaseCommand):

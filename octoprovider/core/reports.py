@@ -1,0 +1,19 @@
+"""What a reconcile pass saw and did: one report, filled by each app's reconciling module in turn."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class PassReport:
+    """What one pass saw and did, for the command's output, the metrics and the operators."""
+
+    observed: int = 0
+    changed: int = 0
+    terminated: int = 0
+    hetzner_calls: int = 0
+    actions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    deferred: str = ""
+    # The servers Hetzner showed in this pass, by our instance id: later parts decide from them.
+    servers: dict[str, Any] = field(default_factory=dict, repr=False)
