@@ -114,3 +114,66 @@ def check_label_value(name: str, value: str) -> str:
             f"{name} must be a valid Hetzner label value (1-63 letters, digits, '-', '_', '.'), not {value!r}"
         )
     return value
+
+
+# The contract's resources: a token in the path can never be one of these words.
+_CONTRACT_WORDS = ("instances", "static-ips")
+
+
+def read_api_tokens(name: str) -> list[str]:
+    """Read OctoPerf's tokens: each must fit in one path segment (`/octoperf/<token>/instances`)."""
+    tokens = read_list(name)
+    for token in tokens:
+        if "/" in token or token in _CONTRACT_WORDS or any(c.isspace() for c in token):
+            raise ImproperlyConfigured(
+                f"{name}: a token may not contain '/' or spaces, nor be 'instances' or 'static-ips'"
+            )
+    return tokens
+
+
+def read_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """Read one of `choices` (without case)."""
+    value = read_str(name, default).lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be {' or '.join(choices)}, not {value!r}")
+    return value
+
+
+def read_reserve(name: str, default: str) -> str:
+    """Read a number of requests, or a percentage ("10%") of a limit."""
+    value = read_str(name, default)
+    number = value[:-1] if value.endswith("%") else value
+    if not number.isdigit() or (value.endswith("%") and int(number) > 100):
+        raise ImproperlyConfigured(f"{name} must be a number of requests or a percentage (10%), not {value!r}")
+    return value
+
+
+def logging_config(*, level: str, log_format: str) -> dict:
+    """Return Django's LOGGING: one line per record, text or JSON, request id stamped, tokens masked."""
+    filters = ["mask_tokens", "request_id"]
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {
+            "mask_tokens": {"()": "octoprovider.core.logmask.MaskTokensFilter"},
+            "request_id": {"()": "octoprovider.core.logs.RequestIdFilter"},
+        },
+        "formatters": {
+            "plain": {"()": "octoprovider.core.logs.TextFormatter"},
+            "json": {"()": "octoprovider.core.logs.JsonFormatter"},
+            "django.server": {
+                "()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{",
+            },
+        },
+        "handlers": {
+            "console": {"class": "logging.StreamHandler", "formatter": log_format if log_format == "json" else "plain",
+                        "filters": filters},
+            "django.server": {"class": "logging.StreamHandler", "formatter": "django.server", "filters": filters},
+        },
+        "root": {"handlers": ["console"], "level": level.upper()},
+        "loggers": {
+            # Replace Django's own console handler, which would print every record twice and unfiltered.
+            "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+        },
+    }

@@ -10,13 +10,17 @@ from django.core.exceptions import ImproperlyConfigured
 from octoprovider.config import (
     check_label_value,
     env,
+    logging_config,
+    read_api_tokens,
     read_bool,
+    read_choice,
     read_database,
     read_float,
     read_int,
     read_json_object,
     read_list,
     read_mapping,
+    read_reserve,
     read_str,
 )
 
@@ -144,12 +148,7 @@ REST_FRAMEWORK = {
 
 # --- OctoPerf ----------------------------------------------------------------------------------
 
-OCTOPERF_API_TOKENS = read_list("OCTOPERF_API_TOKENS")
-for _token in OCTOPERF_API_TOKENS:
-    if "/" in _token or _token in ("instances", "static-ips") or any(c.isspace() for c in _token):
-        raise ImproperlyConfigured(
-            "OCTOPERF_API_TOKENS: a token may not contain '/' or spaces, nor be 'instances' or 'static-ips'"
-        )
+OCTOPERF_API_TOKENS = read_api_tokens("OCTOPERF_API_TOKENS")
 
 # Hetzner's user_data limit, and ours: larger start-up scripts are refused with 400.
 USER_DATA_MAX_BYTES = 32 * 1024
@@ -266,40 +265,12 @@ CREATE_GRACE = read_int("CREATE_GRACE", 600, minimum=60)
 # Requests of Hetzner's hourly budget kept for mutations (create, delete, power and IP actions): below
 # it, refreshes and listings wait for the budget to refill. A number of requests, or a percentage of
 # RateLimit-Limit ("10%").
-HCLOUD_RATE_RESERVE = read_str("HCLOUD_RATE_RESERVE", "10%")
-_reserve = HCLOUD_RATE_RESERVE[:-1] if HCLOUD_RATE_RESERVE.endswith("%") else HCLOUD_RATE_RESERVE
-if not _reserve.isdigit() or (HCLOUD_RATE_RESERVE.endswith("%") and int(_reserve) > 100):
-    raise ImproperlyConfigured(
-        f"HCLOUD_RATE_RESERVE must be a number of requests or a percentage (10%), not {HCLOUD_RATE_RESERVE!r}"
-    )
+HCLOUD_RATE_RESERVE = read_reserve("HCLOUD_RATE_RESERVE", "10%")
 # Every SWEEP_INTERVAL the sweep asks Hetzner only for the servers that are not running and for how many
 # servers there are (2 requests, whatever the fleet's size); it lists the whole fleet (one request per
 # 50 servers) only when those disagree with the database, and at least every SWEEP_FULL_INTERVAL seconds.
 SWEEP_FULL_INTERVAL = read_float("SWEEP_FULL_INTERVAL", 3600.0, minimum=1.0)
 # --- end of fleet scale ---
-
-# --- Logging -------------------------------------------------------------------------------------
-
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "filters": {"mask_tokens": {"()": "octoprovider.core.logmask.MaskTokensFilter"}},
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_tokens"]},
-        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server", "filters": ["mask_tokens"]},
-    },
-    "root": {"handlers": ["console"], "level": read_str("LOG_LEVEL", "INFO").upper()},
-    "loggers": {
-        # Replace Django's own console handler, which would print every record twice and unfiltered.
-        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
-        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
-    },
-}
-
 
 # --- Operations: health, metrics, logs, the published contract, deployment checks ----------------
 # (docs/deployment.md describes the production values; `check --deploy` must stay silent with them.)
@@ -311,15 +282,8 @@ METRICS_TOKEN = read_str("METRICS_TOKEN")
 # Successful state polls are logged at DEBUG unless this is on: OctoPerf polls every instance every
 # few seconds. Every other request is logged at INFO.
 LOG_STATE_POLLS = read_bool("LOG_STATE_POLLS", False)
-LOG_FORMAT = read_str("LOG_FORMAT", "text").lower()
-if LOG_FORMAT not in ("text", "json"):
-    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
-LOGGING["filters"]["request_id"] = {"()": "octoprovider.core.logs.RequestIdFilter"}
-LOGGING["formatters"]["plain"] = {"()": "octoprovider.core.logs.TextFormatter"}
-LOGGING["formatters"]["json"] = {"()": "octoprovider.core.logs.JsonFormatter"}
-LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"
-LOGGING["handlers"]["console"]["filters"] = ["mask_tokens", "request_id"]
-LOGGING["handlers"]["django.server"]["filters"] = ["mask_tokens", "request_id"]
+LOG_FORMAT = read_choice("LOG_FORMAT", "text", ("text", "json"))
+LOGGING = logging_config(level=read_str("LOG_LEVEL", "INFO"), log_format=LOG_FORMAT)
 
 # HSTS is set only when SECURE_HSTS_SECONDS is; on a host name of its own, its subdomains and the
 # preload flag commit nothing else (docs/deployment.md).

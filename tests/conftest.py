@@ -12,8 +12,9 @@ from octoprovider import hetzner
 from octoprovider.core import clock
 from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud
 from octoprovider.operations.reconciler import reconcile_pass
+from tests.settings import TEST_TOKENS
 
-TOKEN = "test-token-0123456789abcdef0123456789"
+TOKEN = TEST_TOKENS[0]
 JAVA_ACCEPT = "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2"
 USER_DATA = "#!/bin/bash\ndocker run -d --restart=always -e AGENT_TOKEN=s3cr3t-agent-token octoperf/docker-agent\n"
 

@@ -7,7 +7,9 @@ import os
 
 os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key")
-os.environ["OCTOPERF_API_TOKENS"] = "test-token-0123456789abcdef0123456789,second-token-abcdefabcdefabcdefabcdef"
+# OctoPerf's token in the tests (tests/conftest.py TOKEN), and a second one.
+TEST_TOKENS = ["test-token-0123456789abcdef0123456789", "second-token-abcdefabcdefabcdefabcdef"]
+os.environ["OCTOPERF_API_TOKENS"] = ",".join(TEST_TOKENS)
 os.environ.pop("HCLOUD_TOKEN", None)
 
 from octoprovider.settings import *  # noqa: E402,F401,F403

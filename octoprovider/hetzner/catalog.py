@@ -61,13 +61,6 @@ def _mapping(location: str, size: str) -> tuple[str, list[str]] | None:
     return mappings.get((location, size)) or mappings.get(("*", size))
 
 
-def server_type_for(location: str, instance_type: str) -> str:
-    """Map OctoPerf's size (SMALL, MEDIUM, LARGE, XLARGE; any case) to a Hetzner server type."""
-    size = _size(instance_type)
-    mapping = _mapping(location, size)
-    return mapping[0] if mapping else settings.SERVER_TYPES[location][size]
-
-
 def server_type_candidates(location: str, instance_type: str) -> list[str]:
     """Return the server type for a size and, after it, the fallbacks to try when it cannot be had."""
     size = _size(instance_type)

@@ -9,6 +9,7 @@ from instances.models import Instance
 from octoprovider.core.logmask import MaskTokensFilter, mask_path
 from staticips.models import StaticIP
 from tests.conftest import JAVA_ACCEPT, TOKEN, OctoPerf
+from tests.settings import TEST_TOKENS
 
 pytestmark = pytest.mark.django_db
 
@@ -102,7 +103,7 @@ def test_bearer_token_works_without_a_token_in_the_path(instance_id):
 
 
 def test_every_configured_token_is_accepted(instance_id):
-    second = OctoPerf(base="/octoperf/second-token-abcdefabcdefabcdefabcdef")
+    second = OctoPerf(base=f"/octoperf/{TEST_TOKENS[1]}")
 
     assert second.call("GET", f"/instances/{instance_id}/state").status_code == 200
 

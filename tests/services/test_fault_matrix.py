@@ -20,14 +20,11 @@ from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud
 from octoprovider.operations.reconciler import reconcile_pass
 from staticips.models import Association, StaticIP
 from tests.conftest import OctoPerf
+from tests.faults import ProcessDied
 
 pytestmark = pytest.mark.django_db
 
 SCENARIOS_RUN: list[str] = []
-
-
-class ProcessDied(BaseException):
-    """Raised inside an HTTP response hook: the process is gone before it writes anything."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from octoprovider.core import clock
 from octoprovider.operations.reconciler import reconcile_pass
 from staticips import services
 from staticips.models import Association, StaticIP
+from tests.faults import ProcessDied
 
 ASSOCIATE_STEPS = ["poweroff", "label own IPv4", "unassign own IPv4", "delete own IPv4", "assign", "poweron"]
 DISSOCIATE_STEPS = ["poweroff", "unassign", "create fresh IPv4", "poweron"]
@@ -22,10 +23,6 @@ on_postgresql = pytest.mark.skipif(
     "postgresql" not in django_settings.DATABASES["default"]["ENGINE"],
     reason="row locks and concurrent connections: PostgreSQL only (CI runs it)",
 )
-
-
-class ProcessDied(BaseException):
-    """Raised from inside an HTTP response hook: the process is gone before it writes anything."""
 
 
 def die_after_mutation(number: int):
