@@ -1112,18 +1112,7 @@ class SandboxCloud:
         return 200, {"firewall": self._firewall_json(firewall)}
 
     def _get_pricing(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
-        return 200, {"pricing": {
-            "currency": "EUR",
-            "vat_rate": f"{catalog.VAT_RATE:.2f}",
-            "primary_ips": [{"type": "ipv4", "prices": [
-                {"location": loc, "price_hourly": catalog.money(catalog.PRIMARY_IPV4_HOURLY),
-                 "price_monthly": catalog.money(catalog.PRIMARY_IPV4_MONTHLY)}
-                for loc in catalog.ALL_LOCATIONS]}],
-            "server_backup": {"percentage": f"{Decimal(20):.10f}"},
-            "server_types": [{"id": spec.id, "name": spec.name,
-                              "prices": catalog.server_type_prices(spec)}
-                             for spec in catalog.SERVER_TYPES],
-        }}
+        return 200, {"pricing": catalog.pricing()}
 
 
 # ------------------------------------------------------------------ helpers
