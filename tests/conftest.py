@@ -127,3 +127,10 @@ def pytest_terminal_summary(terminalreporter):
     matrix = sys.modules.get("tests.services.test_fault_matrix")
     if matrix is not None and matrix.SCENARIOS_RUN:
         terminalreporter.write_line(f"fault matrix: {len(matrix.SCENARIOS_RUN)} scenarios ran")
+
+
+def pytest_configure(config):
+    """Check every exchange with the simulated Hetzner against Hetzner's OpenAPI description."""
+    from tests import hetzner_spec
+
+    hetzner_spec.register(config)

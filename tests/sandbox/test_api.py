@@ -169,7 +169,7 @@ def test_many_actions_are_polled_in_one_call(client: Client, cloud: SandboxCloud
 def test_listing_actions_without_ids_is_refused_as_at_hetzner(cloud: SandboxCloud) -> None:
     status, _, body = cloud.handle("GET", "/actions", {}, None, AUTH)
 
-    assert status == 400
+    assert status == 422
     assert body is not None and body["error"]["code"] == "invalid_input"
 
 
@@ -181,7 +181,7 @@ def test_a_servers_actions_are_listed(client: Client, cloud: SandboxCloud,
 
     commands = [a.command for a in client.servers.get_actions(server)]
 
-    assert commands == ["create_server", "reboot_server"]
+    assert commands == ["create_server", "start_server", "reboot_server"]
     assert [a.command for a in client.servers.get_actions(server, status=["running"])] == [
         "reboot_server"]
 

@@ -169,7 +169,8 @@ def test_server_created_with_a_static_ip_uses_it(
     server = create_server(public_net=ServerCreatePublicNetwork(ipv4=static))
 
     assert server.public_net.ipv4.ip == static.ip
-    assert len(cloud.primary_ips) == 1
+    assert [ip["type"] for ip in cloud.primary_ips.values()] == ["ipv4", "ipv6"]
+    assert cloud.primary_ips[static.id]["assignee_id"] == server.id
 
 
 def test_static_ip_from_another_location_is_refused_at_create(
@@ -179,7 +180,7 @@ def test_static_ip_from_another_location_is_refused_at_create(
 
     with pytest.raises(APIException) as error:
         create_server(location="fsn1", public_net=ServerCreatePublicNetwork(ipv4=static))
-    assert error.value.code == "invalid_input"
+    assert error.value.code == "primary_ip_datacenter_mismatch"
 
 
 def test_deleted_servers_static_ip_stays_assigned_for_a_moment_then_is_free(

@@ -33,34 +33,41 @@ def test_created_server_moves_from_initializing_to_starting_to_running_with_the_
     assert client.servers.get_by_id(server.id).status == "running"
 
 
-def test_create_action_finishes_when_the_server_is_running(client: Client,
-                                                           cloud: SandboxCloud) -> None:
+def test_create_action_finishes_with_initializing_and_its_start_action_when_running(
+    client: Client, cloud: SandboxCloud
+) -> None:
     response = client.servers.create(name="octoperf-i-1", server_type=ServerType(name="cx23"),
                                      image=Image(name="docker-ce"),
                                      location=Location(name="fsn1"))
     assert response.action.command == "create_server"
     assert response.action.status == "running"
-    assert response.next_actions == []
+    (start,) = response.next_actions
+    assert (start.command, start.status) == ("start_server", "running")
 
-    cloud.advance(14)
-    assert client.actions.get_by_id(response.action.id).status == "running"
+    cloud.advance(5)
+    assert client.actions.get_by_id(response.action.id).status == "success"
+    cloud.advance(9)
+    assert client.actions.get_by_id(start.id).status == "running"
     cloud.advance(1)
-    action = client.actions.get_by_id(response.action.id)
+    action = client.actions.get_by_id(start.id)
     assert (action.status, action.progress) == ("success", 100)
     assert action.resources == [{"id": response.server.id, "type": "server"}]
 
 
-def test_created_server_has_an_auto_deleted_primary_ipv4_and_its_labels(
+def test_created_server_has_auto_deleted_primary_ipv4_and_ipv6_and_its_labels(
     client: Client, create_server: CreateServer
 ) -> None:
     server = create_server(labels=OURS)
 
     assert server.labels == OURS
     assert server.public_net.ipv4.ip
-    assert server.public_net.ipv6 is None
     ip = client.primary_ips.get_by_id(server.public_net.primary_ipv4.id)
     assert (ip.ip, ip.assignee_id, ip.auto_delete) == (server.public_net.ipv4.ip, server.id, True)
     assert ip.location.name == "fsn1"
+    ipv6 = client.primary_ips.get_by_id(server.public_net.primary_ipv6.id)
+    assert (ipv6.type, ipv6.ip, ipv6.assignee_id, ipv6.auto_delete) == (
+        "ipv6", server.public_net.ipv6.ip, server.id, True)
+    assert server.public_net.ipv6.ip.endswith("::/64")
 
 
 def test_created_server_reports_its_type_location_image_and_created_time(
@@ -81,7 +88,7 @@ def test_server_without_ipv4_gets_no_primary_ip(cloud: SandboxCloud,
     server = create_server(public_net=ServerCreatePublicNetwork(enable_ipv4=False))
 
     assert server.public_net.ipv4 is None
-    assert cloud.primary_ips == {}
+    assert [ip["type"] for ip in cloud.primary_ips.values()] == ["ipv6"]
 
 
 def test_user_data_is_recorded_for_tests_but_not_returned_by_the_api(
@@ -236,7 +243,7 @@ def test_server_quota_is_resource_limit_exceeded(cloud: SandboxCloud,
 def test_primary_ip_quota_also_stops_servers_that_would_get_an_ipv4(
     cloud: SandboxCloud, create_server: CreateServer
 ) -> None:
-    cloud.set_quota(primary_ips=1)
+    cloud.set_quota(primary_ips=2)  # a server's IPv4 and IPv6
     create_server("one")
 
     with pytest.raises(APIException) as error:
@@ -297,17 +304,40 @@ def test_reboot_keeps_the_server_running(client: Client, cloud: SandboxCloud,
     assert client.actions.get_by_id(action.id).status == "success"
 
 
-def test_delete_is_accepted_while_an_action_runs_and_cancels_it(
+def test_delete_while_the_start_after_create_runs_is_locked(
     client: Client, cloud: SandboxCloud
 ) -> None:
     created = client.servers.create(name="octoperf-i-1", server_type=ServerType(name="cx23"),
                                     image=Image(name="docker-ce"))
+    cloud.advance(5)  # the create action is done, its start_server action is not
 
-    delete = client.servers.delete(created.server)
+    with pytest.raises(APIException) as error:
+        client.servers.delete(created.server)
 
-    assert delete.command == "delete_server"
-    assert client.servers.get_by_id(created.server.id).status == "deleting"
-    assert client.actions.get_by_id(created.action.id).status == "error"
+    assert error.value.code == "locked"
+    assert client.servers.get_by_id(created.server.id).status == "starting"
+    cloud.settle()
+    assert client.servers.delete(created.server).command == "delete_server"
+
+
+@pytest.mark.parametrize("act", ["reboot", "power_off", "power_on"])
+def test_delete_while_a_power_action_runs_is_423_locked(
+    client: Client, cloud: SandboxCloud, create_server: CreateServer, act: str
+) -> None:
+    server = create_server()
+    cloud.settle()
+    if act == "power_on":
+        client.servers.power_off(server)
+        cloud.settle()
+    getattr(client.servers, act)(server)
+    before = len(cloud.requests)
+
+    with pytest.raises(APIException) as error:
+        client.servers.delete(server)
+
+    assert error.value.code == "locked"
+    assert cloud.requests[before].status == 423
+    assert client.servers.get_by_id(server.id).status != "deleting"
 
 
 def test_deleted_server_is_gone_after_its_delete_action_and_its_auto_ip_too(
@@ -331,6 +361,7 @@ def test_deleted_server_is_gone_after_its_delete_action_and_its_auto_ip_too(
 def test_name_of_a_deleting_server_is_still_taken(client: Client, cloud: SandboxCloud,
                                                  create_server: CreateServer) -> None:
     server = create_server("octoperf-i-1")
+    cloud.settle()
     client.servers.delete(server)
 
     with pytest.raises(APIException) as error:
@@ -354,5 +385,5 @@ def test_datacenter_is_refused_since_hetzner_removed_it(cloud: SandboxCloud) -> 
         {"name": "a", "server_type": "cx23", "image": "docker-ce", "datacenter": "fsn1-dc14"},
         {"Authorization": "Bearer sandbox-token"})
 
-    assert status == 400
+    assert status == 422
     assert body is not None and body["error"]["code"] == "invalid_input"

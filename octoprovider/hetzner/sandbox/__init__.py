@@ -3,6 +3,7 @@
 from .clock import FakeClock, SystemClock
 from .cloud import SandboxCloud
 from .persistent import FileBackedSandbox
-from .transport import SandboxAdapter
+from .transport import Exchange, SandboxAdapter, add_observer, remove_observer
 
-__all__ = ["SandboxCloud", "FakeClock", "SystemClock", "SandboxAdapter", "FileBackedSandbox"]
+__all__ = ["SandboxCloud", "FakeClock", "SystemClock", "SandboxAdapter", "FileBackedSandbox",
+           "Exchange", "add_observer", "remove_observer"]

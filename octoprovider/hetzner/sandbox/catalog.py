@@ -9,8 +9,16 @@ from typing import Any
 VAT_RATE = Decimal("19.00")
 TRAFFIC_EU = 20 * 1024**4
 TRAFFIC_ELSEWHERE = 1 * 1024**4
-PRIMARY_IPV4_HOURLY = Decimal("0.0008")
 PRIMARY_IPV4_MONTHLY = Decimal("0.5000")
+FLOATING_IPV4_MONTHLY = Decimal("3.0000")
+FLOATING_IPV6_MONTHLY = Decimal("3.0000")
+IMAGE_PER_GB_MONTH = Decimal("0.0110")
+VOLUME_PER_GB_MONTH = Decimal("0.0440")
+SERVER_BACKUP_PERCENTAGE = Decimal(20)
+
+LOAD_BALANCER_TYPES: list[tuple[int, str, Decimal]] = [
+    (1, "lb11", Decimal("5.39")), (2, "lb21", Decimal("16.40")), (3, "lb31", Decimal("32.90")),
+]
 
 LOCATIONS: list[dict[str, Any]] = [
     {"id": 1, "name": "fsn1", "description": "Falkenstein DC Park 1", "country": "DE",
@@ -123,6 +131,43 @@ def server_type_prices(spec: ServerTypeSpec) -> list[dict[str, Any]]:
     return prices
 
 
+def _hourly(monthly: Decimal) -> Decimal:
+    return (monthly / 625).quantize(Decimal("0.0001"))
+
+
+def pricing() -> dict[str, Any]:
+    """Return ``GET /pricing`` as Hetzner renders it: every section its reference requires."""
+    def per_location(monthly: Decimal, *, hourly: bool = True) -> list[dict[str, Any]]:
+        return [{"location": location,
+                 **({"price_hourly": money(_hourly(monthly))} if hourly else {}),
+                 "price_monthly": money(monthly)} for location in ALL_LOCATIONS]
+
+    return {
+        "currency": "EUR",
+        "vat_rate": f"{VAT_RATE:.2f}",
+        "image": {"price_per_gb_month": money(IMAGE_PER_GB_MONTH)},
+        "volume": {"price_per_gb_month": money(VOLUME_PER_GB_MONTH)},
+        "server_backup": {"percentage": f"{SERVER_BACKUP_PERCENTAGE:.10f}"},
+        # Deprecated by Hetzner in favour of floating_ips, still required in every answer.
+        "floating_ip": {"price_monthly": money(FLOATING_IPV4_MONTHLY)},
+        "floating_ips": [
+            {"type": "ipv4", "prices": per_location(FLOATING_IPV4_MONTHLY, hourly=False)},
+            {"type": "ipv6", "prices": per_location(FLOATING_IPV6_MONTHLY, hourly=False)}],
+        # IPv6 Primary IPs cost nothing; Hetzner still lists them.
+        "primary_ips": [
+            {"type": "ipv4", "prices": per_location(PRIMARY_IPV4_MONTHLY)},
+            {"type": "ipv6", "prices": per_location(Decimal(0))}],
+        "load_balancer_types": [
+            {"id": lb_id, "name": name, "prices": [
+                {"location": location, "price_hourly": money(_hourly(monthly)),
+                 "price_monthly": money(monthly), "included_traffic": TRAFFIC_EU,
+                 "price_per_tb_traffic": money(Decimal(1))} for location in ALL_LOCATIONS]}
+            for lb_id, name, monthly in LOAD_BALANCER_TYPES],
+        "server_types": [{"id": spec.id, "name": spec.name, "prices": server_type_prices(spec)}
+                         for spec in SERVER_TYPES],
+    }
+
+
 def image_json(image: dict[str, Any]) -> dict[str, Any]:
     """Return an image as the API renders it."""
     return {
@@ -134,7 +179,6 @@ def image_json(image: dict[str, Any]) -> dict[str, Any]:
         "rapid_deploy": True,
         "protection": {"delete": False},
         "deprecated": None,
-        "deprecation": None,
         "deleted": None,
         "labels": {},
         "architecture": "x86",

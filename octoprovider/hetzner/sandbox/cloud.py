@@ -14,6 +14,7 @@ import re
 import secrets
 import threading
 import uuid
+from urllib.parse import urlencode
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,27 +29,37 @@ JSON = dict[str, Any]
 Query = dict[str, list[str]]
 Answer = tuple[int, JSON | None]
 
+# The error table of Hetzner's API reference, and the operation specific errors of its Primary
+# IP and server operations (422 where the reference gives a status).
 ERROR_STATUS: dict[str, int] = {
-    "invalid_input": 400,
     "json_error": 400,
     "unauthorized": 401,
+    "token_readonly": 401,
     "forbidden": 403,
-    "token_readonly": 403,
+    "maintenance": 403,
     "resource_limit_exceeded": 403,
     "not_found": 404,
     "method_not_allowed": 405,
     "uniqueness_error": 409,
     "conflict": 409,
+    "deprecated_api_endpoint": 410,
     "resource_unavailable": 412,
-    "server_not_stopped": 412,
-    "must_be_unassigned": 412,
     "placement_error": 412,
-    "primary_ip_assigned": 412,
-    "primary_ip_already_assigned": 412,
-    "server_has_ipv4": 412,
+    "invalid_input": 422,
+    "service_error": 422,
+    "unsupported_error": 422,
+    "server_not_stopped": 422,
+    "must_be_unassigned": 422,
+    "primary_ip_already_assigned": 422,
+    "server_has_ipv4": 422,
+    "server_has_ipv6": 422,
+    "primary_ip_assigned": 422,
+    "primary_ip_datacenter_mismatch": 422,
+    "primary_ip_version_mismatch": 422,
     "locked": 423,
+    "protected": 423,
     "rate_limit_exceeded": 429,
-    "internal_server_error": 500,
+    "server_error": 500,
     "bad_gateway": 502,
     "unavailable": 503,
     "timeout": 504,
@@ -59,13 +70,14 @@ _DEFAULT_MESSAGES: dict[str, str] = {
     "timeout": "request timed out",
     "conflict": "resource has changed during the request, please retry",
     "rate_limit_exceeded": "limit of requests per hour reached",
-    "internal_server_error": "internal server error",
+    "server_error": "internal server error",
     "bad_gateway": "bad gateway",
 }
 
 SERVER_STATUSES = ("running", "initializing", "starting", "stopping", "off", "deleting",
                    "migrating", "rebuilding", "unknown")
 _FIRST_IPV4 = ipaddress.IPv4Address("198.18.0.0")  # benchmark range: never routable
+_FIRST_IPV6 = ipaddress.IPv6Network("2001:db8::/64")  # documentation range: never routable
 _ACTION_RETENTION = 24 * 3600.0
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                           r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -92,6 +104,13 @@ def invalid_input(field_name: str, message: str) -> ApiError:
     """Build Hetzner's ``invalid_input`` error for one field."""
     return ApiError("invalid_input", f"invalid input in field '{field_name}': {message}",
                     details={"fields": [{"name": field_name, "messages": [message]}]})
+
+
+def reject_unknown_fields(body: JSON, known: Iterable[str], prefix: str = "") -> None:
+    """Answer ``invalid_input`` for a field the operation does not know, as Hetzner does."""
+    for name in body:
+        if name not in known:
+            raise invalid_input(f"{prefix}{name}", "unknown field")
 
 
 class SimulatedTimeout(Exception):
@@ -193,6 +212,7 @@ class SandboxCloud:
         (r"/firewalls", {"GET": "_list_firewalls"}),
         (r"/firewalls/(\d+)", {"GET": "_get_firewall"}),
         (r"/pricing", {"GET": "_get_pricing"}),
+        (r"/datacenters(?:/\d+)?", {"GET": "_datacenters_gone"}),
     )
 
     def __init__(self, *, clock: Clock | None = None, token: str | None = None,
@@ -207,6 +227,9 @@ class SandboxCloud:
         self._faults: list[_Fault] = []
         self._user_data: dict[int, str] = {}
         self._now = self.clock.now()
+        self._reply_headers: dict[str, str] = {}
+        self._request_path: str = "/"
+        self._request_query: Query = {}
         self.from_state({})
 
     # ------------------------------------------------------------------ state
@@ -235,7 +258,7 @@ class SandboxCloud:
             now = self.clock.now()
             self._next_ids: dict[str, int] = {
                 "server": 60_000_001, "primary_ip": 80_000_001, "action": 1_000_000_001,
-                "ssh_key": 20_000_001, "firewall": 1_500_001, "ipv4": 10,
+                "ssh_key": 20_000_001, "firewall": 1_500_001, "ipv4": 10, "ipv6": 1,
                 **state.get("next_ids", {}),
             }
             self._servers: dict[int, JSON] = _int_keys(state.get("servers", {}))
@@ -375,9 +398,14 @@ class SandboxCloud:
             method = method.upper()
             self.request_count += 1
             response_headers = {"X-Correlation-Id": uuid.uuid4().hex[:16]}
+            self._reply_headers: dict[str, str] = {}
+            self._request_path, self._request_query = path, query
             try:
                 self._authenticate(headers)
             except ApiError as error:
+                # Hetzner sends its rate-limit headers on every answer; a refused token spends none.
+                self._bucket = {"tokens": self._refilled_tokens(self._now), "updated": self._now}
+                response_headers.update(self._rate_headers())
                 return self._answer(method, path, query, body, response_headers,
                                     error.status, error.body())
 
@@ -403,6 +431,7 @@ class SandboxCloud:
 
             try:
                 status, payload = self._dispatch(method, path, query, body)
+                response_headers.update(self._reply_headers)
             except ApiError as error:
                 status, payload = error.status, error.body()
 
@@ -553,9 +582,9 @@ class SandboxCloud:
         if self._running_actions_on("server", server_id):
             raise ApiError("locked", "server is locked by another running action")
 
-    def _server_ipv4(self, server_id: int) -> JSON | None:
+    def _server_ip(self, server_id: int, ip_type: str) -> JSON | None:
         return next((ip for ip in self._primary_ips.values()
-                     if ip["assignee_id"] == server_id and ip["type"] == "ipv4"), None)
+                     if ip["assignee_id"] == server_id and ip["type"] == ip_type), None)
 
     def _check_quota(self, kind: str, count: int, adding: int = 1) -> None:
         limit = self._quota.get(kind)
@@ -603,7 +632,8 @@ class SandboxCloud:
         }
 
     def _server_json(self, server: JSON) -> JSON:
-        ipv4 = self._server_ipv4(server["id"])
+        ipv4 = self._server_ip(server["id"], "ipv4")
+        ipv6 = self._server_ip(server["id"], "ipv6")
         spec = catalog.SERVER_TYPES_BY_NAME[server["server_type"]]
         return {
             "id": server["id"], "name": server["name"], "status": self._server_status(server),
@@ -612,7 +642,8 @@ class SandboxCloud:
                 "ipv4": None if ipv4 is None else {
                     "id": ipv4["id"], "ip": ipv4["ip"], "blocked": False,
                     "dns_ptr": _dns_ptr(ipv4["ip"])},
-                "ipv6": None,
+                "ipv6": None if ipv6 is None else {
+                    "id": ipv6["id"], "ip": ipv6["ip"], "blocked": False, "dns_ptr": []},
                 "floating_ips": [],
                 "firewalls": [{"id": fid, "status": "applied"} for fid in server["firewalls"]],
             },
@@ -632,11 +663,14 @@ class SandboxCloud:
     def _primary_ip_json(self, ip: JSON) -> JSON:
         return {
             "id": ip["id"], "name": ip["name"], "ip": ip["ip"], "type": ip["type"],
-            "dns_ptr": [{"ip": ip["ip"], "dns_ptr": _dns_ptr(ip["ip"])}],
+            "dns_ptr": ([{"ip": ip["ip"], "dns_ptr": _dns_ptr(ip["ip"])}]
+                        if ip["type"] == "ipv4" else []),
             "location": self._location_json(ip["location"]), "blocked": False,
             "protection": {"delete": False}, "labels": dict(ip["labels"]),
             "created": iso(ip["created"]), "assignee_id": ip["assignee_id"],
-            "assignee_type": "server", "auto_delete": ip["auto_delete"],
+            # Since 2026-08-01 an unassigned Primary IP no longer claims to belong to a server.
+            "assignee_type": "server" if ip["assignee_id"] is not None else "unassigned",
+            "auto_delete": ip["auto_delete"],
         }
 
     def _firewall_json(self, firewall: JSON) -> JSON:
@@ -654,11 +688,23 @@ class SandboxCloud:
         total = len(items)
         last_page = max(1, math.ceil(total / per_page))
         chunk = items[(page - 1) * per_page: page * per_page]
+        links = {"prev": page - 1 if page > 1 else None,
+                 "next": page + 1 if page < last_page else None, "last": last_page}
+        self._reply_headers["Link"] = ", ".join(
+            f'<{self._page_url(number, per_page)}>; rel="{rel}"'
+            for rel, number in links.items() if number is not None)
         return 200, {key: chunk, "meta": {"pagination": {
             "page": page, "per_page": per_page,
             "previous_page": page - 1 if page > 1 else None,
             "next_page": page + 1 if page < last_page else None,
             "last_page": last_page, "total_entries": total}}}
+
+    def _page_url(self, page: int, per_page: int) -> str:
+        """Return a page's URL relative to the one called (the transport makes it absolute)."""
+        query = {name: values for name, values in self._request_query.items()
+                 if name not in ("page", "per_page")}
+        query.update({"page": [str(page)], "per_page": [str(per_page)]})
+        return f"{self._request_path.rsplit('/', 1)[-1]}?{urlencode(query, doseq=True)}"
 
     def _filtered(self, query: Query, items: list[JSON], *, sortable: Iterable[str] = ("id",),
                   extra: dict[str, Callable[[JSON, str], bool]] | None = None) -> list[JSON]:
@@ -698,7 +744,13 @@ class SandboxCloud:
     def _get_server(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         return 200, {"server": self._server_json(self._server_or_404(args[0]))}
 
+    _CREATE_SERVER_FIELDS = ("automount", "datacenter", "firewalls", "image", "labels", "location",
+                             "name", "networks", "placement_group", "public_net", "server_type",
+                             "ssh_keys", "start_after_create", "user_data", "volumes")
+    _PUBLIC_NET_FIELDS = ("enable_ipv4", "enable_ipv6", "ipv4", "ipv6")
+
     def _create_server(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
+        reject_unknown_fields(body, self._CREATE_SERVER_FIELDS)
         name = body.get("name")
         if not isinstance(name, str) or not _HOSTNAME_RE.match(name):
             raise invalid_input("name", "must be a valid hostname (RFC 1123)")
@@ -723,20 +775,17 @@ class SandboxCloud:
             raise invalid_input("user_data", "must be a string of at most 32 KiB")
 
         public_net = body.get("public_net") or {}
+        if not isinstance(public_net, dict):
+            raise invalid_input("public_net", "must be an object")
+        reject_unknown_fields(public_net, self._PUBLIC_NET_FIELDS, "public_net.")
         enable_ipv4 = public_net.get("enable_ipv4", True) is not False
         enable_ipv6 = public_net.get("enable_ipv6", True) is not False
-        static_ipv4 = None
-        if public_net.get("ipv4") is not None:
-            if not enable_ipv4:
-                raise invalid_input("public_net", "ipv4 given while enable_ipv4 is false")
-            static_ipv4 = self._primary_ips.get(_as_int(public_net["ipv4"], "public_net"))
-            if static_ipv4 is None:
-                raise ApiError("not_found",
-                               f"primary_ip with ID '{public_net['ipv4']}' not found")
+        static_ipv4 = self._given_primary_ip(public_net, "ipv4", enable_ipv4)
+        static_ipv6 = self._given_primary_ip(public_net, "ipv6", enable_ipv6)
         if not enable_ipv4 and not enable_ipv6:
             raise invalid_input("public_net", "a server without public IPs needs a network")
 
-        location = self._create_location(body.get("location"), spec, static_ipv4)
+        location = self._create_location(body.get("location"), spec, static_ipv4 or static_ipv6)
         if location not in spec.locations:
             raise invalid_input("server_type", "unsupported location for server type")
         if not self._available(spec, location):
@@ -745,14 +794,21 @@ class SandboxCloud:
         if any(server["name"] == name for server in self._servers.values()):
             raise ApiError("uniqueness_error", "server name is already used",
                            details={"fields": [{"name": "name"}]})
-        if static_ipv4 is not None:
-            if static_ipv4["assignee_id"] is not None:
-                raise ApiError("primary_ip_assigned", "primary IP is already assigned")
-            if static_ipv4["location"] != location:
-                raise invalid_input("public_net", "primary IP is in another location")
+        for given in (static_ipv4, static_ipv6):
+            if given is None:
+                continue
+            if given["assignee_id"] is not None:
+                raise ApiError("primary_ip_assigned",
+                               f"primary IP {given['id']} is already assigned to a server")
+            if given["location"] != location:
+                # Hetzner still names the error after datacenters, which it removed.
+                raise ApiError("primary_ip_datacenter_mismatch",
+                               f"primary IP {given['id']} is in {given['location']}, "
+                               f"not in {location}")
         self._check_quota("servers", len(self._servers))
-        if enable_ipv4 and static_ipv4 is None:
-            self._check_quota("primary_ips", len(self._primary_ips))
+        new_ips = (enable_ipv4 and static_ipv4 is None) + (enable_ipv6 and static_ipv6 is None)
+        if new_ips:
+            self._check_quota("primary_ips", len(self._primary_ips), new_ips)
 
         server_id = self._new_id("server")
         start = body.get("start_after_create") is not False
@@ -768,17 +824,40 @@ class SandboxCloud:
         self._servers[server_id] = server
         if user_data is not None:
             self._user_data[server_id] = user_data
-        if static_ipv4 is not None:
-            static_ipv4["assignee_id"] = server_id
-        elif enable_ipv4:
-            self._new_primary_ip(name=None, location=location, labels={}, auto_delete=True,
-                                 assignee_id=server_id)
-        action = self._start_action(
-            "create_server", t["create_running"] if start else t["create_initializing"],
-            [(server_id, "server")])
+        for version, given, enabled in (("ipv4", static_ipv4, enable_ipv4),
+                                         ("ipv6", static_ipv6, enable_ipv6)):
+            if given is not None:
+                given["assignee_id"] = server_id
+            elif enabled:
+                self._new_primary_ip(name=None, ip_type=version, location=location, labels={},
+                                     auto_delete=True, assignee_id=server_id)
+        action = self._start_action("create_server", t["create_initializing"],
+                                    [(server_id, "server")])
+        next_actions = []
+        if start:
+            # start_after_create is a start_server action of its own, listed in next_actions;
+            # the server stays locked until it finishes.
+            next_actions.append(self._start_action("start_server", t["create_running"],
+                                                   [(server_id, "server")]))
         return 201, {"server": self._server_json(server), "action": self._action_json(action),
-                     "next_actions": [],
+                     "next_actions": [self._action_json(next_) for next_ in next_actions],
                      "root_password": None if ssh_key_ids else secrets.token_urlsafe(12)}
+
+    def _given_primary_ip(self, public_net: JSON, version: str, enabled: bool) -> JSON | None:
+        """Return the existing Primary IP that ``public_net.<version>`` names, if any."""
+        ref = public_net.get(version)
+        if ref is None:
+            return None
+        if not enabled:
+            raise invalid_input(f"public_net.{version}",
+                                f"given while enable_{version} is false")
+        ip = self._primary_ips.get(_as_int(ref, f"public_net.{version}"))
+        if ip is None:
+            raise ApiError("not_found", f"primary_ip with ID '{ref}' not found")
+        if ip["type"] != version:
+            raise ApiError("primary_ip_version_mismatch",
+                           f"primary IP {ref} is an {ip['type']} Primary IP, not {version}")
+        return ip
 
     def _create_location(self, ref: Any, spec: catalog.ServerTypeSpec,
                          static_ipv4: JSON | None) -> str:
@@ -809,6 +888,7 @@ class SandboxCloud:
 
     def _update_server(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         server = self._server_or_404(args[0])
+        reject_unknown_fields(body, ("name", "labels"))
         if "name" in body:
             name = body["name"]
             if not isinstance(name, str) or not _HOSTNAME_RE.match(name):
@@ -828,11 +908,9 @@ class SandboxCloud:
         server = self._server_or_404(args[0])
         if server["deleted_at"] is not None:
             return 200, {"action": self._action_json(self._actions[server["delete_action"]])}
-        # A delete is accepted at any time and ends the server's running actions.
-        for action in self._running_actions_on("server", server["id"]):
-            action["finish_at"] = self._now
-            action["error"] = {"code": "action_failed",
-                               "message": "action cancelled: the server was deleted"}
+        # Like any other action, a delete waits for the running one (its create, its start,
+        # a reboot, a power cycle): Hetzner answers locked meanwhile.
+        self._ensure_unlocked(server["id"])
         action = self._start_action("delete_server", self.timings["delete"],
                                     [(server["id"], "server")])
         server["phases"] = [[self._now, "deleting"]]
@@ -842,6 +920,7 @@ class SandboxCloud:
 
     def _server_action(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         server = self._server_or_404(args[0])
+        reject_unknown_fields(body, ())  # power and reboot actions take no fields
         command = args[1]
         self._ensure_unlocked(server["id"])
         status = self._server_status(server)
@@ -920,11 +999,18 @@ class SandboxCloud:
             raise ApiError("not_found", f"primary_ip with ID '{ip_id}' not found")
         return ip
 
-    def _new_primary_ip(self, *, name: str | None, location: str, labels: dict[str, str],
-                        auto_delete: bool, assignee_id: int | None) -> JSON:
+    def _new_primary_ip(self, *, name: str | None, ip_type: str = "ipv4", location: str,
+                        labels: dict[str, str], auto_delete: bool,
+                        assignee_id: int | None) -> JSON:
         ip_id = self._new_id("primary_ip")
+        if ip_type == "ipv4":
+            address = str(_FIRST_IPV4 + self._new_id("ipv4"))
+        else:  # an IPv6 Primary IP is a /64 network
+            offset = self._new_id("ipv6") << 64
+            address = str(ipaddress.IPv6Network(
+                (int(_FIRST_IPV6.network_address) + offset, 64)))
         ip = {"id": ip_id, "name": name or f"primary_ip-{ip_id}",
-              "ip": str(_FIRST_IPV4 + self._new_id("ipv4")), "type": "ipv4",
+              "ip": address, "type": ip_type,
               "location": location, "labels": labels, "created": self._now,
               "auto_delete": auto_delete, "assignee_id": assignee_id, "released_at": None}
         self._primary_ips[ip_id] = ip
@@ -940,11 +1026,14 @@ class SandboxCloud:
         return 200, {"primary_ip": self._primary_ip_json(self._primary_ip_or_404(args[0]))}
 
     def _create_primary_ip(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
+        reject_unknown_fields(body, ("assignee_id", "assignee_type", "auto_delete", "datacenter",
+                                     "labels", "location", "name", "type"))
         name = body.get("name")
         if not isinstance(name, str) or not name:
             raise invalid_input("name", "is required")
-        if body.get("type") != "ipv4":
-            raise invalid_input("type", "the sandbox only offers ipv4 Primary IPs")
+        ip_type = body.get("type")
+        if ip_type not in ("ipv4", "ipv6"):
+            raise invalid_input("type", "must be ipv4 or ipv6")
         try:
             labels = validate_labels(body.get("labels") or {})
         except LabelSelectorError as error:
@@ -969,9 +1058,9 @@ class SandboxCloud:
             raise ApiError("uniqueness_error", "primary_ip name is already used",
                            details={"fields": [{"name": "name"}]})
         if server is not None:
-            self._check_assignable(server)
+            self._check_assignable(server, ip_type)
         self._check_quota("primary_ips", len(self._primary_ips))
-        ip = self._new_primary_ip(name=name, location=location, labels=labels,
+        ip = self._new_primary_ip(name=name, ip_type=ip_type, location=location, labels=labels,
                                   auto_delete=bool(body.get("auto_delete", False)),
                                   assignee_id=None if server is None else server["id"])
         resources = [(ip["id"], "primary_ip")]
@@ -983,16 +1072,18 @@ class SandboxCloud:
         return 201, {"primary_ip": self._primary_ip_json(ip),
                      "action": self._action_json(action)}
 
-    def _check_assignable(self, server: JSON) -> None:
+    def _check_assignable(self, server: JSON, ip_type: str) -> None:
         self._ensure_unlocked(server["id"])
         # Hetzner assigns and unassigns Primary IPs only on powered-off servers.
         if self._server_status(server) != "off":
             raise ApiError("server_not_stopped", "server must be stopped")
-        if self._server_ipv4(server["id"]) is not None:
-            raise ApiError("server_has_ipv4", "server already has an IPv4 address")
+        if self._server_ip(server["id"], ip_type) is not None:
+            raise ApiError(f"server_has_{ip_type}",
+                           f"server already has an {ip_type.replace('ipv', 'IPv')} address")
 
     def _update_primary_ip(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         ip = self._primary_ip_or_404(args[0])
+        reject_unknown_fields(body, ("name", "labels", "auto_delete"))
         if "name" in body:
             if any(other["name"] == body["name"] and other["id"] != ip["id"]
                    for other in self._primary_ips.values()):
@@ -1016,6 +1107,7 @@ class SandboxCloud:
 
     def _primary_ip_action(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         ip = self._primary_ip_or_404(args[0])
+        reject_unknown_fields(body, ("assignee_id", "assignee_type") if args[1] == "assign" else ())
         if args[1] == "assign":
             if body.get("assignee_type", "server") != "server":
                 raise invalid_input("assignee_type", "must be server")
@@ -1026,7 +1118,7 @@ class SandboxCloud:
             if ip["location"] != server["location"]:
                 raise invalid_input("assignee_id",
                                     "server and primary IP must be in the same location")
-            self._check_assignable(server)
+            self._check_assignable(server, ip["type"])
             ip["assignee_id"] = server["id"]
             action = self._start_action("assign_primary_ip", self.timings["primary_ip_assign"],
                                         [(ip["id"], "primary_ip"), (server["id"], "server")])
@@ -1111,19 +1203,13 @@ class SandboxCloud:
             raise ApiError("not_found", f"firewall with ID '{args[0]}' not found")
         return 200, {"firewall": self._firewall_json(firewall)}
 
+    def _datacenters_gone(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
+        # Hetzner removed datacenters on 2026-07-01 and its endpoints answer 410 since 2026-10-01.
+        raise ApiError("deprecated_api_endpoint",
+                       "datacenters were removed from the API; use locations")
+
     def _get_pricing(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
-        return 200, {"pricing": {
-            "currency": "EUR",
-            "vat_rate": f"{catalog.VAT_RATE:.2f}",
-            "primary_ips": [{"type": "ipv4", "prices": [
-                {"location": loc, "price_hourly": catalog.money(catalog.PRIMARY_IPV4_HOURLY),
-                 "price_monthly": catalog.money(catalog.PRIMARY_IPV4_MONTHLY)}
-                for loc in catalog.ALL_LOCATIONS]}],
-            "server_backup": {"percentage": f"{Decimal(20):.10f}"},
-            "server_types": [{"id": spec.id, "name": spec.name,
-                              "prices": catalog.server_type_prices(spec)}
-                             for spec in catalog.SERVER_TYPES],
-        }}
+        return 200, {"pricing": catalog.pricing()}
 
 
 # ------------------------------------------------------------------ helpers
