@@ -166,7 +166,7 @@ HCLOUD_IMAGE = read_str("HCLOUD_IMAGE", "docker-ce")
 HCLOUD_SSH_KEYS = read_list("HCLOUD_SSH_KEYS")
 HCLOUD_FIREWALLS = read_list("HCLOUD_FIREWALLS")
 
-# With no token and DEBUG on, a simulated Hetzner Cloud stands in (octoprovider/sandbox), its state
+# With no token and DEBUG on, a simulated Hetzner Cloud stands in (octoprovider/hetzner/sandbox), its state
 # kept in a file that the web server and the reconciler share.
 HETZNER_SANDBOX = not HCLOUD_TOKEN
 if HETZNER_SANDBOX and not DEBUG:

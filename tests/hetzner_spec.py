@@ -458,7 +458,7 @@ class HetznerSpecPlugin:
     @pytest.hookimpl
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if self.recorder is not None:
-            from octoprovider.sandbox import add_observer
+            from octoprovider.hetzner.sandbox import add_observer
 
             add_observer(self.recorder)
 
@@ -466,7 +466,7 @@ class HetznerSpecPlugin:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.recorder is None:
             return
-        from octoprovider.sandbox import remove_observer
+        from octoprovider.hetzner.sandbox import remove_observer
 
         remove_observer(self.recorder)
         if self.recorder.unexpected() and session.exitstatus == pytest.ExitCode.OK:

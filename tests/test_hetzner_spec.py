@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from octoprovider.sandbox import Exchange
+from octoprovider.hetzner.sandbox import Exchange
 
 from .hetzner_spec import SPEC_CHANGES, HetznerSpec, Recorder, spec_path
 

@@ -9,8 +9,8 @@ from hcloud.locations import Location
 from hcloud.primary_ips import BoundPrimaryIP
 from hcloud.servers import BoundServer, ServerCreatePublicNetwork
 
-from octoprovider.sandbox import SandboxAdapter, SandboxCloud
-from octoprovider.sandbox.cloud import ApiError
+from octoprovider.hetzner.sandbox import SandboxAdapter, SandboxCloud
+from octoprovider.hetzner.sandbox.cloud import ApiError
 
 from .conftest import ENDPOINT, TOKEN
 
