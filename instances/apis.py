@@ -1,23 +1,16 @@
 """The instances half of OctoPerf's contract: thin views, one service call each."""
 
-from django.conf import settings
 from rest_framework import serializers as drf_serializers
 
 from instances import serializers, services
 from instances.models import Instance
 from octoprovider.contract.schema import (
-    contract_body,
     contract_operation,
     id_field,
+    ignored_query_parameter,
     link,
-    query_parameter,
-    region_field,
-    region_parameter,
-    text_field,
     value_response,
     void_response,
-    zone_field,
-    zone_parameter,
 )
 from octoprovider.contract.views import ContractView
 
@@ -28,21 +21,10 @@ class InstancesApi(ContractView):
     @contract_operation(
         operation_id="instance_create",
         summary="Create a host that runs userData at start-up",
-        request=contract_body(
-            "InstanceCreateRequest",
-            userData=text_field(
-                allow_blank=True, max_length=settings.USER_DATA_MAX_BYTES,
-                help_text="The agent's start-up script: at most 32 KiB in UTF-8. Sent to Hetzner, never stored.",
-            ),
-            region=region_field(),
-            type=drf_serializers.ChoiceField(
-                choices=settings.INSTANCE_TYPES, help_text="OctoPerf's size (any case); SERVER_TYPES maps it."
-            ),
-            zone=zone_field(),
-        ),
+        request=serializers.InstanceCreateInput,
         responses=value_response("InstanceIdValue", id_field("i"), "The new instance's id."),
         errors={
-            400: "A parameter is missing, `type` or `region` is unknown, `userData` is over 32 KiB in UTF-8, "
+            400: "A parameter is missing, `type` or `region` is unknown, `userData` is over its limit in bytes, "
             "or the server type is not sold in the location.",
             429: "",
         },
@@ -63,7 +45,7 @@ class InstancesApi(ContractView):
     @contract_operation(
         operation_id="instance_delete",
         summary="Terminate a host (again: 200)",
-        parameters=[query_parameter("instanceId", "The id `POST /instances` answered.", required=True)],
+        parameters=[serializers.InstanceDeleteInput],
         responses=void_response("Deleted, or being deleted, or already gone."),
         errors=(400, 404),
     )
@@ -80,7 +62,7 @@ class InstanceStateApi(ContractView):
     @contract_operation(
         operation_id="instance_state",
         summary="Read a host's state (from the database: no Hetzner call)",
-        parameters=[region_parameter(validated=False), zone_parameter(validated=False)],
+        parameters=[ignored_query_parameter("region"), ignored_query_parameter("zone")],
         responses=value_response(
             "InstanceStateValue",
             drf_serializers.ChoiceField(choices=sorted(set(Instance.CONTRACT_STATES.values()))),

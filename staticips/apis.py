@@ -1,19 +1,6 @@
 """The static-IP half of OctoPerf's contract: thin views, one service call each."""
 
-from octoprovider.contract.schema import (
-    contract_body,
-    contract_operation,
-    id_field,
-    id_input_field,
-    link,
-    query_parameter,
-    region_field,
-    region_parameter,
-    value_response,
-    void_response,
-    zone_field,
-    zone_parameter,
-)
+from octoprovider.contract.schema import contract_operation, id_field, link, value_response, void_response
 from octoprovider.contract.views import ContractView
 from staticips import serializers, services
 
@@ -24,7 +11,7 @@ class StaticIPAllocateApi(ContractView):
     @contract_operation(
         operation_id="static_ip_allocate",
         summary="Allocate a static IP (a Hetzner Primary IPv4 in the region's location)",
-        request=contract_body("StaticIpAllocateRequest", region=region_field(), zone=zone_field()),
+        request=serializers.AllocateInput,
         responses=value_response("StaticIpIdValue", id_field("ip"), "The new static IP's id."),
         errors=(400, 429),
         links={"release": link("static_ip_release", id="$response.body#/value")},
@@ -41,10 +28,7 @@ class StaticIPAssociateApi(ContractView):
     @contract_operation(
         operation_id="static_ip_associate",
         summary="Associate a static IP with an instance (the server is power-cycled)",
-        request=contract_body(
-            "StaticIpAssociateRequest",
-            region=region_field(), zone=zone_field(), instanceId=id_input_field("i"), id=id_input_field("ip"),
-        ),
+        request=serializers.AssociateInput,
         responses=value_response("AssociationIdValue", id_field("assoc"), "The association's id."),
         errors=(400, 404, 409),
     )
@@ -62,11 +46,7 @@ class StaticIPDissociateApi(ContractView):
     @contract_operation(
         operation_id="static_ip_dissociate",
         summary="End an association (again: 200)",
-        request=contract_body(
-            "StaticIpDissociateRequest",
-            region=region_field(), zone=zone_field(), instanceId=id_input_field("i"), id=id_input_field("ip"),
-            associationId=zone_field(help_text="The association's id; found from the pair when absent."),
-        ),
+        request=serializers.DissociateInput,
         responses=void_response(),
         errors=(400, 404, 409),
     )
@@ -85,10 +65,7 @@ class StaticIPReleaseApi(ContractView):
     @contract_operation(
         operation_id="static_ip_release",
         summary="Release a static IP (again: 200)",
-        parameters=[
-            query_parameter("id", "The ipId that allocate answered.", required=True),
-            region_parameter(), zone_parameter(),
-        ],
+        parameters=[serializers.ReleaseInput],
         responses=void_response(),
         errors=(400, 404, 409),
     )

@@ -1,12 +1,16 @@
 """The contract published as OpenAPI 3 (drf-spectacular), at `/octoperf/openapi.json`.
 
-The shared pieces live here so that every contract view describes itself in a few lines:
+Each input is described once, by the serializer that validates it: a view names its serializer as
+the request body (or, for DELETE, as its query parameters) and the document is generated from its
+fields. Contract fields are `TextField`s, whose OpenAPI keywords are computed when the document is
+served (the regions with the operators' aliases, the byte limit of `userData`...): nothing here, in
+the serializers or in the views reads a setting at import. The shared pieces:
 
     @contract_operation(
         operation_id="static_ip_allocate",
         summary="Allocate a static IP",
-        request=contract_body("StaticIpAllocateRequest", region=region_field(), zone=zone_field()),
-        responses=value_response("StaticIpId", id_field("ip")),
+        request=serializers.AllocateInput,
+        responses=value_response("StaticIpIdValue", id_field("ip")),
         errors=(400, 429),
     )
     def post(self, request): ...
@@ -15,10 +19,10 @@ The shared pieces live here so that every contract view describes itself in a fe
 Only views under `/octoperf/` are published: the admin, the probes and the metrics are not.
 """
 
+import re
 from collections.abc import Iterable
 
-from django.conf import settings
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularJSONAPIView
@@ -27,10 +31,10 @@ from rest_framework import serializers
 DESCRIPTION = """\
 octoprovider implements OctoPerf's *Custom HTTP provider* contract on Hetzner Cloud.
 
-**Authentication.** Every contract call needs one of the tokens configured in `OCTOPERF_API_TOKENS`,
-either as `Authorization: Bearer <token>` on the paths below, or **in the path**: OctoPerf's UI takes
-only a base URL, so `https://host/octoperf/<token>/instances…` is accepted too (the base URL to
-enter in OctoPerf is `https://host/octoperf/<token>`). A missing or wrong token answers 401.
+**Authentication.** Every contract call needs a token, one of `OCTOPERF_API_TOKENS` or one created in
+the admin, either as `Authorization: Bearer <token>` on the paths below, or **in the path**: OctoPerf's
+UI takes only a base URL, so `https://host/octoperf/<token>/instances…` is accepted too (the base URL
+to enter in OctoPerf is `https://host/octoperf/<token>`). A missing or wrong token answers 401.
 
 **Parameters** are read from the query string and the body together (the body wins). Bodies may be
 `application/x-www-form-urlencoded` (OctoPerf's choice), JSON or multipart, on every method.
@@ -92,11 +96,6 @@ def void_response(description: str = "Done; the body is empty.") -> dict[int, Op
     return {200: OpenApiResponse(description=description)}
 
 
-def contract_body(name: str, **fields: serializers.Field) -> serializers.Serializer:
-    """Describe a request body with `fields`, published for every parser (form, JSON, multipart)."""
-    return inline_serializer(name, fields)
-
-
 # Links published on a 200 answer: {operation_id: {link name: link object}}, added after generation.
 _LINKS: dict[str, dict[str, dict]] = {}
 
@@ -112,14 +111,16 @@ def contract_operation(
     summary: str,
     responses: dict[int, OpenApiResponse],
     errors: Iterable[int] | dict[int, str] = (),
-    request=None,
-    parameters: list[OpenApiParameter] | None = None,
+    request: type[serializers.Serializer] | None = None,
+    parameters: list[OpenApiParameter | type[serializers.Serializer]] | None = None,
     description: str | None = None,
     tags: list[str] | None = None,
     links: dict[str, dict] | None = None,
 ):
     """Describe one contract operation, adding the 401 and 503 that every one of them can answer.
 
+    `request` is the serializer that validates the body, published for every parser (form, JSON,
+    multipart); a serializer among `parameters` publishes its fields as query parameters.
     `errors` lists the other error statuses it answers, or maps them to what they mean for it.
     `links` name the operations that take a value from its 200 answer (they let a fuzzer chain calls).
     """
@@ -139,75 +140,65 @@ def contract_operation(
 
 # --- fields the contract shares -----------------------------------------------------------------
 
-
-def region_names() -> list[str]:
-    """Every region accepted: the configured Hetzner locations and the operator's aliases."""
-    return sorted(set(settings.SERVER_TYPES) | set(settings.REGION_ALIASES))
-
-
-def region_field(**kwargs) -> serializers.Field:
-    return serializers.ChoiceField(
-        choices=region_names(),
-        help_text="A Hetzner location or an alias set in `REGION_ALIASES` (any case).",
-        **kwargs,
-    )
-
-
 # DRF's CharField refuses NUL characters: say so, or a fuzzer's valid string gets a 400.
 NO_NUL = r"^[^\u0000]*$"
 # ...and, unless blank is allowed, what str.strip() leaves empty (Python's whitespace and ECMA's).
 NOT_BLANK = r"^[^\u0000]*[^\s\u0000\u001c-\u001f\u0085\ufeff][^\u0000]*$"
 
 
-def text_field(**kwargs) -> serializers.Field:
-    """A string as DRF's CharField accepts it: anything but NUL characters."""
-    return serializers.RegexField(NO_NUL, **kwargs)
+class TextField(serializers.CharField):
+    """A text parameter of the contract (every one is text), published as it is validated.
+
+    The document says what DRF's CharField refuses (NUL characters; blank unless `allow_blank`) and
+    the length limit. A subclass adds what `describe` computes when the document is served, from the
+    settings and the database of that moment.
+    """
+
+    def describe(self) -> dict:
+        """Return OpenAPI keywords that add to or replace the generated ones (`description`, `pattern`...)."""
+        return {}
 
 
-def id_input_field(prefix: str, **kwargs) -> serializers.Field:
-    """One of our ids as a required parameter: DRF refuses it blank (after stripping whitespace)."""
-    return serializers.RegexField(NOT_BLANK, help_text=f"An id issued here, starting with `{prefix}-`.", **kwargs)
+class TextFieldSchema(OpenApiSerializerFieldExtension):
+    """Publish a `TextField` with its pattern and what its `describe` says now."""
+
+    target_class = TextField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        field = self.target
+        schema = auto_schema._map_serializer_field(field, direction, bypass_extensions=True)
+        schema["pattern"] = NO_NUL if field.allow_blank else NOT_BLANK
+        schema.update(field.describe())
+        return schema
 
 
-def zone_field(**kwargs) -> serializers.Field:
-    # A JSON null counts as absent (ContractView.params drops it).
-    kwargs.setdefault("required", False)
-    kwargs.setdefault("allow_null", True)
-    kwargs.setdefault("help_text", "Recorded, not used: Hetzner places servers by location.")
-    return text_field(allow_blank=True, **kwargs)
+def any_case(names: Iterable[str]) -> str:
+    """Return a pattern matching exactly one of `names`, in any letter case (JSON Schema has no flag for it)."""
+
+    def letter(char: str) -> str:
+        lower, upper = char.lower(), char.upper()
+        if lower != upper and len(lower) == len(upper) == 1:
+            return f"[{lower}{upper}]"
+        return "\\" + char if char in r"\^$.|?*+()[]{}/" else char
+
+    return "^(?:" + "|".join("".join(letter(char) for char in name) for name in names) + ")$"
+
+
+def listed(names: Iterable[str]) -> str:
+    """Say `names` in a description: `a`, `b`, `c`."""
+    return ", ".join(f"`{name}`" for name in names)
 
 
 def id_field(prefix: str, **kwargs) -> serializers.Field:
-    """One of our opaque ids (`i-…`, `ip-…`, `assoc-…`)."""
-    return text_field(help_text=f"An opaque id issued here, starting with `{prefix}-`.", **kwargs)
+    """One of our opaque ids (`i-…`, `ip-…`, `assoc-…`), as an answer gives it."""
+    return TextField(help_text=f"An opaque id issued here, starting with `{prefix}-`.", **kwargs)
 
 
-def query_parameter(
-    name: str, description: str, *, required: bool = False, enum: list[str] | None = None, validated: bool = True
-) -> OpenApiParameter:
-    """A query parameter; `validated=False` for one the endpoint reads but ignores (any string goes)."""
-    schema: dict = {"type": "string"}
-    if enum:
-        schema["enum"] = enum
-    elif validated:
-        schema["pattern"] = NOT_BLANK if required else NO_NUL
+def ignored_query_parameter(name: str) -> OpenApiParameter:
+    """A query parameter OctoPerf sends and the endpoint ignores: any string goes."""
     return OpenApiParameter(
-        name, schema, location=OpenApiParameter.QUERY, required=required, description=description
-    )
-
-
-def region_parameter(*, required: bool = False, validated: bool = True) -> OpenApiParameter:
-    if not validated:
-        return query_parameter("region", "Accepted and ignored.", validated=False)
-    return query_parameter(
-        "region", "A Hetzner location or an alias (any case).", required=required, enum=region_names()
-    )
-
-
-def zone_parameter(*, required: bool = False, validated: bool = True) -> OpenApiParameter:
-    return query_parameter(
-        "zone", "Recorded, not used." if validated else "Accepted and ignored.", required=required,
-        validated=validated,
+        name, {"type": "string"}, location=OpenApiParameter.QUERY, description="Accepted and ignored."
     )
 
 
@@ -254,4 +245,30 @@ def describe_contract(result, **kwargs):
             links = _LINKS.get(operation.get("operationId"))
             if links and "200" in operation.get("responses", {}):
                 operation["responses"]["200"]["links"] = links
+    return result
+
+
+def merge_blank_alternatives(result, **kwargs):
+    """Drop the `oneOf` alternative "" that drf-spectacular adds to a blank-allowed field with a pattern.
+
+    Where the pattern admits "" already, "" matches both alternatives, which `oneOf` forbids: the
+    document would call a blank zone invalid, and a fuzzer proves the service wrong.
+    """
+
+    def visit(node):
+        if isinstance(node, dict):
+            one_of = node.get("oneOf")
+            if (
+                isinstance(one_of, list) and len(one_of) == 2 and one_of[1] == {"type": "string", "maxLength": 0}
+                and isinstance(one_of[0], dict) and not one_of[0].get("minLength")
+                and re.search(one_of[0].get("pattern", ""), "")
+            ):
+                node.update(node.pop("oneOf")[0])
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(result)
     return result

@@ -117,6 +117,12 @@ def test_user_data_of_exactly_32_kib_is_accepted(octoperf, sandbox):
     assert len(sandbox.user_data(only_server(sandbox)["id"])) == 32 * 1024
 
 
+def test_user_data_of_32_kib_in_two_byte_characters_is_accepted(octoperf, sandbox):
+    octoperf.create(user_data="é" * 16 * 1024)
+
+    assert sandbox.user_data(only_server(sandbox)["id"]) == "é" * 16 * 1024
+
+
 def test_user_data_over_32_kib_is_400_naming_the_limit(octoperf, sandbox):
     response = octoperf.call(
         "POST", "/instances", form={"userData": "é" * (16 * 1024 + 1), "region": "fsn1", "type": "SMALL"}

@@ -299,6 +299,16 @@ def test_dissociate_of_an_unknown_association_is_404(octoperf, associated):
     assert octoperf.dissociate(ip_id, instance_id, "assoc-00000000000000000").status_code == 404
 
 
+def test_dissociate_and_release_accept_a_region_no_longer_known(octoperf, associated):
+    # The association and the IP know their location: an alias the operator removed since must not
+    # strand them.
+    ip_id, instance_id, association_id = associated
+    other_ip_id = octoperf.allocate()
+
+    assert octoperf.dissociate(ip_id, instance_id, association_id, region="old-alias").status_code == 200
+    assert octoperf.release(other_ip_id, region="old-alias").status_code == 200
+
+
 def test_release_of_an_ip_on_a_live_instance_is_409_saying_to_dissociate(octoperf, sandbox, associated):
     ip_id, _, _ = associated
 

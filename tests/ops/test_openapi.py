@@ -1,7 +1,12 @@
 """The contract published as OpenAPI 3 at /octoperf/openapi.json: unauthenticated, the contract only."""
 
+import importlib
+
+import jsonschema
 import pytest
 from django.test import Client
+from drf_spectacular.drainage import GENERATOR_STATS
+from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 
 from tests.conftest import JAVA_ACCEPT
@@ -24,6 +29,15 @@ def test_the_document_is_valid_openapi_3_served_without_a_token(document):
     validate_schema(document)
 
     assert document["openapi"].startswith("3.")
+
+
+def test_the_document_is_generated_without_a_warning(db):
+    # What drf-spectacular's deploy check would say, which cannot run there: the document reads the database.
+    GENERATOR_STATS.reset()
+    with GENERATOR_STATS.silence():
+        SchemaGenerator().get_schema(request=None, public=True)
+
+    assert not GENERATOR_STATS._warn_cache and not GENERATOR_STATS._error_cache
 
 
 def test_the_document_publishes_the_contract_and_neither_the_admin_nor_the_probes(document):
@@ -82,3 +96,91 @@ def test_create_links_to_the_operations_that_take_its_instance_id(document):
     links = document["paths"]["/octoperf/instances"]["post"]["responses"]["200"]["links"]
 
     assert {link["operationId"] for link in links.values()} == {"instance_state", "instance_reboot", "instance_delete"}
+
+
+# --- each input described once, by the serializer that validates it ------------------------------
+
+
+def served() -> dict:
+    return Client(HTTP_ACCEPT=JAVA_ACCEPT).get("/octoperf/openapi.json").json()
+
+
+def body_field(document, component: str, name: str) -> dict:
+    return document["components"]["schemas"][component]["properties"][name]
+
+
+def create(octoperf, *, user_data: str = "x", region: str = "fsn1", type: str = "SMALL"):
+    return octoperf.call("POST", "/instances", form={"userData": user_data, "region": region, "type": type})
+
+
+def accepts(schema: dict, value) -> bool:
+    """Whether a value is valid by the document (a validator sees only JSON Schema's keywords)."""
+    return jsonschema.Draft4Validator(schema).is_valid(value)
+
+
+def test_a_region_alias_added_in_the_admin_is_published_at_once(admin_client):
+    response = admin_client.post("/admin/octoprovider/regionalias/add/", {"alias": "Germany", "location": "nbg1"})
+    assert response.status_code == 302
+
+    document = served()
+
+    for component in ("InstanceCreateRequest", "StaticIpAllocateRequest", "StaticIpAssociateRequest"):
+        region = body_field(document, component, "region")
+        assert "`germany`" in region["description"], component
+        assert accepts(region, "germany") and accepts(region, "Germany") and accepts(region, "fsn1")
+        assert not accepts(region, "mars1")
+
+
+def test_the_document_follows_settings_changed_after_its_modules_were_imported(db, settings, octoperf):
+    # Imported first, as a running server has them: what they froze then would show below.
+    for module in ("octoprovider.contract.schema", "instances.serializers", "instances.apis", "staticips.apis"):
+        importlib.import_module(module)
+    settings.REGION_ALIASES = {"eu-central": "fsn1"}
+    settings.USER_DATA_MAX_BYTES = 1000
+
+    document = served()
+
+    assert "`eu-central`" in body_field(document, "InstanceCreateRequest", "region")["description"]
+    assert "1000 bytes" in body_field(document, "InstanceCreateRequest", "userData")["description"]
+    assert create(octoperf, user_data="a" * 1001, region="eu-central").json()["error"]["code"] == "user_data_too_large"
+
+
+def test_user_data_is_limited_in_utf8_bytes_as_published(document, octoperf, sandbox):
+    user_data = body_field(document, "InstanceCreateRequest", "userData")
+
+    assert "32768 bytes" in user_data["description"] and "UTF-8" in user_data["description"]
+    assert "maxLength" not in user_data  # JSON Schema counts characters; Hetzner counts bytes
+    assert create(octoperf, user_data="a" * 32768).status_code == 200
+    refused = create(octoperf, user_data="a" * 32769)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "user_data_too_large"
+    assert len(sandbox.servers) == 1
+
+
+def test_type_is_published_in_any_case_as_it_is_accepted(document, octoperf):
+    type_ = body_field(document, "InstanceCreateRequest", "type")
+
+    assert all(accepts(type_, value) for value in ("SMALL", "small", "Medium", "xLarge"))
+    assert not accepts(type_, "HUGE")
+    assert create(octoperf, type="Medium").status_code == 200
+
+
+def test_association_id_is_published_as_the_association_id(document, octoperf):
+    association_id = body_field(document, "StaticIpDissociateRequest", "associationId")
+
+    assert "`assoc-" in association_id["description"]
+    assert "zone" not in association_id["description"].lower()
+    assert association_id["maxLength"] == 64
+    response = octoperf.call(
+        "PUT", "/static-ips/dissociate",
+        form={"region": "fsn1", "instanceId": "i-1", "id": "ip-1", "associationId": "assoc-" + "0" * 59},
+    )
+    assert response.status_code == 400
+    assert "associationId" in response.json()["error"]["message"]
+
+
+def test_a_blank_zone_is_valid_by_the_document_as_by_the_service(document, octoperf):
+    body = {"userData": "x", "region": "fsn1", "type": "SMALL", "zone": ""}
+
+    assert accepts(document["components"]["schemas"]["InstanceCreateRequest"], body)
+    assert octoperf.call("POST", "/instances", form=body).status_code == 200
