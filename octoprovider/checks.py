@@ -1,21 +1,44 @@
-"""System checks: what an operator should hear about at start-up (runserver, migrate, check --deploy)."""
+"""System checks: what an operator should hear about at start-up (runserver, migrate, check --deploy).
+
+The simulated cloud is announced once by `reconcile --loop` (which `make run` starts), not here:
+every management command runs the checks, and `make run` runs three.
+"""
+
+import logging
 
 from django.conf import settings
-from django.core.checks import Info, Warning, register
+from django.core.checks import Error, Warning, register
+
+from octoprovider import hetzner
+
+logger = logging.getLogger(__name__)
+
+
+@register()
+def hetzner_server_settings(app_configs, **kwargs):
+    """Ask Hetzner whether the SSH keys, firewalls and image of the settings exist in the project.
+
+    A wrong one makes every create fail, so it is an error at start-up (the web unit's `migrate`, the
+    reconciler, `check`). When Hetzner cannot be asked (no network, no database to keep the rate
+    budget in yet), nothing is said here: `/readyz` asks again once the service runs.
+    """
+    try:
+        problems = hetzner.server_settings_problems(
+            image=settings.HCLOUD_IMAGE, ssh_keys=settings.HCLOUD_SSH_KEYS, firewalls=settings.HCLOUD_FIREWALLS
+        )
+    except Exception as exc:  # noqa: BLE001  (a start-up check must not stop start-up for want of an answer)
+        logger.info("Could not check HCLOUD_SSH_KEYS, HCLOUD_FIREWALLS and HCLOUD_IMAGE now: %s", exc)
+        return []
+    return [
+        Error(problem, hint="Fix the setting, or create what it names in the Hetzner project.", id="octoprovider.E001")
+        for problem in problems
+    ]
 
 
 @register()
 def hetzner_configuration(app_configs, **kwargs):
     messages = []
-    if settings.HETZNER_SANDBOX:
-        messages.append(
-            Info(
-                "HCLOUD_TOKEN is not set: octoprovider uses its built-in simulated Hetzner Cloud "
-                f"(state in {settings.HCLOUD_SANDBOX_FILE.name}); nothing real is created or billed.",
-                id="octoprovider.I001",
-            )
-        )
-    elif not settings.HCLOUD_SSH_KEYS:
+    if not settings.HETZNER_SANDBOX and not settings.HCLOUD_SSH_KEYS:
         messages.append(
             Warning(
                 "HCLOUD_SSH_KEYS is empty: Hetzner will e-mail a root password for every server created.",

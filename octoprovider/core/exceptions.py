@@ -67,6 +67,19 @@ class HetznerUnavailable(HetznerError):
         super().__init__(message, retry_after=retry_after, **kwargs)
 
 
+class ConfigurationError(HetznerUnavailable):
+    """The operator's settings name what the Hetzner project lacks (an SSH key, a firewall, an image).
+
+    Not OctoPerf's fault, so never a 400: every create fails the same way until the operator acts.
+    """
+
+    code = "configuration_error"
+
+    def __init__(self, message: str, *, retry_after: int = 300, **kwargs):
+        kwargs.setdefault("hetzner_code", "configuration")
+        super().__init__(message, retry_after=retry_after, **kwargs)
+
+
 class HetznerTimeout(HetznerUnavailable):
     """No answer in time: Hetzner may or may not have carried the call out."""
 

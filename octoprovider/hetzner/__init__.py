@@ -46,7 +46,7 @@ from octoprovider.hetzner.primary_ips import (
     list_primary_ips,
     unassign_primary_ip,
 )
-from octoprovider.hetzner.project import check_token
+from octoprovider.hetzner.project import check_token, forget_server_settings, server_settings_problems
 from octoprovider.hetzner.servers import (
     Server,
     count_servers,
@@ -82,6 +82,7 @@ __all__ = [
     "delete_server",
     "find_primary_ip",
     "find_server",
+    "forget_server_settings",
     "hourly_prices",
     "is_ours",
     "is_sandbox",
@@ -98,6 +99,7 @@ __all__ = [
     "registered_hooks",
     "remove_hook",
     "restore_hooks",
+    "server_settings_problems",
     "server_type_orderable",
     "unassign_primary_ip",
     "use_sandbox",

@@ -13,10 +13,17 @@ from hcloud.servers import BoundServer
 from hcloud.servers import Server as HcloudServer
 from hcloud.ssh_keys import SSHKey
 
-from octoprovider.core.exceptions import HetznerConflict, HetznerError, HetznerNotFound, HetznerUnavailable
+from octoprovider.core.exceptions import (
+    ConfigurationError,
+    HetznerConflict,
+    HetznerError,
+    HetznerNotFound,
+    HetznerRejected,
+)
 from octoprovider.hetzner.connection import client, generation
 from octoprovider.hetzner.errors import all_pages, translated
 from octoprovider.hetzner.labels import LABEL_ID, is_ours
+from octoprovider.hetzner.project import forget_server_settings, server_settings_problems
 
 logger = logging.getLogger("octoprovider.hetzner")
 
@@ -69,13 +76,19 @@ def _firewalls(names: list[str]) -> list[Firewall]:
             with translated(f"look up firewall {name}"):
                 found = client().firewalls.get_by_name(name)
             if found is None:
-                raise HetznerUnavailable(
-                    f"HCLOUD_FIREWALLS names a firewall that does not exist in the Hetzner project: {name}",
-                    code="hetzner_configuration", retry_after=300, hetzner_code="configuration",
+                raise ConfigurationError(
+                    f"HCLOUD_FIREWALLS names a firewall that does not exist in the Hetzner project: {name}"
                 )
             _firewall_ids[key] = found.id
         firewalls.append(Firewall(id=_firewall_ids[key]))
     return firewalls
+
+
+def _check_settings(*, image: str, ssh_keys: list[str], firewalls: list[str]) -> None:
+    """Raise ConfigurationError when the project lacks an SSH key, firewall or image of the settings."""
+    problems = server_settings_problems(image=image, ssh_keys=ssh_keys, firewalls=firewalls)
+    if problems:
+        raise ConfigurationError("The operator's Hetzner settings are wrong: " + "; ".join(problems) + ".")
 
 
 def create_server(
@@ -94,6 +107,7 @@ def create_server(
     hcloud retries a timed-out POST; when the first try did create the server, the retry answers
     `uniqueness_error`. Names are deterministic, so the server found by that name is ours.
     """
+    _check_settings(image=image, ssh_keys=ssh_keys, firewalls=firewalls)
     kwargs = dict(
         name=name,
         server_type=ServerType(name=server_type),
@@ -107,6 +121,12 @@ def create_server(
     try:
         with translated(f"create server {name}"):
             response = client().servers.create(**kwargs)
+    except HetznerRejected:
+        # Hetzner answers invalid_input for an SSH key or image deleted since we last looked: that is
+        # the operator's to fix, not OctoPerf's, so say so if it is the cause.
+        forget_server_settings()
+        _check_settings(image=image, ssh_keys=ssh_keys, firewalls=firewalls)
+        raise
     except HetznerConflict as exc:
         if exc.hetzner_code != "uniqueness_error":
             raise

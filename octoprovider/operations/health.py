@@ -1,7 +1,8 @@
 """Liveness and readiness probes: `/healthz` and `/readyz`, unauthenticated, revealing nothing secret.
 
 `/healthz` answers as long as the process serves requests. `/readyz` also checks that the database
-answers and that Hetzner accepts HCLOUD_TOKEN. The Hetzner check costs one request of the project's
+answers, that Hetzner accepts HCLOUD_TOKEN, and that the project has the SSH keys, firewalls and
+image every server is created with (a wrong one makes every create fail: the operator's to fix). The Hetzner check costs one request of the project's
 budget (3600 an hour, shared with everything else), so its outcome is kept in Django's cache for
 HETZNER_CHECK_TTL seconds: probes every few seconds cost about one Hetzner request a minute per
 process.
@@ -13,6 +14,7 @@ replica is in the same state and taking them all out of the load balancer would 
 
 import logging
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
@@ -27,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 HETZNER_CHECK_TTL = 60
 _CACHE_KEY = "octoprovider:readyz:hetzner"
+_SETTINGS_CACHE_KEY = "octoprovider:readyz:server-settings"
 
 # Hetzner error codes that mean the token itself is wrong: only the operator can fix these.
 _TOKEN_REJECTED = {"unauthorized", "forbidden", "token_readonly"}
@@ -65,6 +68,31 @@ def check_hetzner() -> str:
     return outcome
 
 
+def _ask_about_server_settings() -> str:
+    try:
+        problems = hetzner.server_settings_problems(
+            image=settings.HCLOUD_IMAGE, ssh_keys=settings.HCLOUD_SSH_KEYS, firewalls=settings.HCLOUD_FIREWALLS
+        )
+    except HetznerError as exc:
+        return f"unknown (hetzner_{exc.hetzner_code or 'error'})"
+    if not problems:
+        return OK
+    for problem in problems:
+        logger.warning("Readiness: %s", problem)
+    # The probe is unauthenticated: name the settings, not their values (the log has those).
+    wrong = sorted({problem.split(" ", 1)[0] for problem in problems})
+    return f"wrong {', '.join(wrong)} (see the log or manage.py check)"
+
+
+def check_server_settings() -> str:
+    """Return "ok", "wrong <settings> (...)" or "unknown (...)", asking Hetzner at most once a minute."""
+    outcome = cache.get(_SETTINGS_CACHE_KEY)
+    if outcome is None:
+        outcome = _ask_about_server_settings()
+        cache.set(_SETTINGS_CACHE_KEY, outcome, HETZNER_CHECK_TTL)
+    return outcome
+
+
 def _json(body: dict, status: int) -> JsonResponse:
     return JsonResponse(body, status=status, content_type=CONTENT_TYPE)
 
@@ -79,11 +107,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Answer 200 when the database answers and Hetzner accepts our token, else 503 naming what failed."""
+    """Answer 200 when the database answers, Hetzner accepts our token and has what servers need, else 503."""
     checks = {"database": check_database(), "hetzner": check_hetzner()}
+    if checks["hetzner"] == OK:
+        checks["configuration"] = check_server_settings()
     failed = sorted(
         name for name, outcome in checks.items()
-        if outcome != OK and not (name == "hetzner" and outcome.startswith("unavailable"))
+        if outcome != OK and not outcome.startswith(("unavailable", "unknown"))
     )
     if failed:
         return _json({"status": "unavailable", "failed": failed, "checks": checks}, 503)

@@ -23,7 +23,7 @@ def test_readyz_is_200_when_the_database_and_hetzner_answer(db, sandbox):
     response = Client().get("/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "hetzner": "ok"}}
+    assert response.json() == {"status": "ok", "checks": {"database": "ok", "hetzner": "ok", "configuration": "ok"}}
     assert hetzner_token_checks(sandbox) == 1
 
 
