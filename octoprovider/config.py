@@ -157,6 +157,7 @@ def logging_config(*, level: str, log_format: str) -> dict:
         "filters": {
             "mask_tokens": {"()": "octoprovider.core.logmask.MaskTokensFilter"},
             "request_id": {"()": "octoprovider.core.logs.RequestIdFilter"},
+            "one_line_warning": {"()": "octoprovider.core.logs.OneLineWarning"},
         },
         "formatters": {
             "plain": {"()": "octoprovider.core.logs.TextFormatter"},
@@ -175,5 +176,8 @@ def logging_config(*, level: str, log_format: str) -> dict:
             # Replace Django's own console handler, which would print every record twice and unfiltered.
             "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
             "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+            # A request naming a host not in ALLOWED_HOSTS is a client's mistake (or a scanner): one line,
+            # no traceback.
+            "django.security.DisallowedHost": {"filters": ["one_line_warning"]},
         },
     }

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "octoprovider.operations.requestlog.RequestLogMiddleware",
+    "octoprovider.operations.health.LocalProbesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "octoprovider.contract.authentication.PathTokenMiddleware",

@@ -6,6 +6,7 @@ that a token in an exception text is masked too.
 """
 
 import contextvars
+import io
 import json
 import logging
 from datetime import UTC, datetime
@@ -25,6 +26,15 @@ class RequestIdFilter(logging.Filter):
             # the request along, which carries its id.
             rid = getattr(getattr(record, "request", None), "request_id", "-")
         record.request_id = rid
+        return True
+
+
+class OneLineWarning(logging.Filter):
+    """Turn a record into a one-line WARNING: no traceback (for what is the client's mistake, not ours)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
         return True
 
 
@@ -74,3 +84,47 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
         return mask_path(json.dumps(line, ensure_ascii=False, default=str))
+
+
+class JsonLines(io.TextIOBase):
+    """A stream that turns every plain line written to it into one JSON log line on `target`.
+
+    With LOG_FORMAT=json, `manage.py` puts it in place of stdout and stderr, so that what commands
+    print (Django's included: migrate, system checks) reaches a log shipper as JSON like the log
+    records. Lines that already are JSON objects (the log handlers write through it) pass unchanged.
+    """
+
+    def __init__(self, target, *, level: str, logger: str):
+        super().__init__()
+        self.target, self.level, self.logger = target, level, logger
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._emit(self._pending)
+            self._pending = ""
+        self.target.flush()
+
+    def _emit(self, line: str) -> None:
+        if not line.strip():
+            return
+        if not (line.startswith("{") and line.endswith("}")):
+            line = json.dumps({
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "level": self.level,
+                "logger": self.logger,
+                "message": mask_path(line.rstrip()),
+                "request_id": request_id.get(),
+            }, ensure_ascii=False)
+        self.target.write(line + "\n")
+        self.target.flush()

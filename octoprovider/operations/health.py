@@ -13,11 +13,14 @@ replica is in the same state and taking them all out of the load balancer would 
 """
 
 import logging
+import re
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import resolve
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -118,3 +121,27 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if failed:
         return _json({"status": "unavailable", "failed": failed, "checks": checks}, 503)
     return _json({"status": OK, "checks": checks}, 200)
+
+
+# The paths of the probes and of the metrics (trailing slash tolerated, like their URL patterns).
+_LOCAL_PATHS = re.compile(r"^/(?:healthz|readyz|metrics)/?$")
+
+
+class LocalProbesMiddleware:
+    """Serve the probes and the metrics whatever Host header the request carries.
+
+    `curl localhost:8000/readyz` on the host, a load balancer's health check and Prometheus scraping
+    an address do not send the public host name. ALLOWED_HOSTS protects what builds URLs from the
+    Host header (the admin); these answer the same to every host, so they skip the rest of the stack,
+    whose first `request.get_host()` would refuse them with 400.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not _LOCAL_PATHS.match(request.path_info):
+            return self.get_response(request)
+        match = resolve(request.path_info)
+        request.resolver_match = match
+        return match.func(request, *match.args, **match.kwargs)

@@ -1,5 +1,7 @@
 """Probes: /healthz answers while the process serves, /readyz checks the database and the Hetzner token."""
 
+import logging
+
 import pytest
 from django.db import OperationalError
 from django.test import Client
@@ -77,3 +79,46 @@ def test_probes_reveal_no_secret(db, sandbox, settings, path):
 
     for secret in [settings.SECRET_KEY, *settings.OCTOPERF_API_TOKENS]:
         assert secret not in body
+
+
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/readyz/"])
+def test_probes_answer_on_localhost_with_a_strict_allowed_hosts(db, settings, path):
+    settings.ALLOWED_HOSTS = ["octoprovider.example.com"]
+
+    response = Client().get(path, HTTP_HOST="localhost:8000")
+
+    assert response.status_code == 200
+    assert response["X-Request-ID"]
+
+
+def test_metrics_answer_on_localhost_with_a_strict_allowed_hosts(db, settings):
+    settings.ALLOWED_HOSTS = ["octoprovider.example.com"]
+    settings.METRICS_TOKEN = "m" * 43
+
+    response = Client().get("/metrics", HTTP_HOST="127.0.0.1:8000", HTTP_AUTHORIZATION=f"Bearer {'m' * 43}")
+
+    assert response.status_code == 200
+
+
+def test_a_wrong_host_elsewhere_is_refused_with_a_one_line_warning(db, settings):
+    settings.ALLOWED_HOSTS = ["octoprovider.example.com"]
+    records = Records()
+    logger = logging.getLogger("django.security.DisallowedHost")
+    logger.addHandler(records)
+    try:
+        response = Client().get("/admin/login/", HTTP_HOST="localhost:8000")
+    finally:
+        logger.removeHandler(records)
+
+    assert response.status_code == 400
+    assert [(r.levelname, r.exc_info) for r in records.records] == [("WARNING", None)]
+    assert "\n" not in records.records[0].getMessage()
