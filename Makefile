@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lock clean
+.PHONY: install run superuser test lock clean
 
 install: $(STAMP)
 
@@ -17,8 +17,14 @@ $(STAMP): requirements/dev.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/dev.lock
 	touch $(STAMP)
 
+# exec, so that make is bin/run-dev's parent: it stops the server and the reconciler once make is gone.
 run: install
-	PORT=$(PORT) bin/run-dev
+	PORT=$(PORT) exec bin/run-dev
+
+# The first admin user of `make run`'s database (DEBUG as `make run` has it). With
+# DJANGO_SUPERUSER_USERNAME, _EMAIL and _PASSWORD set, it asks nothing.
+superuser: install
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py createsuperuser $(if $(DJANGO_SUPERUSER_PASSWORD),--noinput)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -27,7 +27,7 @@ def hetzner_server_settings(app_configs, **kwargs):
             image=settings.HCLOUD_IMAGE, ssh_keys=settings.HCLOUD_SSH_KEYS, firewalls=settings.HCLOUD_FIREWALLS
         )
     except Exception as exc:  # noqa: BLE001  (a start-up check must not stop start-up for want of an answer)
-        logger.info("Could not check HCLOUD_SSH_KEYS, HCLOUD_FIREWALLS and HCLOUD_IMAGE now: %s", exc)
+        logger.debug("Could not check HCLOUD_SSH_KEYS, HCLOUD_FIREWALLS and HCLOUD_IMAGE now: %s", exc)
         return []
     return [
         Error(problem, hint="Fix the setting, or create what it names in the Hetzner project.", id="octoprovider.E001")

@@ -35,7 +35,11 @@ class Command(BaseCommand):
             signal.signal(signal.SIGTERM, self._stop)
             signal.signal(signal.SIGINT, self._stop)
             if hetzner.is_sandbox():
-                self.stdout.write("Hetzner: the built-in simulated cloud (no HCLOUD_TOKEN set).")
+                # The one place `make run` says so: the web server and this loop share the file.
+                self.stdout.write(
+                    "Hetzner: the built-in simulated cloud (no HCLOUD_TOKEN set), its state in "
+                    f"{settings.HCLOUD_SANDBOX_FILE.resolve()}: nothing real is created or billed."
+                )
         last_sweep = None
         while True:
             full = not loop or last_sweep is None or time.monotonic() - last_sweep >= sweep_interval

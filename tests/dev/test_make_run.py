@@ -1,0 +1,163 @@
+"""A new user's first minutes: `make run`, the README's shell blocks against it, `make superuser`, and
+stopping it from an IDE or a supervisor (no terminal).
+
+These start the real `make run` (on a free port, with a throw-away database and simulated cloud running
+twenty times faster than Hetzner), so they take seconds of wall clock, not simulated time.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class MakeRun:
+    """`make run` in a session of its own, as an IDE starts it: no terminal, its own process group."""
+
+    def __init__(self, tmp: Path):
+        self.port = free_port()
+        self.log = tmp / "make-run.log"
+        self.sandbox_file = tmp / "hetzner-sandbox.json"
+        self.env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
+        self.env.update(
+            PORT=str(self.port), DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}",
+            HCLOUD_SANDBOX_FILE=str(self.sandbox_file), HCLOUD_SANDBOX_SPEED="20", REFRESH_INTERVAL="0.2",
+        )
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                ["make", "run"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        try:
+            wait_for(lambda: answers(self.port) or self.process.poll() is not None, 90, "make run to answer")
+        except AssertionError:
+            self.stop()
+            raise
+        assert self.process.poll() is None, self.output()
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def gone(self) -> bool:
+        """Tell whether make and everything it started have ended (make reaped: a zombie still counts)."""
+        self.process.poll()
+        return not group_alive(self.process.pid)
+
+    def stop(self) -> None:
+        """Leave nothing behind, whatever the test did (these are our own processes, by group id)."""
+        if not self.gone():
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                wait_for(self.gone, 15, "make run to stop")
+            except AssertionError:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory):
+    server = MakeRun(tmp_path_factory.mktemp("make-run"))
+    yield server
+    server.stop()
+
+
+def shell_blocks(section: str) -> list[str]:
+    """Return the ```sh blocks of the README section (## heading) named `section`."""
+    text = README.read_text()
+    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", body, re.S)
+
+
+def run_in_bash(script: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_the_readme_walkthrough_runs_as_written(make_run):
+    blocks = shell_blocks("Try it with curl")
+    assert len(blocks) == 2
+    script = "\n".join(blocks).replace("127.0.0.1:8000", f"127.0.0.1:{make_run.port}")
+
+    started = time.monotonic()
+    result = run_in_bash(script, make_run.env)
+    print(f"README walkthrough: {time.monotonic() - started:.1f} s")
+
+    assert result.returncode == 0, result.stderr + make_run.output()
+    assert '"error"' not in result.stdout, result.stdout
+    assert {match.group(1) for match in re.finditer(r"\b(i|ip|assoc)-[0-9a-f]{17}\b", result.stdout)} == {
+        "i", "ip", "assoc"}, result.stdout
+
+
+def test_make_run_announces_the_simulated_cloud_once_with_its_real_path(make_run):
+    output = make_run.output()
+
+    assert output.count("simulated") == 1, output
+    assert str(make_run.sandbox_file) in output
+
+
+def test_make_superuser_from_the_readme_creates_an_admin_user_of_make_runs_database(make_run):
+    [block] = shell_blocks("Operators' console")
+
+    result = run_in_bash(block, make_run.env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Superuser created successfully." in result.stdout
+
+
+def test_killing_make_with_sigterm_stops_the_server_and_the_reconciler(tmp_path):
+    server = MakeRun(tmp_path)
+    try:
+        os.kill(server.process.pid, signal.SIGTERM)  # make alone, as an IDE's stop button does; not its group
+
+        wait_for(server.gone, 15, "the server and the reconciler to stop")
+        assert not answers(server.port)
+    finally:
+        server.stop()
+
+
+def test_killing_make_with_sigkill_stops_the_server_and_the_reconciler(make_run):
+    # Last in this module: it ends the server the tests above share. Nobody can forward a SIGKILL:
+    # bin/run-dev notices that make is gone.
+    os.kill(make_run.process.pid, signal.SIGKILL)
+
+    wait_for(make_run.gone, 15, "the server and the reconciler to stop")
+    assert not answers(make_run.port)
