@@ -5,6 +5,7 @@ import os
 from gunicorn.glogging import Logger
 
 from octoprovider.core.logmask import mask_path
+from octoprovider.core.logs import JsonFormatter
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -12,14 +13,21 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 # With LOG_FORMAT=json, Django's own request lines (octoprovider.operations.requestlog, JSON) replace the
 # access log, whose plain lines would break a JSON log stream.
-accesslog = None if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "-"
+JSON_LOGS = os.environ.get("LOG_FORMAT", "").strip().lower() == "json"
+accesslog = None if JSON_LOGS else "-"
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 class TokenMaskingLogger(Logger):
-    """Mask OctoPerf's path token in access-log lines (the request line and the path)."""
+    """Mask OctoPerf's path token in access-log lines; with LOG_FORMAT=json, write gunicorn's own lines as JSON."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        if JSON_LOGS:
+            for handler in self.error_log.handlers:
+                handler.setFormatter(JsonFormatter())
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
