@@ -121,8 +121,10 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "octoprovider.core.staticfiles.StaticFilesStorage"},
 }
+# Until `collectstatic` has run, WhiteNoise serves the admin's files from the apps (never a 500).
+WHITENOISE_USE_FINDERS = DEBUG or not (STATIC_ROOT / "staticfiles.json").is_file()
 
 # Serve plain HTTP behind a TLS-terminating proxy by default; the proxy says what the client used.
 SECURE_SSL_REDIRECT = read_bool("SECURE_SSL_REDIRECT", False)
