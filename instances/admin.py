@@ -6,13 +6,17 @@ from django.utils.html import format_html
 
 from instances import services
 from instances.models import Instance
+from octoprovider import hetzner
 from octoprovider.core.admin import (
     AgeFilter,
+    LiveStatusFilter,
     OperatorsModelAdmin,
+    age,
     confirmation_page,
     run_per_row,
     run_reconcile_pass,
 )
+from octoprovider.core.exceptions import HetznerError
 
 
 def _describe(instance: Instance) -> str:
@@ -20,23 +24,49 @@ def _describe(instance: Instance) -> str:
     return f"{instance.id} ({instance.name}): {instance.status}, {instance.server_type} in {instance.location}, {address}"
 
 
+class StatusFilter(LiveStatusFilter):
+    ended = (Instance.Status.TERMINATED,)
+
+
+def _short(text: str, length: int = 40) -> str:
+    if not text:
+        return "-"
+    return format_html('<span title="{}">{}</span>', text, text if len(text) <= length else text[:length] + "…")
+
+
+def _hourly_prices() -> hetzner.Prices | None:
+    try:
+        return hetzner.hourly_prices()  # cached for an hour by the gateway
+    except HetznerError:
+        return None
+
+
 @admin.register(Instance)
 class InstanceAdmin(OperatorsModelAdmin):
     list_display = [
-        "id", "status", "location", "type", "server_type", "public_ipv4", "static_ip", "hetzner_id",
-        "created_at", "has_error",
+        "id", "status", "location", "size", "ipv4", "static_ip", "age", "price_per_hour", "hetzner_id", "has_error",
     ]
-    list_filter = ["status", "location", "type", "region", AgeFilter]
+    list_filter = [StatusFilter, "location", "type", "region", AgeFilter]
     search_fields = ["id", "hetzner_id__exact", "public_ipv4"]
     search_help_text = "Our id (i-…), Hetzner server id or name (octoperf-i-…), or IPv4 address."
     date_hierarchy = "created_at"
     readonly_fields = [
         "id", "name", "status", "region", "zone", "location", "type", "server_type", "image", "hetzner_id",
-        "hetzner_status", "public_ipv4", "static_ip", "created_at", "updated_at", "observed_at",
-        "reboot_requested_at", "delete_requested_at", "terminated_at", "last_error",
+        "hetzner_status", "public_ipv4", "static_ip", "age", "price_per_hour", "created_at", "updated_at",
+        "observed_at", "reboot_requested_at", "delete_requested_at", "terminated_at", "last_error",
     ]
     fields = readonly_fields
     actions = ["reboot", "terminate", "refresh_from_hetzner"]
+    change_form_template = "admin/instances/instance/change_form.html"
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        # The detail page offers the list's reboot and terminate actions as buttons (same confirmation).
+        extra_context = {
+            **(extra_context or {}),
+            "can_reboot": self.has_operate_permission(request),
+            "can_terminate": self.has_destroy_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_queryset(self, request: HttpRequest):
         # The static IP of each row in the same query: the list stays one query however long it is.
@@ -52,9 +82,35 @@ class InstanceAdmin(OperatorsModelAdmin):
         url = reverse("admin:staticips_staticip_change", args=[instance.active_static_ip])
         return format_html('<a href="{}">{}</a>', url, instance.active_static_ip)
 
-    @admin.display(description="error", boolean=True)
-    def has_error(self, instance: Instance) -> bool:
-        return bool(instance.last_error)
+    @admin.display(description="IPv4", ordering="public_ipv4")
+    def ipv4(self, instance: Instance) -> str:
+        return instance.public_ipv4 or "-"
+
+    @admin.display(description="error")
+    def has_error(self, instance: Instance) -> str:
+        # The start of it, whole on hovering: a red cross on every healthy row read as an error.
+        return _short(instance.last_error)
+
+    @admin.display(description="type", ordering="type")
+    def size(self, instance: Instance) -> str:
+        return f"{instance.type} ({instance.server_type})"
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, instance: Instance) -> str:
+        return age(instance.created_at, instance.terminated_at)
+
+    @admin.display(description="EUR/h")
+    def price_per_hour(self, instance: Instance) -> str:
+        """Price what Hetzner bills for this instance now: its server, and its own IPv4 unless it holds a static IP."""
+        if instance.status == Instance.Status.TERMINATED:
+            return "-"
+        prices = _hourly_prices()
+        price = prices.server(instance.server_type, instance.location) if prices else None
+        if price is None:
+            return "?"
+        if not getattr(instance, "active_static_ip", None):
+            price += prices.primary_ipv4.get(instance.location, 0)
+        return f"{price:.4f}" if prices.currency == "EUR" else f"{price:.4f} {prices.currency}"
 
     @admin.action(description="Reboot selected instances", permissions=["operate"])
     def reboot(self, request: HttpRequest, queryset):

@@ -138,7 +138,7 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
         guardrails.check_count(name="MAX_INSTANCES_PER_REGION", current=live.filter(location=location).count(),
                                limit=settings.MAX_INSTANCES_PER_REGION, what=f"instances in {location}")
         instance = Instance.objects.create(
-            region=region,
+            region=region.strip().lower(),  # as OctoPerf may send it, FSN1 or fsn1: one filter choice
             zone=zone,
             location=location,
             type=type.strip().upper(),

@@ -2,12 +2,15 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 
 from octoprovider.contract import errors
 from octoprovider.contract import schema as openapi
 from octoprovider.operations import health, metrics
 
 urlpatterns = [
+    # What `make run` prints is the root: a person opening it wants the console.
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="root"),
     path("octoperf/openapi.json", openapi.ContractSchemaView.as_view(), name="openapi"),
     path("octoperf/", include("instances.urls")),
     path("octoperf/", include("staticips.urls")),

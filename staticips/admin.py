@@ -4,7 +4,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from octoprovider.core.admin import AgeFilter, OperatorsModelAdmin, confirmation_page, run_per_row
+from octoprovider.core.admin import AgeFilter, LiveStatusFilter, OperatorsModelAdmin, confirmation_page, run_per_row
 from staticips import services
 from staticips.models import Association, StaticIP
 
@@ -36,6 +36,11 @@ class UseFilter(admin.SimpleListFilter):
         return queryset
 
 
+class StatusFilter(LiveStatusFilter):
+    # The docs tell operators to allow-list the addresses of this list: released ones are not theirs any more.
+    ended = (StaticIP.Status.RELEASED,)
+
+
 def _describe_ip(static_ip: StaticIP) -> str:
     on = f", on {static_ip.active_instance}" if getattr(static_ip, "active_instance", None) else ""
     return f"{static_ip.id} ({static_ip.address or 'no address yet'}): {static_ip.status} in {static_ip.location}{on}"
@@ -44,7 +49,7 @@ def _describe_ip(static_ip: StaticIP) -> str:
 @admin.register(StaticIP)
 class StaticIPAdmin(OperatorsModelAdmin):
     list_display = ["id", "status", "location", "address", "instance", "hetzner_id", "created_at", "has_error"]
-    list_filter = ["status", UseFilter, "location", "region", AgeFilter]
+    list_filter = [StatusFilter, UseFilter, "location", "region", AgeFilter]
     search_fields = ["id", "hetzner_id__exact", "address"]
     search_help_text = "Our id (ip-…), Hetzner Primary IP id or name (octoperf-ip-…), or address."
     readonly_fields = [

@@ -76,7 +76,7 @@ def static_ip_allocate(*, region: str, zone: str = "") -> StaticIP:
             name="MAX_STATIC_IPS", current=StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).count(),
             limit=settings.MAX_STATIC_IPS, what="static IPs",
         )
-        static_ip = StaticIP.objects.create(region=region, zone=zone, location=location)
+        static_ip = StaticIP.objects.create(region=region.strip().lower(), zone=zone, location=location)
     try:
         primary_ip = hetzner.create_primary_ip(
             name=static_ip.name, location=location, labels=ownership_labels(static_ip.id, ROLE_STATIC), auto_delete=False

@@ -7,7 +7,7 @@ Destructive actions go through a confirmation page first, like Django's `delete_
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -51,6 +51,56 @@ class AgeFilter(admin.SimpleListFilter):
         if younger_than is not None:
             queryset = queryset.filter(created_at__gt=now - younger_than)
         return queryset
+
+
+class LiveStatusFilter(admin.SimpleListFilter):
+    """Filter by status, hiding by default the rows that are over (terminated, released).
+
+    Ended rows pile up with every test run; operators look for what exists (and costs) now. The
+    "all" choice shows the ended ones too. Subclasses name the ended statuses in `ended`.
+    """
+
+    title = "status"
+    parameter_name = "status"
+    ended: tuple[str, ...] = ()
+
+    def lookups(self, request, model_admin):
+        return [*model_admin.model.Status.choices, ("all", "all, ended included")]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset.exclude(status__in=self.ended)
+        if self.value() == "all":
+            return queryset
+        return queryset.filter(status=self.value())
+
+    def choices(self, changelist):
+        yield {
+            "selected": self.value() is None,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": f"live (not {' or '.join(self.ended)})",
+        }
+        for value, label in self.lookup_choices:
+            yield {
+                "selected": self.value() == str(value),
+                "query_string": changelist.get_query_string({self.parameter_name: value}),
+                "display": label,
+            }
+
+
+def age(since: datetime, until: datetime | None = None) -> str:
+    """Say how long ago `since` was (or how long it lasted, up to `until`), short: "3 d 4 h", "2 h 05 min"."""
+    seconds = max(0, int(((until or clock.now()) - since).total_seconds()))
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min"
+    return f"{seconds} s"
 
 
 class OperatorsModelAdmin(admin.ModelAdmin):

@@ -1,8 +1,10 @@
-"""An operator in a real browser: log in, read the dashboard, terminate an instance with confirmation.
+"""An operator in a real browser: log in, read the dashboard, terminate an instance with confirmation,
+and every page of the console readable at 1280, 1440 and 1920 px.
 
 Drives Debian's chromium (never a browser downloaded by `playwright install`) against pytest-django's
 live server, which serves from another thread; the sandbox and the service's clock are process-wide,
-so it sees the same simulated cloud as the test. Saves a screenshot to artifacts/dashboard.png.
+so it sees the same simulated cloud as the test. Screenshots go to artifacts/ (listed in the docstring
+of test_every_page_fits_at_common_screen_widths).
 """
 
 import os
@@ -18,11 +20,45 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+WIDTHS = [1280, 1440, 1920]
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no browser at {CHROMIUM} (apt-get install chromium)"),
 ]
+
+# Boxes of the dashboard's panels, and of every cell that sticks out of its panel.
+PANELS_JS = """() => [...document.querySelectorAll('#dashboard .module')].map(panel => {
+  const box = panel.getBoundingClientRect();
+  const outside = [...panel.querySelectorAll('th, td, caption')].filter(cell => {
+    const c = cell.getBoundingClientRect();
+    return c.left < box.left - 1 || c.right > box.right + 1 || c.top < box.top - 1 || c.bottom > box.bottom + 1;
+  }).map(cell => cell.innerText.slice(0, 40));
+  return {id: panel.id, left: box.left, right: box.right, top: box.top, bottom: box.bottom, outside};
+})"""
+
+# How far the page is wider than the window, and the header cells of a list that end off-screen or
+# hidden past the edge of the list's box (Django lets the list scroll sideways inside it).
+OVERFLOW_JS = """() => {
+  const results = document.querySelector('.results');
+  const edge = results ? Math.min(results.getBoundingClientRect().right, document.documentElement.clientWidth)
+                       : document.documentElement.clientWidth;
+  return {
+    extra: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    offscreen: [...document.querySelectorAll('#result_list thead th')]
+      .filter(th => th.getBoundingClientRect().right > edge + 1).map(th => th.innerText.trim()),
+  };
+}"""
+
+
+def overlapping(panels: list[dict]) -> list[tuple[str, str]]:
+    pairs = []
+    for i, a in enumerate(panels):
+        for b in panels[i + 1:]:
+            if a["left"] < b["right"] - 1 and b["left"] < a["right"] - 1 and a["top"] < b["bottom"] - 1 \
+                    and b["top"] < a["bottom"] - 1:
+                pairs.append((a["id"], b["id"]))
+    return pairs
 
 
 @pytest.fixture
@@ -39,19 +75,24 @@ def browser_page(monkeypatch):
         browser.close()
 
 
-def test_an_operator_sees_the_fleet_and_terminates_an_instance_after_confirming(
-    live_server, browser_page, octoperf, settle, django_user_model
-):
+@pytest.fixture
+def logged_in(live_server, browser_page, django_user_model):
     django_user_model.objects.create_superuser("ops", "ops@example.com", "a long passphrase")
-    doomed, kept = octoperf.create(), octoperf.create(region="nbg1", type="MEDIUM")
-    octoperf.allocate()
-    settle(60)
     page = browser_page
-
     page.goto(f"{live_server.url}/admin/")
     page.fill("#id_username", "ops")
     page.fill("#id_password", "a long passphrase")
     page.click("input[type=submit]")
+    return page
+
+
+def test_an_operator_sees_the_fleet_and_terminates_an_instance_after_confirming(live_server, logged_in, octoperf,
+                                                                                 settle):
+    doomed, kept = octoperf.create(), octoperf.create(region="nbg1", type="MEDIUM")
+    octoperf.allocate()
+    settle(60)
+    page = logged_in
+    page.goto(f"{live_server.url}/admin/")
 
     assert "Simulated Hetzner Cloud" in page.inner_text("#sandbox-banner")
     assert page.inner_text("#instances-by-status").lower().split() == ["instances", "by", "state", "running", "2"]
@@ -72,5 +113,49 @@ def test_an_operator_sees_the_fleet_and_terminates_an_instance_after_confirming(
 
     page.goto(f"{live_server.url}/admin/")
     assert page.inner_text("#instances-by-status").lower().split() == ["instances", "by", "state", "running", "1", "deleting", "1"]
+
+
+def test_every_page_fits_at_common_screen_widths(live_server, logged_in, octoperf, settle, sandbox):
+    """Screenshots, at each width W of 1280, 1440 and 1920 px, in artifacts/:
+
+    - dashboard-W.png: the dashboard (panels side by side, none over another);
+    - instances-W.png: the instance list (age, EUR per hour, every column on screen);
+    - instance-W.png: an instance's page with its Reboot and Terminate buttons;
+    - static-ips-W.png: the static IP list (released ones hidden);
+    - audit-W.png: the audit log (every column on screen).
+    """
+    instances = [octoperf.create(region=region) for region in ("fsn1", "nbg1", "hel1", "FSN1")]
+    associated = octoperf.create()
+    ip_id, released = octoperf.allocate(), octoperf.allocate()
+    settle(60)
+    octoperf.associate(ip_id, associated)
+    octoperf.release(released)
+    sandbox.inject_fault("POST", r"/servers$", code="resource_limit_exceeded", status=403)
+    octoperf.call("POST", "/instances", form={"userData": "#!/bin/sh", "region": "fsn1", "type": "XLARGE"})
+    octoperf.delete(instances[1])
+    settle(120)
+    page = logged_in
+    pages = {
+        "dashboard": "/admin/",
+        "instances": "/admin/instances/instance/",
+        "instance": f"/admin/instances/instance/{instances[0]}/change/",
+        "static-ips": "/admin/staticips/staticip/",
+        "audit": "/admin/octoprovider/auditevent/",
+    }
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    problems = []
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        for name, path in pages.items():
+            page.goto(f"{live_server.url}{path}")
+            page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+            overflow = page.evaluate(OVERFLOW_JS)
+            if overflow["extra"] > 0 or overflow["offscreen"]:
+                problems.append(f"{name} at {width}px: {overflow['extra']}px too wide, off-screen: {overflow['offscreen']}")
+            if name == "dashboard":
+                panels = page.evaluate(PANELS_JS)
+                problems += [f"dashboard at {width}px: {a} overlaps {b}" for a, b in overlapping(panels)]
+                problems += [f"dashboard at {width}px: {p['id']} shows {p['outside']} outside its panel"
+                             for p in panels if p["outside"]]
+
+    assert problems == [], "\n".join(problems)
