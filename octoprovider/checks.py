@@ -7,7 +7,7 @@ every management command runs the checks, and `make run` runs three.
 import logging
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Warning, register
 
 from octoprovider import hetzner
 
@@ -18,9 +18,11 @@ logger = logging.getLogger(__name__)
 def hetzner_server_settings(app_configs, **kwargs):
     """Ask Hetzner whether the SSH keys, firewalls and image of the settings exist in the project.
 
-    A wrong one makes every create fail, so it is an error at start-up (the web unit's `migrate`, the
-    reconciler, `check`). When Hetzner cannot be asked (no network, no database to keep the rate
-    budget in yet), nothing is said here: `/readyz` asks again once the service runs.
+    A wrong one makes every create fail: the start-up (the web unit's `migrate`, the reconciler, `check`)
+    says so. A warning, not an error, which would stop `migrate` and the reconciler: the fleet that runs
+    must still be polled, rebooted and deleted meanwhile. When Hetzner cannot be asked (no network, no
+    database to keep the rate budget in yet), nothing is said here: `/readyz` asks again once the
+    service runs.
     """
     try:
         problems = hetzner.server_settings_problems(
@@ -30,7 +32,7 @@ def hetzner_server_settings(app_configs, **kwargs):
         logger.debug("Could not check HCLOUD_SSH_KEYS, HCLOUD_FIREWALLS and HCLOUD_IMAGE now: %s", exc)
         return []
     return [
-        Error(problem, hint="Fix the setting, or create what it names in the Hetzner project.", id="octoprovider.E001")
+        Warning(problem, hint="Fix the setting, or create what it names in the Hetzner project.", id="octoprovider.W004")
         for problem in problems
     ]
 
