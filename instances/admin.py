@@ -23,7 +23,7 @@ def _describe(instance: Instance) -> str:
 @admin.register(Instance)
 class InstanceAdmin(OperatorsModelAdmin):
     list_display = [
-        "id", "status", "location", "type", "server_type", "public_ipv4", "static_ip", "hetzner_id",
+        "id", "status", "region", "location", "type", "server_type", "public_ipv4", "static_ip", "hetzner_id",
         "created_at", "has_error",
     ]
     list_filter = ["status", "location", "type", "region", AgeFilter]

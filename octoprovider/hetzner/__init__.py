@@ -58,6 +58,7 @@ from octoprovider.hetzner.servers import (
     power_off,
     power_on,
     reboot_server,
+    server_type_architecture,
     server_type_orderable,
 )
 
@@ -98,6 +99,7 @@ __all__ = [
     "registered_hooks",
     "remove_hook",
     "restore_hooks",
+    "server_type_architecture",
     "server_type_orderable",
     "unassign_primary_ip",
     "use_sandbox",
