@@ -11,7 +11,9 @@ The rules that keep money safe:
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
@@ -123,7 +125,7 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
     `user_data` goes to Hetzner and nowhere else: not stored, not logged.
     """
     location = catalog.location_for(region)
-    candidates = catalog.server_type_candidates(location, type)
+    catalog.check_size(type)
     guardrails.check_region_and_type(region=region, location=location, instance_type=type)
     if len(user_data.encode()) > settings.USER_DATA_MAX_BYTES:
         raise InvalidInput(
@@ -131,12 +133,17 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
             f"{settings.USER_DATA_MAX_BYTES} bytes (32 KiB).",
             code="user_data_too_large",
         )
+    candidates = catalog.server_type_candidates(location, type)  # may read Hetzner's catalogue (cached)
+    # Read before the lock: no transaction stays open across a Hetzner call (both are cached).
+    prices = hetzner.hourly_prices() if guardrails.budgets_set() else None
     with guardrails.guarded("instances"):
         live = Instance.objects.filter(status__in=Instance.LIVE)
         guardrails.check_count(name="MAX_INSTANCES", current=live.count(), limit=settings.MAX_INSTANCES,
                                what="instances")
         guardrails.check_count(name="MAX_INSTANCES_PER_REGION", current=live.filter(location=location).count(),
                                limit=settings.MAX_INSTANCES_PER_REGION, what=f"instances in {location}")
+        if prices is not None:
+            _check_budgets(prices, location, candidates)
         instance = Instance.objects.create(
             region=region.strip().lower(),  # as OctoPerf may send it, FSN1 or fsn1: one filter choice
             zone=zone,
@@ -151,13 +158,66 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
         _record_failed_create(instance, exc)
         raise
     logger.info("Created instance %s as Hetzner server %s (%s in %s)", instance.id, server.id, server.server_type,
-                location)
+                instance.location)
     _record_created(instance, server)
     instance.refresh_from_db()
     return instance
 
 
+def _check_budgets(prices: hetzner.Prices, location: str, candidates: list[str]) -> None:
+    """Refuse a create that would cross a budget, pricing the type it would most likely get."""
+    server_type = next((name for name in candidates if hetzner.server_type_orderable(name, location)), candidates[0])
+    server = prices.server(server_type, location)
+    if server is None:  # not in Hetzner's price list: count the dearest candidate we know of
+        server = max((p for p in (prices.server(name, location) for name in candidates) if p is not None),
+                     default=Decimal(0))
+    monthly = prices.server_types_monthly.get((server_type, location))
+    ipv4 = prices.ipv4(location) or Decimal(0)  # the server's own IPv4, billed too
+    ipv4_monthly = prices.primary_ipv4_monthly.get(location)
+    guardrails.check_budgets(
+        prices=prices, adding_per_hour=server + ipv4,
+        adding_monthly=monthly + ipv4_monthly if monthly is not None and ipv4_monthly is not None else None,
+        what=f"a {server_type} in {location} with its IPv4", now=clock.now(),
+    )
+
+
+# Predicates saying that a location must keep its instances (a layer above registers one: static IPs
+# are tied to their location, and OctoPerf associates them with the region's instances).
+_location_keepers: list[Callable[[str], bool]] = []
+
+
+def keep_instances_in_location_when(predicate: Callable[[str], bool]) -> None:
+    """Register a predicate: when it says yes of a location, LOCATION_FALLBACKS does not apply to it."""
+    if predicate not in _location_keepers:
+        _location_keepers.append(predicate)
+
+
+def _locations_to_try(location: str) -> list[str]:
+    fallbacks = catalog.location_fallbacks(location)
+    if fallbacks and any(keep(location) for keep in _location_keepers):
+        logger.info("No location fallback for %s: it holds static IPs", location)
+        return [location]
+    return [location, *fallbacks]
+
+
 def _create_first_available(instance: Instance, candidates: list[str], user_data: str) -> hetzner.Server:
+    """Create the server in the region's location or, sold out there, in its LOCATION_FALLBACKS."""
+    locations = _locations_to_try(instance.location)
+    for index, location in enumerate(locations):
+        if location != instance.location:
+            candidates = catalog.server_type_candidates(location, instance.type)
+            Instance.objects.filter(pk=instance.pk).update(location=location, server_type=candidates[0])
+            instance.location, instance.server_type = location, candidates[0]
+            logger.info("Trying instance %s in %s (LOCATION_FALLBACKS)", instance.id, location)
+        try:
+            return _create_in_location(instance, candidates, user_data)
+        except HetznerUnavailable as exc:
+            if exc.hetzner_code != "resource_unavailable" or index == len(locations) - 1:
+                raise
+    raise AssertionError("unreachable: the last location raises")
+
+
+def _create_in_location(instance: Instance, candidates: list[str], user_data: str) -> hetzner.Server:
     """Create the server with the first server type Hetzner can deliver, falling back in order.
 
     Types the catalogue lists as deprecated or unavailable in the location are skipped without a
@@ -179,7 +239,7 @@ def _create_first_available(instance: Instance, candidates: list[str], user_data
         raise HetznerUnavailable(
             f"Hetzner has no capacity for {', '.join(unavailable)} in {instance.location} right now"
             + (f" ({', '.join(skipped)} deprecated or not offered there)" if skipped else "")
-            + "; try again later, or configure SERVER_TYPE_FALLBACKS.",
+            + "; try again later, or configure SERVER_TYPE_CANDIDATES or LOCATION_FALLBACKS.",
             retry_after=300, code="hetzner_resource_unavailable", hetzner_code="resource_unavailable",
         )
     raise HetznerRejected(

@@ -6,6 +6,7 @@ not False, ``MAX_INSTANCES=ten`` is not a crash deep inside a request).
 
 import json
 import re
+from decimal import Decimal, InvalidOperation
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -66,6 +67,20 @@ def read_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     return number
 
 
+def read_decimal(name: str) -> Decimal | None:
+    """Read an amount of money (``12.50``); unset or empty means no amount (no limit)."""
+    value = _raw(name)
+    if value is None or value == "":
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be an amount like 12.50, not {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ImproperlyConfigured(f"{name} must be an amount of at least 0, not {value!r}")
+    return amount
+
+
 def read_list(name: str, default: list[str] | None = None) -> list[str]:
     value = _raw(name)
     if value is None:
@@ -82,6 +97,21 @@ def read_mapping(name: str) -> dict[str, str]:
             raise ImproperlyConfigured(f"{name} must look like alias=location,alias=location; got {item!r}")
         mapping[key.strip().lower()] = value.strip()
     return mapping
+
+
+def read_fallbacks(name: str) -> dict[str, list[str]]:
+    """Read ``location:next,next;location:next`` (locations lower-cased)."""
+    fallbacks = {}
+    value = _raw(name) or ""
+    for item in value.split(";"):
+        if not item.strip():
+            continue
+        key, sep, rest = item.partition(":")
+        nexts = [location.strip().lower() for location in rest.split(",") if location.strip()]
+        if not sep or not key.strip() or not nexts:
+            raise ImproperlyConfigured(f"{name} must look like fsn1:nbg1,hel1;ash:hil; got {item.strip()!r}")
+        fallbacks[key.strip().lower()] = nexts
+    return fallbacks
 
 
 def read_json_object(name: str) -> dict:

@@ -15,6 +15,8 @@ from octoprovider.config import (
     read_bool,
     read_choice,
     read_database,
+    read_decimal,
+    read_fallbacks,
     read_float,
     read_int,
     read_json_object,
@@ -194,16 +196,34 @@ OCTOPROVIDER_DEPLOYMENT = check_label_value(
 HETZNER_LOCATIONS = ["fsn1", "nbg1", "hel1", "ash", "hil", "sin"]
 REGION_ALIASES = read_mapping("REGION_ALIASES")
 
-# Types: OctoPerf's four sizes mapped to a Hetzner server type, per location. SERVER_TYPES is JSON
-# merged over the defaults: {"*": {"XLARGE": "ccx33"}, "ash": {"SMALL": "cpx32"}}; a key that is not
-# a known location adds one (then it must name all four sizes).
+# Types: OctoPerf's four sizes, each mapped to an ordered list of candidate Hetzner server types: a
+# create takes the first that Hetzner's /server_types lists as available and not deprecated in the
+# location, of an architecture in SERVER_ARCHITECTURES (OctoPerf's agent image is x86).
+# SERVER_TYPE_CANDIDATES is JSON merged over the defaults: {"SMALL": ["cpx22", "cx23"]}.
 INSTANCE_TYPES = ["SMALL", "MEDIUM", "LARGE", "XLARGE"]
-_EU_TYPES = {"SMALL": "cx23", "MEDIUM": "cx33", "LARGE": "cx43", "XLARGE": "cx53"}
-_CPX_TYPES = {"SMALL": "cpx22", "MEDIUM": "cpx32", "LARGE": "cpx42", "XLARGE": "cpx52"}
-SERVER_TYPES = {
-    location: dict(_EU_TYPES if location in ("fsn1", "nbg1", "hel1") else _CPX_TYPES)
-    for location in HETZNER_LOCATIONS
+SERVER_TYPE_CANDIDATES = {
+    "SMALL": ["cx23", "cpx22", "cax11"],
+    "MEDIUM": ["cx33", "cpx32", "cax21"],
+    "LARGE": ["cx43", "cpx42", "cax31"],
+    "XLARGE": ["cx53", "cpx52", "cax41"],
 }
+_candidates = read_json_object("SERVER_TYPE_CANDIDATES")
+for _size, _names in _candidates.items():
+    if _size not in INSTANCE_TYPES or not isinstance(_names, list) or not _names or not all(
+        isinstance(name, str) and name for name in _names
+    ):
+        raise ImproperlyConfigured(
+            f"SERVER_TYPE_CANDIDATES must map some of {', '.join(INSTANCE_TYPES)} to lists of server types"
+        )
+    SERVER_TYPE_CANDIDATES[_size] = list(_names)
+SERVER_ARCHITECTURES = [arch.lower() for arch in read_list("SERVER_ARCHITECTURES", ["x86"])]
+for _arch in SERVER_ARCHITECTURES:
+    if _arch not in ("x86", "arm"):
+        raise ImproperlyConfigured(f"SERVER_ARCHITECTURES names {_arch!r}; expected x86, arm or both")
+
+# SERVER_TYPES pins a size to one server type, per location, over the candidates: JSON like
+# {"*": {"XLARGE": "ccx33"}, "ash": {"SMALL": "cpx32"}}; a key that is not a known location adds one.
+SERVER_TYPES = {location: {} for location in HETZNER_LOCATIONS}
 _overrides = read_json_object("SERVER_TYPES")
 for _key, _sizes in _overrides.items():
     if not isinstance(_sizes, dict) or not all(
@@ -215,9 +235,6 @@ for _key, _sizes in _overrides.items():
 for _key in [key for key in _overrides if key == "*"] + [key for key in _overrides if key != "*"]:
     for _location in HETZNER_LOCATIONS if _key == "*" else [_key]:
         SERVER_TYPES.setdefault(_location, {}).update(_overrides[_key])
-for _location, _sizes in SERVER_TYPES.items():
-    if set(_sizes) != set(INSTANCE_TYPES):
-        raise ImproperlyConfigured(f"SERVER_TYPES[{_location!r}] must name all of {', '.join(INSTANCE_TYPES)}")
 for _alias, _location in REGION_ALIASES.items():
     if _location not in SERVER_TYPES:
         raise ImproperlyConfigured(f"REGION_ALIASES maps {_alias!r} to {_location!r}, which is not a location")
@@ -237,13 +254,9 @@ for _size in ALLOWED_TYPES:
     if _size not in INSTANCE_TYPES:
         raise ImproperlyConfigured(f"ALLOWED_TYPES names {_size!r}; expected some of {', '.join(INSTANCE_TYPES)}")
 
-# When Hetzner has no capacity for a server type (or it is deprecated), try these in order. JSON like
-# SERVER_TYPES, with lists: {"*": {"SMALL": ["cpx22"]}}. By default the EU's cx types fall back to
-# the cpx type of the same size.
-SERVER_TYPE_FALLBACKS = {
-    location: {size: [_CPX_TYPES[size]] for size in INSTANCE_TYPES} if location in ("fsn1", "nbg1", "hel1") else {}
-    for location in SERVER_TYPES
-}
+# A type pinned by SERVER_TYPES falls back along these lists when Hetzner cannot deliver it (sold
+# out, deprecated). JSON like SERVER_TYPES, with lists: {"*": {"SMALL": ["cpx22"]}}. None by default.
+SERVER_TYPE_FALLBACKS = {location: {} for location in SERVER_TYPES}
 _fallbacks = read_json_object("SERVER_TYPE_FALLBACKS")
 for _key, _sizes in _fallbacks.items():
     if not isinstance(_sizes, dict) or not all(
@@ -255,6 +268,26 @@ for _key, _sizes in _fallbacks.items():
         )
     for _location in SERVER_TYPES if _key == "*" else [_key]:
         SERVER_TYPE_FALLBACKS.setdefault(_location, {}).update(_sizes)
+
+# Opt-in: when no candidate type can be had in a location (resource_unavailable), try the next
+# locations: "fsn1:nbg1,hel1;ash:hil". Never for a location holding static IPs (OctoPerf associates
+# them with the region's instances, and a Primary IP only goes to a server in its own location).
+LOCATION_FALLBACKS = read_fallbacks("LOCATION_FALLBACKS")
+for _location, _nexts in LOCATION_FALLBACKS.items():
+    for _name in [_location, *_nexts]:
+        if _name not in SERVER_TYPES:
+            raise ImproperlyConfigured(f"LOCATION_FALLBACKS names {_name!r}, which is not a location")
+
+# Budgets in euros (README "Money safety"), from Hetzner's /pricing, checked under the same lock as
+# MAX_INSTANCES: the hourly burn after a create or allocate, and what is billed in the day and the
+# month (UTC) including the burn to the period's end of what exists. Unset: no budget.
+MAX_HOURLY_SPEND_EUR = read_decimal("MAX_HOURLY_SPEND_EUR")
+DAILY_BUDGET_EUR = read_decimal("DAILY_BUDGET_EUR")
+MONTHLY_BUDGET_EUR = read_decimal("MONTHLY_BUDGET_EUR")
+# Hetzner's prices with VAT (gross, what the invoice says for most customers) or without (net).
+BUDGETS_INCLUDE_VAT = read_bool("BUDGETS_INCLUDE_VAT", True)
+# Test runs: creates in one region less than RUN_GAP seconds apart belong to the same run.
+RUN_GAP = read_int("RUN_GAP", 300, minimum=1)
 
 # How fresh states stay: instances in transition are looked up every REFRESH_INTERVAL seconds (one
 # batched call), the whole fleet every SWEEP_INTERVAL seconds. A create whose request died is

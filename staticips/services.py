@@ -13,6 +13,7 @@ Dissociate: power off -> unassign the static IP -> give the server a fresh auto-
 
 import logging
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -70,12 +71,20 @@ def static_ip_allocate(*, region: str, zone: str = "") -> StaticIP:
     """Allocate a Primary IPv4 in the region's location, kept when servers come and go."""
     location = catalog.location_for(region)
     guardrails.check_region_and_type(region=region, location=location)
+    # Read before the lock: no transaction stays open across a Hetzner call (cached for an hour).
+    prices = hetzner.hourly_prices() if guardrails.budgets_set() else None
     with guardrails.guarded("static-ips"):
         # Releasing ones still cost until Hetzner has deleted them.
         guardrails.check_count(
             name="MAX_STATIC_IPS", current=StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).count(),
             limit=settings.MAX_STATIC_IPS, what="static IPs",
         )
+        if prices is not None:
+            guardrails.check_budgets(
+                prices=prices, adding_per_hour=prices.ipv4(location) or Decimal(0),
+                adding_monthly=prices.primary_ipv4_monthly.get(location),
+                what=f"a static IPv4 in {location}", now=clock.now(),
+            )
         static_ip = StaticIP.objects.create(region=region.strip().lower(), zone=zone, location=location)
     try:
         primary_ip = hetzner.create_primary_ip(
@@ -99,6 +108,11 @@ def static_ip_allocate(*, region: str, zone: str = "") -> StaticIP:
     logger.info("Allocated static IP %s as Hetzner Primary IP %s in %s", static_ip.id, primary_ip.id, location)
     static_ip.refresh_from_db()
     return static_ip
+
+
+def location_holds_static_ips(location: str) -> bool:
+    """Tell whether static IPs exist in a location (its instances must then stay there to take them)."""
+    return StaticIP.objects.filter(location=location).exclude(status=StaticIP.Status.RELEASED).exists()
 
 
 # --- associate and dissociate ----------------------------------------------------------------------

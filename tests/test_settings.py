@@ -45,6 +45,15 @@ def test_debug_with_no_other_variable_runs_on_the_sandbox():
         ({"DEBUG": "true", "OCTOPERF_API_TOKENS": "a/b"}, "OCTOPERF_API_TOKENS"),
         ({"DEBUG": "true", "OCTOPROVIDER_DEPLOYMENT": "no spaces"}, "OCTOPROVIDER_DEPLOYMENT"),
         ({"DEBUG": "true", "DATABASE_URL": "mysql://db/x"}, "DATABASE_URL"),
+        ({"DEBUG": "true", "MAX_HOURLY_SPEND_EUR": "lots"}, "MAX_HOURLY_SPEND_EUR"),
+        ({"DEBUG": "true", "DAILY_BUDGET_EUR": "-5"}, "DAILY_BUDGET_EUR"),
+        ({"DEBUG": "true", "MONTHLY_BUDGET_EUR": "1,50"}, "MONTHLY_BUDGET_EUR"),
+        ({"DEBUG": "true", "BUDGETS_INCLUDE_VAT": "sometimes"}, "BUDGETS_INCLUDE_VAT"),
+        ({"DEBUG": "true", "RUN_GAP": "0"}, "RUN_GAP"),
+        ({"DEBUG": "true", "LOCATION_FALLBACKS": "fsn1:mars1"}, "LOCATION_FALLBACKS"),
+        ({"DEBUG": "true", "LOCATION_FALLBACKS": "fsn1"}, "LOCATION_FALLBACKS"),
+        ({"DEBUG": "true", "SERVER_TYPE_CANDIDATES": '{"HUGE": ["cx23"]}'}, "SERVER_TYPE_CANDIDATES"),
+        ({"DEBUG": "true", "SERVER_ARCHITECTURES": "riscv"}, "SERVER_ARCHITECTURES"),
     ],
 )
 def test_a_bad_or_missing_setting_stops_start_up_naming_it(env, named):
@@ -61,3 +70,13 @@ def test_production_settings_start_with_a_token_and_warn_without_ssh_keys():
 
     assert result.returncode == 0, result.stderr
     assert "HCLOUD_SSH_KEYS" in result.stdout + result.stderr
+
+
+def test_budgets_runs_and_fallbacks_start_with_good_values():
+    result = manage_check(
+        DEBUG="true", MAX_HOURLY_SPEND_EUR="2.50", DAILY_BUDGET_EUR="40", MONTHLY_BUDGET_EUR="600",
+        BUDGETS_INCLUDE_VAT="false", RUN_GAP="600", LOCATION_FALLBACKS="fsn1:nbg1,hel1;ash:hil",
+        SERVER_TYPE_CANDIDATES='{"SMALL": ["cpx22", "cx23"]}', SERVER_ARCHITECTURES="x86,arm",
+    )
+
+    assert result.returncode == 0, result.stderr

@@ -5,12 +5,23 @@ under one lock, so 20 parallel creates against a limit of 5 create exactly 5.
 """
 
 import contextlib
+import math
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
 
 from octoprovider.core.exceptions import LimitReached
+
+
+def _lock(name: str) -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [zlib.crc32(f"octoprovider:{name}".encode())])
 
 
 @contextlib.contextmanager
@@ -21,9 +32,7 @@ def guarded(name: str):
     (settings), which already takes the database's single write lock.
     """
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [zlib.crc32(f"octoprovider:{name}".encode())])
+        _lock(name)
         yield
 
 
@@ -43,3 +52,73 @@ def check_region_and_type(*, region: str, location: str, instance_type: str | No
 def check_count(*, name: str, current: int, limit: int, what: str) -> None:
     if current >= limit:
         raise LimitReached(f"{name} ({limit}) reached: {current} {what} exist already.", code="limit_reached")
+
+
+# --- budgets in euros -------------------------------------------------------------------------------
+
+HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What the fleet costs, as the budgets see it (in the currency of Hetzner's price list)."""
+
+    per_hour: Decimal  # the burn of what exists now
+    day: Decimal  # billed today (UTC), plus the burn of what exists to the day's end
+    month: Decimal  # the same for the calendar month
+    day_end: datetime
+    month_end: datetime
+    currency: str = "EUR"
+
+
+# Set by the operations layer at start-up (it can see instances and static IPs together): given
+# Hetzner's prices, say what is spent. The layers below only compare.
+_spend_meter: Callable[[object], Spend] | None = None
+
+
+def offer_spend_meter(meter: Callable[[object], Spend]) -> None:
+    global _spend_meter
+    _spend_meter = meter
+
+
+def budgets_set() -> bool:
+    return any(
+        limit is not None
+        for limit in (settings.MAX_HOURLY_SPEND_EUR, settings.DAILY_BUDGET_EUR, settings.MONTHLY_BUDGET_EUR)
+    )
+
+
+def started_hours(start: datetime, end: datetime) -> int:
+    """Count the hours Hetzner bills for something that exists from `start` to `end` (each started hour)."""
+    return max(0, math.ceil((end - start) / HOUR))
+
+
+def check_budgets(*, prices, adding_per_hour: Decimal, adding_monthly: Decimal | None, what: str, now: datetime
+                  ) -> None:
+    """Refuse (429) what would take the spend past MAX_HOURLY_SPEND_EUR, DAILY_BUDGET_EUR or MONTHLY_BUDGET_EUR.
+
+    Run inside `guarded(...)`: one more lock, shared by instances and static IPs, makes every
+    check and insert that spends money take turns, so two parallel creates cannot both cross.
+    """
+    if not budgets_set() or _spend_meter is None:
+        return
+    _lock("spend")
+    spend = _spend_meter(prices)
+    day_cost = adding_per_hour * started_hours(now, spend.day_end)
+    month_cost = adding_per_hour * started_hours(now, spend.month_end)
+    if adding_monthly is not None:
+        month_cost = min(month_cost, adding_monthly)  # Hetzner never bills more than the monthly price
+    currency = spend.currency
+    for name, limit, current, added, meaning in (
+        ("MAX_HOURLY_SPEND_EUR", settings.MAX_HOURLY_SPEND_EUR, spend.per_hour, adding_per_hour,
+         "per hour now"),
+        ("DAILY_BUDGET_EUR", settings.DAILY_BUDGET_EUR, spend.day, day_cost, "billed today to midnight UTC"),
+        ("MONTHLY_BUDGET_EUR", settings.MONTHLY_BUDGET_EUR, spend.month, month_cost,
+         "billed this month to its end"),
+    ):
+        if limit is not None and current + added > limit:
+            raise LimitReached(
+                f"{name} ({limit:.2f} {currency}) would be crossed: {current:.4f} {currency} {meaning}, "
+                f"and {what} adds {added:.4f}.",
+                code="budget_reached",
+            )

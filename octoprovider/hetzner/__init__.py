@@ -58,6 +58,7 @@ from octoprovider.hetzner.servers import (
     power_off,
     power_on,
     reboot_server,
+    server_type_architecture,
     server_type_orderable,
 )
 
@@ -100,6 +101,7 @@ __all__ = [
     "remove_hook",
     "restore_hooks",
     "server_settings_problems",
+    "server_type_architecture",
     "server_type_orderable",
     "unassign_primary_ip",
     "use_sandbox",

@@ -1,6 +1,7 @@
 """Where OctoPerf's regions and types land at Hetzner: locations and server types.
 
-The environment sets the defaults (REGION_ALIASES, SERVER_TYPES, SERVER_TYPE_FALLBACKS); operators
+The environment sets the defaults (REGION_ALIASES; SERVER_TYPE_CANDIDATES, the ordered types per
+size; SERVER_TYPES and SERVER_TYPE_FALLBACKS, types an operator pins; LOCATION_FALLBACKS); operators
 override them in the admin (RegionAlias, ServerTypeMapping), which takes effect without a restart:
 each process re-reads the overrides at most OVERRIDES_SECONDS after they change, the process that
 saved them at once.
@@ -10,6 +11,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from octoprovider.core.exceptions import InvalidInput
+from octoprovider.hetzner.servers import server_type_architecture
 
 OVERRIDES_SECONDS = 10
 _CACHE_KEY = "octoprovider:catalog-overrides"
@@ -56,19 +58,45 @@ def _size(instance_type: str) -> str:
     return size
 
 
+def check_size(instance_type: str) -> None:
+    """Refuse (400) a type that is not one of OctoPerf's sizes."""
+    _size(instance_type)
+
+
 def _mapping(location: str, size: str) -> tuple[str, list[str]] | None:
     mappings = _overrides()[1]
     return mappings.get((location, size)) or mappings.get(("*", size))
 
 
-def server_type_candidates(location: str, instance_type: str) -> list[str]:
-    """Return the server type for a size and, after it, the fallbacks to try when it cannot be had."""
-    size = _size(instance_type)
+def _pinned(location: str, size: str) -> list[str] | None:
+    """Return the type an operator pinned for the size (admin mapping, then SERVER_TYPES) and its fallbacks."""
     mapping = _mapping(location, size)
+    configured_fallbacks = settings.SERVER_TYPE_FALLBACKS.get(location, {}).get(size, [])
     if mapping:
         first, fallbacks = mapping
-        fallbacks = fallbacks or settings.SERVER_TYPE_FALLBACKS.get(location, {}).get(size, [])
-    else:
-        first = settings.SERVER_TYPES[location][size]
-        fallbacks = settings.SERVER_TYPE_FALLBACKS.get(location, {}).get(size, [])
-    return list(dict.fromkeys([first, *fallbacks]))
+        return [first, *(fallbacks or configured_fallbacks)]
+    first = settings.SERVER_TYPES.get(location, {}).get(size)
+    return [first, *configured_fallbacks] if first else None
+
+
+def server_type_candidates(location: str, instance_type: str) -> list[str]:
+    """Return the server types to try for a size in a location, in order.
+
+    A type pinned by an operator comes with its own fallbacks and is taken as it is. Otherwise the
+    size's SERVER_TYPE_CANDIDATES, less those of an architecture outside SERVER_ARCHITECTURES
+    (judged from Hetzner's catalogue: a type it does not list is kept, and the create tells).
+    """
+    size = _size(instance_type)
+    pinned = _pinned(location, size)
+    if pinned:
+        return list(dict.fromkeys(pinned))
+    candidates = [
+        name for name in settings.SERVER_TYPE_CANDIDATES[size]
+        if server_type_architecture(name) in (None, *settings.SERVER_ARCHITECTURES)
+    ]
+    return list(dict.fromkeys(candidates)) or list(settings.SERVER_TYPE_CANDIDATES[size][:1])
+
+
+def location_fallbacks(location: str) -> list[str]:
+    """Return the locations to try, in order, when no candidate type can be had in `location` (opt-in)."""
+    return [other for other in settings.LOCATION_FALLBACKS.get(location, []) if other != location]

@@ -1,44 +1,78 @@
-"""Hetzner's hourly prices, read from `/pricing` and cached."""
+"""Hetzner's prices, read from `/pricing` and cached."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.cache import cache
 
+from octoprovider.core.exceptions import HetznerError
 from octoprovider.hetzner.connection import client
 from octoprovider.hetzner.errors import translated
+
+_CACHE_KEY = "octoprovider:pricing"
+# The last price list read, kept when the hourly copy expires: budgets still hold while /pricing
+# cannot be read (prices change a few times a year).
+_LAST_KEY = "octoprovider:pricing:last"
 
 
 @dataclass(frozen=True)
 class Prices:
-    """Hetzner's hourly prices, VAT included, as `/pricing` gives them."""
+    """Hetzner's prices per hour, with or without VAT, and the monthly caps of hourly billing.
+
+    Hetzner bills every started hour, and never more in a month than the monthly price.
+    """
 
     currency: str
     server_types: dict[tuple[str, str], Decimal]  # (server type, location) -> per hour
     primary_ipv4: dict[str, Decimal]  # location -> per hour
+    vat: bool = True
+    server_types_monthly: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    primary_ipv4_monthly: dict[str, Decimal] = field(default_factory=dict)
 
     def server(self, server_type: str, location: str) -> Decimal | None:
         return self.server_types.get((server_type, location))
 
+    def ipv4(self, location: str) -> Decimal | None:
+        return self.primary_ipv4.get(location)
 
-def hourly_prices() -> Prices:
-    """Return Hetzner's price list, cached for an hour (it changes a few times a year)."""
-    prices = cache.get("octoprovider:pricing")
-    if prices is None:
-        with translated("read prices", refresh=True):
-            pricing = client().request(method="GET", url="/pricing")["pricing"]
-        prices = Prices(
-            currency=pricing.get("currency", "EUR"),
-            server_types={
-                (server_type["name"], price["location"]): Decimal(price["price_hourly"]["gross"])
-                for server_type in pricing.get("server_types", [])
-                for price in server_type.get("prices", [])
-            },
-            primary_ipv4={
-                price["location"]: Decimal(price["price_hourly"]["gross"])
-                for entry in pricing.get("primary_ips", []) if entry.get("type") == "ipv4"
-                for price in entry.get("prices", [])
-            },
-        )
-        cache.set("octoprovider:pricing", prices, 3600)
-    return prices
+
+def _read() -> dict:
+    with translated("read prices", refresh=True):
+        return client().request(method="GET", url="/pricing")["pricing"]
+
+
+def hourly_prices(*, vat: bool | None = None) -> Prices:
+    """Return Hetzner's price list (with VAT unless `vat` or BUDGETS_INCLUDE_VAT says otherwise).
+
+    Cached for an hour; when Hetzner cannot be asked, the last list read is used.
+    """
+    vat = settings.BUDGETS_INCLUDE_VAT if vat is None else vat
+    pricing = cache.get(_CACHE_KEY)
+    if pricing is None:
+        try:
+            pricing = _read()
+        except HetznerError:
+            pricing = cache.get(_LAST_KEY)
+            if pricing is None:
+                raise
+        else:
+            cache.set(_LAST_KEY, pricing, None)
+        cache.set(_CACHE_KEY, pricing, 3600)
+    amount = "gross" if vat else "net"
+    ipv4 = [price for entry in pricing.get("primary_ips", []) if entry.get("type") == "ipv4"
+            for price in entry.get("prices", [])]
+    server_prices = [(server_type["name"], price) for server_type in pricing.get("server_types", [])
+                     for price in server_type.get("prices", [])]
+    return Prices(
+        currency=pricing.get("currency", "EUR"),
+        vat=vat,
+        server_types={(name, p["location"]): Decimal(p["price_hourly"][amount]) for name, p in server_prices},
+        primary_ipv4={p["location"]: Decimal(p["price_hourly"][amount]) for p in ipv4},
+        server_types_monthly={
+            (name, p["location"]): Decimal(p["price_monthly"][amount]) for name, p in server_prices
+            if p.get("price_monthly")
+        },
+        primary_ipv4_monthly={p["location"]: Decimal(p["price_monthly"][amount]) for p in ipv4
+                              if p.get("price_monthly")},
+    )

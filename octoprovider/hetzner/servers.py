@@ -138,28 +138,66 @@ def create_server(
     return _server(response.server)
 
 
-def server_type_orderable(name: str, location: str) -> bool:
-    """Tell whether Hetzner still sells a server type in a location (not deprecated, available there).
+@dataclass(frozen=True)
+class ServerTypeOffer:
+    """What Hetzner's /server_types says of one server type: its architecture, where it can be ordered."""
 
-    Hetzner's catalogue changes rarely: the answer is cached for an hour, so creates cost no extra
-    call. When Hetzner cannot be asked, assume yes and let the create itself tell.
-    """
-    key = f"octoprovider:server-type:{name}:{location}"
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
+    name: str
+    architecture: str
+    orderable_in: frozenset[str]  # available now and not deprecated there
+    sold_in: frozenset[str]  # listed there at all (perhaps sold out or deprecated)
+
+
+# Capacity comes and goes within minutes; deprecations are announced months ahead. One listing per
+# five minutes (12 requests an hour) keeps "available" fresh without spending the rate budget.
+CATALOGUE_SECONDS = 300
+_CATALOGUE_KEY = "octoprovider:server-types"
+
+
+def server_type_offers() -> dict[str, ServerTypeOffer] | None:
+    """Return what Hetzner sells, by server type name; None when Hetzner cannot be asked now."""
+    offers = cache.get(_CATALOGUE_KEY)
+    if offers is not None:
+        return offers
     try:
-        with translated(f"look up server type {name}", refresh=True):  # optional: skipped below the reserve
-            found = client().server_types.get_by_name(name)
+        with translated("list server types", refresh=True):  # optional: skipped below the reserve
+            listed = client().server_types.get_all()
     except HetznerError:
-        return True
-    orderable = False
-    if found is not None:
+        return None
+    offers = {}
+    for found in listed:
+        orderable, sold = set(), set()
         for entry in found.locations or []:
-            if entry.location and entry.location.name == location:
-                orderable = bool(entry.available) and entry.deprecation is None
-    cache.set(key, orderable, 3600)
-    return orderable
+            if entry.location is None:
+                continue
+            sold.add(entry.location.name)
+            if entry.available and entry.deprecation is None:
+                orderable.add(entry.location.name)
+        offers[found.name] = ServerTypeOffer(
+            name=found.name, architecture=found.architecture or "x86",
+            orderable_in=frozenset(orderable), sold_in=frozenset(sold),
+        )
+    cache.set(_CATALOGUE_KEY, offers, CATALOGUE_SECONDS)
+    return offers
+
+
+def server_type_orderable(name: str, location: str) -> bool:
+    """Tell whether Hetzner sells a server type in a location now (available there, not deprecated).
+
+    When Hetzner cannot be asked, assume yes and let the create itself tell.
+    """
+    offers = server_type_offers()
+    if offers is None:
+        return True
+    offer = offers.get(name)
+    return offer is not None and location in offer.orderable_in
+
+
+def server_type_architecture(name: str) -> str | None:
+    """Return a server type's architecture (x86, arm), or None when unknown."""
+    offers = server_type_offers()
+    offer = offers.get(name) if offers else None
+    return offer.architecture if offer else None
 
 
 def find_server(*, name: str) -> Server | None:

@@ -1,9 +1,19 @@
-"""The audit log in the console: read-only, searchable by our ids and request ids."""
+"""The audit log in the console (read-only, searchable by our ids and request ids), and the test runs."""
 
+from datetime import UTC, datetime, time, timedelta
+
+from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils.dateparse import parse_date
 from django.utils.html import format_html
 
+from octoprovider.core import clock
+from octoprovider.core.exceptions import HetznerError
+from octoprovider.operations import costing
 from octoprovider.operations.models import AuditEvent
 
 
@@ -48,3 +58,36 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
+
+
+# --- test runs: what each test cost -----------------------------------------------------------------
+
+RUNS_DEFAULT_DAYS = 7
+
+
+def runs_view(request: HttpRequest):
+    """List the test runs since a date (`?since=YYYY-MM-DD`, a week by default) with what each cost."""
+    if not request.user.has_perm("instances.view_instance"):
+        raise PermissionDenied
+    since_text = request.GET.get("since", "")
+    since_date = parse_date(since_text) if since_text else None
+    if since_date is None:
+        since_date = (clock.now() - timedelta(days=RUNS_DEFAULT_DAYS)).date()
+    since = datetime.combine(since_date, time.min, tzinfo=UTC)
+    context = {**admin.site.each_context(request), "title": "Test runs", "since": since_date,
+               "gap": settings.RUN_GAP}
+    try:
+        context["runs"] = costing.runs(since=since)
+    except HetznerError as exc:
+        context["error"] = f"No prices from Hetzner: {exc.message}"
+    return TemplateResponse(request, "admin/operations/runs.html", context)
+
+
+_site_urls = admin.site.get_urls
+
+
+def _get_urls():
+    return [path("runs/", admin.site.admin_view(runs_view), name="operations_runs"), *_site_urls()]
+
+
+admin.site.get_urls = _get_urls

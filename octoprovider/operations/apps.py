@@ -5,8 +5,8 @@ class OperationsConfig(AppConfig):
     """Reconciler, cleanup, audit, request log, metrics, health and the operators' dashboard.
 
     The layers below cannot import these; they offer hooks instead, connected here: the gateway's
-    hooks on every Hetzner exchange, the contract's signal after every call it answers, and the
-    console's "Run a reconcile pass now".
+    hooks on every Hetzner exchange, the contract's signal after every call it answers, the
+    console's "Run a reconcile pass now", and the spend meter that the budgets compare.
     """
 
     name = "octoprovider.operations"
@@ -17,7 +17,8 @@ class OperationsConfig(AppConfig):
         from octoprovider import hetzner
         from octoprovider.contract.signals import contract_call_answered
         from octoprovider.core.admin import offer_reconcile_pass
-        from octoprovider.operations import audit, requestlog
+        from octoprovider.core.guardrails import offer_spend_meter
+        from octoprovider.operations import audit, costing, requestlog
         from octoprovider.operations.reconciler import reconcile_pass
 
         for observer in (requestlog, audit):  # the log line first: the audit row may fail
@@ -25,3 +26,4 @@ class OperationsConfig(AppConfig):
             hetzner.add_failure_hook(observer.on_hetzner_failure)
         contract_call_answered.connect(audit.record_contract_call, dispatch_uid="audit-contract-calls")
         offer_reconcile_pass(lambda: reconcile_pass(full=True))
+        offer_spend_meter(costing.spend)

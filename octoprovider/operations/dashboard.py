@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
 from django.urls import reverse
 
@@ -15,6 +16,7 @@ from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core.exceptions import HetznerError
 from octoprovider.hetzner import budget
+from octoprovider.operations import costing
 from octoprovider.operations.models import ReconcilerRun
 from staticips.models import Association, StaticIP
 
@@ -28,6 +30,7 @@ class Spend:
     """What the fleet costs per hour at Hetzner's list prices (VAT included), or why it is unknown."""
 
     currency: str = ""
+    vat: bool = True
     servers: Decimal = Decimal(0)
     ipv4s: Decimal = Decimal(0)
     unpriced: list[str] = field(default_factory=list)
@@ -82,7 +85,7 @@ def hourly_spend() -> Spend:
         prices = hetzner.hourly_prices()  # cached for an hour by the gateway
     except HetznerError as exc:
         return Spend(error=exc.message)
-    spend = Spend(currency=prices.currency)
+    spend = Spend(currency=prices.currency, vat=prices.vat)
     servers = (
         Instance.objects.filter(status__in=_BILLED).order_by().values_list("server_type", "location")
         .annotate(n=Count("pk"))
@@ -109,6 +112,47 @@ def hourly_spend() -> Spend:
         else:
             spend.ipv4s += price * count
     return spend
+
+
+@dataclass
+class Budget:
+    name: str
+    limit: Decimal
+    spent: Decimal
+    meaning: str
+
+    @property
+    def left(self) -> Decimal:
+        return self.limit - self.spent
+
+    @property
+    def percent_used(self) -> int:
+        return round(100 * self.spent / self.limit) if self.limit else 100
+
+
+def budgets() -> dict:
+    """Return each budget in euros that is set, what it has spent and what is left (or why unknown)."""
+    limits = [
+        ("MAX_HOURLY_SPEND_EUR", settings.MAX_HOURLY_SPEND_EUR, "per hour now"),
+        ("DAILY_BUDGET_EUR", settings.DAILY_BUDGET_EUR, "today (UTC), to midnight"),
+        ("MONTHLY_BUDGET_EUR", settings.MONTHLY_BUDGET_EUR, "this month, to its end"),
+    ]
+    if all(limit is None for _, limit, _ in limits):
+        return {"set": False}
+    try:
+        prices = hetzner.hourly_prices()
+    except HetznerError as exc:
+        return {"set": True, "error": exc.message}
+    spent = costing.spend(prices)
+    figures = {"MAX_HOURLY_SPEND_EUR": spent.per_hour, "DAILY_BUDGET_EUR": spent.day,
+               "MONTHLY_BUDGET_EUR": spent.month}
+    return {
+        "set": True,
+        "currency": spent.currency,
+        "vat": prices.vat,
+        "rows": [Budget(name=name, limit=limit, spent=figures[name], meaning=meaning)
+                 for name, limit, meaning in limits if limit is not None],
+    }
 
 
 def rate_budget() -> dict | None:
@@ -140,6 +184,7 @@ def figures() -> dict:
         "instances_by_location": instances_by_location(),
         "static_ips": static_ip_use(),
         "spend": hourly_spend(),
+        "budgets": budgets(),
         "rate_budget": rate_budget(),
         "reconciler_runs": list(ReconcilerRun.objects.all()),
         "last_errors": last_errors(),

@@ -182,3 +182,21 @@ def test_no_banner_on_a_real_hetzner_project(admin_client, settings):
     page = admin_client.get("/admin/instances/instance/").content.decode()
 
     assert "Simulated Hetzner Cloud" not in page
+
+
+def test_the_dashboard_shows_each_budget_and_what_is_left(admin_client, octoperf, settings):
+    settings.MAX_HOURLY_SPEND_EUR = Decimal("1.00")
+    settings.MONTHLY_BUDGET_EUR = Decimal("500")
+    octoperf.create()
+    burn = gross_hourly(None, server_type="cx23") + gross_hourly(None, ipv4=True)
+
+    text = module(dashboard(admin_client), "budgets")
+
+    assert "MAX_HOURLY_SPEND_EUR 1.00" in text
+    assert f"{burn:.4f} (1 %) {Decimal(1) - burn:.2f} EUR" in text
+    assert "MONTHLY_BUDGET_EUR 500.00" in text
+    assert "DAILY_BUDGET_EUR" not in text
+
+
+def test_the_dashboard_says_when_no_budget_is_set(admin_client):
+    assert "None set" in module(dashboard(admin_client), "budgets")

@@ -72,6 +72,10 @@ def _spec(id: int, name: str, category: str, cores: int, memory: float, disk: in
                           locations, deprecated)
 
 
+# Hetzner's catalogue and prices as of 2026-04-01 (its price adjustment of that day: shared-vCPU
+# types dearer, CPX most of all; the cx22 generation and cpx11-cpx51 deprecated, no longer orderable).
+# Monthly prices are net, for the EU locations; PRICE_FACTOR prices the others. Hourly prices are a
+# 625th of the monthly one, as Hetzner's are; a month never bills more than the monthly price.
 SERVER_TYPES: list[ServerTypeSpec] = [
     _spec(22, "cpx11", "regular_purpose", 2, 2.0, 40, "4.99", ALL_LOCATIONS, True),
     _spec(23, "cpx21", "regular_purpose", 3, 4.0, 80, "8.99", ALL_LOCATIONS, True),
@@ -82,14 +86,14 @@ SERVER_TYPES: list[ServerTypeSpec] = [
     _spec(105, "cx32", "cost_optimized", 4, 8.0, 80, "6.80", EU_LOCATIONS, True),
     _spec(106, "cx42", "cost_optimized", 8, 16.0, 160, "16.40", EU_LOCATIONS, True),
     _spec(107, "cx52", "cost_optimized", 16, 32.0, 320, "32.40", EU_LOCATIONS, True),
-    _spec(114, "cx23", "cost_optimized", 2, 4.0, 40, "3.49", EU_LOCATIONS),
-    _spec(115, "cx33", "cost_optimized", 4, 8.0, 80, "5.49", EU_LOCATIONS),
-    _spec(116, "cx43", "cost_optimized", 8, 16.0, 160, "9.49", EU_LOCATIONS),
-    _spec(117, "cx53", "cost_optimized", 16, 32.0, 320, "17.49", EU_LOCATIONS),
-    _spec(118, "cpx22", "regular_purpose", 2, 4.0, 80, "7.99", ALL_LOCATIONS),
-    _spec(119, "cpx32", "regular_purpose", 4, 8.0, 160, "13.99", ALL_LOCATIONS),
-    _spec(120, "cpx42", "regular_purpose", 8, 16.0, 320, "25.49", ALL_LOCATIONS),
-    _spec(121, "cpx52", "regular_purpose", 12, 24.0, 480, "36.49", ALL_LOCATIONS),
+    _spec(114, "cx23", "cost_optimized", 2, 4.0, 40, "3.99", EU_LOCATIONS),
+    _spec(115, "cx33", "cost_optimized", 4, 8.0, 80, "6.49", EU_LOCATIONS),
+    _spec(116, "cx43", "cost_optimized", 8, 16.0, 160, "12.99", EU_LOCATIONS),
+    _spec(117, "cx53", "cost_optimized", 16, 32.0, 320, "22.49", EU_LOCATIONS),
+    _spec(118, "cpx22", "regular_purpose", 2, 4.0, 80, "9.49", ALL_LOCATIONS),
+    _spec(119, "cpx32", "regular_purpose", 4, 8.0, 160, "16.49", ALL_LOCATIONS),
+    _spec(120, "cpx42", "regular_purpose", 8, 16.0, 320, "29.99", ALL_LOCATIONS),
+    _spec(121, "cpx52", "regular_purpose", 12, 24.0, 480, "42.99", ALL_LOCATIONS),
 ]
 SERVER_TYPES_BY_NAME = {spec.name: spec for spec in SERVER_TYPES}
 SERVER_TYPES_BY_ID = {spec.id: spec for spec in SERVER_TYPES}

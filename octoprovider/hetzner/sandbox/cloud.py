@@ -18,7 +18,6 @@ from urllib.parse import urlencode
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from . import catalog

@@ -1,0 +1,221 @@
+"""What the fleet costs in euros: the spend the budgets compare, and the cost of each test run.
+
+Hetzner bills everything that exists (servers powered off and unassigned IPs included) per started
+hour from its creation, and never more in a calendar month than the monthly price. From our rows:
+
+- a server exists from its row's creation (the create follows within a second) until its delete
+  was requested (or, failing that, until it was seen gone); a create Hetzner refused is not billed;
+- its own IPv4 lives as long, unless a static IP replaced it (from the first association on);
+- a static IP exists from its allocation until its release was requested.
+
+Prices are Hetzner's current ones (`/pricing`), with or without VAT as BUDGETS_INCLUDE_VAT says.
+"""
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Min, Q
+
+from instances.models import Instance
+from octoprovider import hetzner
+from octoprovider.core import clock
+from octoprovider.core.guardrails import Spend, started_hours
+from staticips.models import Association, StaticIP
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Billed:
+    """One thing Hetzner bills by the hour: from `start` to `end` (None: it still exists)."""
+
+    start: datetime
+    end: datetime | None
+    hourly: Decimal | None  # None: not in Hetzner's price list
+    monthly: Decimal | None
+
+    def hours_in(self, period_start: datetime, period_end: datetime) -> int:
+        """Count the started hours billed in the period (those that begin in it); a live one runs to its end."""
+        end = min(self.end, period_end) if self.end is not None else period_end
+        if end <= period_start or self.start >= period_end:
+            return 0
+        # Hour k begins at start + k hours; a resource that existed at all is billed its first hour.
+        first = started_hours(self.start, period_start)
+        last = max(1, started_hours(self.start, end)) if self.end is not None else started_hours(self.start, end)
+        return max(0, last - first)
+
+    def cost_in(self, period_start: datetime, period_end: datetime) -> Decimal:
+        if self.hourly is None:
+            return ZERO
+        cost = self.hourly * self.hours_in(period_start, period_end)
+        # Hetzner caps each month at the monthly price; the periods measured here lie within a month.
+        return min(cost, self.monthly) if self.monthly is not None else cost
+
+
+def _server_end(instance) -> datetime | None:
+    if instance["status"] != Instance.Status.TERMINATED:
+        return None
+    return instance["delete_requested_at"] or instance["terminated_at"]
+
+
+def _billed_instances(since: datetime | None = None):
+    """Return the instance rows Hetzner bills (or billed), existing at some time after `since`."""
+    rows = Instance.objects.exclude(status=Instance.Status.TERMINATED, hetzner_id__isnull=True)
+    if since is not None:
+        rows = rows.filter(Q(terminated_at__isnull=True) | Q(terminated_at__gt=since))
+    return rows.annotate(first_association=Min("associations__created_at")).values(
+        "id", "region", "location", "server_type", "status", "created_at", "delete_requested_at",
+        "terminated_at", "first_association",
+    )
+
+
+def _server_and_ipv4(instance: dict, prices: hetzner.Prices) -> tuple[Billed, Billed]:
+    end = _server_end(instance)
+    location = instance["location"]
+    server = Billed(
+        start=instance["created_at"], end=end,
+        hourly=prices.server(instance["server_type"], location),
+        monthly=prices.server_types_monthly.get((instance["server_type"], location)),
+    )
+    ipv4_end = end
+    if instance["first_association"] is not None:
+        ipv4_end = min(end, instance["first_association"]) if end else instance["first_association"]
+    ipv4 = Billed(start=instance["created_at"], end=ipv4_end, hourly=prices.ipv4(location),
+                  monthly=prices.primary_ipv4_monthly.get(location))
+    return server, ipv4
+
+
+def _billed_static_ips(prices: hetzner.Prices, since: datetime | None = None) -> list[Billed]:
+    rows = StaticIP.objects.exclude(status=StaticIP.Status.RELEASED, hetzner_id__isnull=True)
+    if since is not None:
+        rows = rows.filter(Q(released_at__isnull=True) | Q(released_at__gt=since))
+    billed = []
+    for location, status, created, release_requested, released in rows.values_list(
+        "location", "status", "created_at", "release_requested_at", "released_at"
+    ):
+        end = None if status in StaticIP.LIVE else (release_requested or released)
+        billed.append(Billed(start=created, end=end, hourly=prices.ipv4(location),
+                             monthly=prices.primary_ipv4_monthly.get(location)))
+    return billed
+
+
+def periods(now: datetime) -> tuple[datetime, datetime, datetime, datetime]:
+    """Return the budgets' periods: today and this calendar month, in UTC (start, end each)."""
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    month_start = day_start.replace(day=1)
+    month_end = (month_start + timedelta(days=32)).replace(day=1)
+    return day_start, day_start + timedelta(days=1), month_start, month_end
+
+
+def spend(prices: hetzner.Prices, now: datetime | None = None) -> Spend:
+    """Measure the spend the budgets compare: the burn now, and what today and this month will have cost."""
+    now = now or clock.now()
+    day_start, day_end, month_start, month_end = periods(now)
+    per_hour, day, month = ZERO, ZERO, ZERO
+    billed: list[Billed] = []
+    for instance in _billed_instances(since=month_start):
+        billed.extend(_server_and_ipv4(instance, prices))
+    billed.extend(_billed_static_ips(prices, since=month_start))
+    for item in billed:
+        if item.end is None and item.hourly is not None:
+            per_hour += item.hourly
+        day += item.cost_in(day_start, day_end)
+        month += item.cost_in(month_start, month_end)
+    return Spend(per_hour=per_hour, day=day, month=month, day_end=day_end, month_end=month_end,
+                 currency=prices.currency)
+
+
+# --- test runs -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One test as OctoPerf ran it: creates in one region, each less than RUN_GAP seconds after the last."""
+
+    region: str
+    start: datetime
+    end: datetime | None = None  # when its last server was deleted; None while one still exists
+    instances: int = 0
+    instance_hours: int = 0
+    servers_eur: Decimal = ZERO
+    ipv4s_eur: Decimal = ZERO
+    static_ips_eur: Decimal = ZERO
+    unused_seconds: float = 0.0
+    locations: set[str] = field(default_factory=set)
+    _ids: list[str] = field(default_factory=list, repr=False)
+    _last_create: datetime | None = field(default=None, repr=False)
+    _live: bool = field(default=False, repr=False)
+
+    @property
+    def total_eur(self) -> Decimal:
+        return self.servers_eur + self.ipv4s_eur + self.static_ips_eur
+
+    @property
+    def unused_minutes(self) -> int:
+        """The minutes billed after each server was gone (its last started hour's rest), added up."""
+        return round(self.unused_seconds / 60)
+
+    def as_json(self) -> dict:
+        data = {key: value for key, value in asdict(self).items() if not key.startswith("_")}
+        data.update(
+            start=self.start.isoformat(), end=self.end.isoformat() if self.end else None,
+            locations=sorted(self.locations), total_eur=self.total_eur, unused_minutes=self.unused_minutes,
+        )
+        del data["unused_seconds"]
+        return {key: str(value) if isinstance(value, Decimal) else value for key, value in data.items()}
+
+
+def runs(*, since: datetime, until: datetime | None = None, prices: hetzner.Prices | None = None) -> list[Run]:
+    """Group the instances created since `since` into test runs and cost each, newest first.
+
+    Static IPs are costed per run for the hours each was associated with one of its instances (they
+    exist between runs too: the dashboard's burn counts them whole).
+    """
+    prices = prices or hetzner.hourly_prices()
+    now = clock.now()
+    rows = _billed_instances().filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    gap = timedelta(seconds=settings.RUN_GAP)
+    by_region: dict[str, list[Run]] = {}
+    for instance in sorted(rows, key=lambda row: row["created_at"]):
+        region_runs = by_region.setdefault(instance["region"].strip().lower(), [])
+        run = region_runs[-1] if region_runs else None
+        if run is None or instance["created_at"] - run._last_create > gap:
+            run = Run(region=instance["region"].strip().lower(), start=instance["created_at"])
+            region_runs.append(run)
+        run._last_create = instance["created_at"]
+        _add_instance(run, instance, prices, now)
+    all_runs = [run for region_runs in by_region.values() for run in region_runs]
+    _add_static_ips(all_runs, prices, now)
+    return sorted(all_runs, key=lambda run: run.start, reverse=True)
+
+
+def _add_instance(run: Run, instance: dict, prices: hetzner.Prices, now: datetime) -> None:
+    server, ipv4 = _server_and_ipv4(instance, prices)
+    until = server.end or now
+    hours = server.hours_in(server.start, until) if server.end else max(1, started_hours(server.start, now))
+    run.instances += 1
+    run.instance_hours += hours
+    run.servers_eur += (server.hourly or ZERO) * hours
+    ipv4_hours = ipv4.hours_in(ipv4.start, ipv4.end or now) if ipv4.end else hours
+    run.ipv4s_eur += (ipv4.hourly or ZERO) * ipv4_hours
+    run.unused_seconds += max(0.0, hours * 3600 - (until - server.start).total_seconds())
+    run.locations.add(instance["location"])
+    run._ids.append(instance["id"])
+    if server.end is None:
+        run.end, run._live = None, True
+    elif not run._live:
+        run.end = max(run.end, server.end) if run.end else server.end
+
+
+def _add_static_ips(all_runs: list[Run], prices: hetzner.Prices, now: datetime) -> None:
+    run_of = {instance_id: run for run in all_runs for instance_id in run._ids}
+    associations = Association.objects.filter(instance_id__in=list(run_of)).values_list(
+        "instance_id", "static_ip__location", "created_at", "ended_at"
+    )
+    for instance_id, location, created, ended in associations:
+        hours = max(1, started_hours(created, ended or now))
+        run_of[instance_id].static_ips_eur += (prices.ipv4(location) or ZERO) * hours

@@ -1,0 +1,60 @@
+import json as jsonlib
+from datetime import UTC, datetime, time
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.dateparse import parse_date
+
+from octoprovider.core.exceptions import HetznerError
+from octoprovider.operations.costing import runs
+
+
+class Command(BaseCommand):
+    help = (
+        "Print the test runs started since a date (creates in one region less than RUN_GAP seconds apart) "
+        "with what each cost at Hetzner's prices: instances, billed instance-hours, euros for servers, "
+        "their IPv4s and static IPs, and the billed minutes nobody used. Reads only; changes nothing."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--since", required=True, metavar="DATE",
+                            help="The first day (YYYY-MM-DD, UTC) whose runs to print.")
+        parser.add_argument("--json", action="store_true", help="Print one JSON object (runs and totals).")
+
+    def handle(self, *args, since, json: bool, verbosity, **options):
+        day = parse_date(since) if since else None
+        if day is None:
+            raise CommandError(f"--since must be a date like 2026-05-01, not {since!r}")
+        try:
+            found = runs(since=datetime.combine(day, time.min, tzinfo=UTC))
+        except HetznerError as exc:
+            raise CommandError(f"Could not read Hetzner's prices: {exc.message}") from exc
+        total = sum((run.total_eur for run in found), Decimal(0))
+        if json:
+            self._print_json(found, total)
+            return
+        self.stdout.write(
+            f"{'region':<10} {'start (UTC)':<19} {'end (UTC)':<19} {'inst':>5} {'inst-h':>7} {'servers':>9} "
+            f"{'IPv4s':>8} {'static':>8} {'total EUR':>10} {'unused min':>10}"
+        )
+        for run in found:
+            end = run.end.strftime("%Y-%m-%d %H:%M:%S") if run.end else "running"
+            self.stdout.write(
+                f"{run.region:<10} {run.start:%Y-%m-%d %H:%M:%S} {end:<19} {run.instances:>5} {run.instance_hours:>7} "
+                f"{run.servers_eur:>9.4f} {run.ipv4s_eur:>8.4f} {run.static_ips_eur:>8.4f} {run.total_eur:>10.4f} "
+                f"{run.unused_minutes:>10}"
+            )
+        if verbosity >= 1:
+            self.stdout.write(f"{len(found)} runs since {day} (RUN_GAP {settings.RUN_GAP} s), {total:.4f} EUR")
+
+    def _print_json(self, found, total):
+        self.stdout.write(json_dumps({
+            "run_gap_seconds": settings.RUN_GAP,
+            "runs": [run.as_json() for run in found],
+            "total_eur": str(total),
+        }))
+
+
+def json_dumps(value) -> str:
+    return jsonlib.dumps(value, indent=2)
