@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.http import HttpRequest
 from rest_framework import authentication, exceptions
 
 from octoprovider.contract import tokens
@@ -64,15 +65,28 @@ def token_matches(presented: str) -> ApiClient | None:
     return found
 
 
+def presented_token(request: HttpRequest) -> str | None:
+    """Return the token the caller presented: in the path (moved aside by the middleware), or as Bearer."""
+    token = getattr(request, "octoperf_path_token", None)
+    if token is None:
+        # WSGI gives header values as latin-1 text, as DRF's get_authorization_header decodes them.
+        token = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
+    return token
+
+
+def authenticated_client(request: HttpRequest) -> ApiClient | None:
+    """Return who called if the token presented is good; None if it is missing or wrong."""
+    token = presented_token(request)
+    return token_matches(token) if token is not None else None
+
+
 class OctoPerfTokenAuthentication(authentication.BaseAuthentication):
     """Authenticate OctoPerf by the token in the path or in `Authorization: Bearer`."""
 
     def authenticate(self, request):
-        token = getattr(request._request, "octoperf_path_token", None)
+        token = presented_token(request._request)
         if token is None:
-            token = bearer_token(authentication.get_authorization_header(request).decode("latin-1"))
-            if token is None:
-                return None
+            return None
         client = token_matches(token)
         if client is None:
             raise exceptions.AuthenticationFailed("Invalid OctoPerf API token.")
