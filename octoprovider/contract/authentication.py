@@ -5,6 +5,7 @@ reach a log: the middleware strips it from the path before anything else sees th
 logging filter masks it in whatever was logged from the raw request line (runserver, gunicorn).
 """
 
+import functools
 import hashlib
 import hmac
 import re
@@ -50,14 +51,20 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+@functools.lru_cache(maxsize=4)
+def _configured(tokens: tuple[str, ...]) -> tuple[tuple[bytes, ApiClient], ...]:
+    """Digest the configured tokens once (per value of the setting), not on every poll."""
+    return tuple((_digest(token), ApiClient(name=f"env-token-{index + 1}")) for index, token in enumerate(tokens))
+
+
 def token_matches(presented: str) -> ApiClient | None:
     """Compare `presented` with every configured token in constant time, then with the admin's tokens."""
     presented_digest = _digest(presented)
     found = None
-    for index, token in enumerate(settings.OCTOPERF_API_TOKENS):
+    for digest, client in _configured(tuple(settings.OCTOPERF_API_TOKENS)):
         # No early exit: the time taken does not tell which token matched, nor how much of it.
-        if hmac.compare_digest(presented_digest, _digest(token)):
-            found = ApiClient(name=f"env-token-{index + 1}")
+        if hmac.compare_digest(presented_digest, digest):
+            found = client
     if found is None:
         stored = tokens.api_token_authenticate(presented)
         if stored is not None:

@@ -1,5 +1,6 @@
 """The base of every contract endpoint: parameters from anywhere, `{"value": ...}` or an empty 200."""
 
+import functools
 import json
 
 from django.http import HttpResponse
@@ -11,6 +12,16 @@ from octoprovider.contract.authentication import authenticated_client
 from octoprovider.contract.signals import contract_call_answered
 from octoprovider.core.exceptions import ServiceError
 from octoprovider.core.http import CONTENT_TYPE
+
+
+@functools.lru_cache(maxsize=64)
+def _value_body(value: str) -> bytes:
+    """Render `{"value": value}` as ContractJSONRenderer does; a state is one of a handful of words."""
+    return json.dumps({"value": value}, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# Each view's `Allow` header; computed on a view set up for a request, which gains `head` then.
+_allow_headers: dict[type, str] = {}
 
 
 class ContractView(APIView):
@@ -40,9 +51,11 @@ class ContractView(APIView):
 
     def polled(self, value: str) -> HttpResponse:
         """Answer a successful poll as DRF would: the renderer's compact JSON, the same headers."""
-        body = json.dumps({"value": value}, ensure_ascii=False, separators=(",", ":")).encode()
-        response = HttpResponse(body, status=200, content_type=CONTENT_TYPE)
-        response["Allow"] = ", ".join(self.allowed_methods)
+        response = HttpResponse(_value_body(value), status=200, content_type=CONTENT_TYPE)
+        allow = _allow_headers.get(type(self))
+        if allow is None:
+            allow = _allow_headers[type(self)] = ", ".join(self.allowed_methods)
+        response["Allow"] = allow
         return response
 
     def params(self) -> dict[str, str]:
