@@ -1,6 +1,6 @@
 """The state endpoint over HTTP against the floor: a bare Django project under the same gunicorn.
 
-    .venv/bin/python bench/state_endpoint_http.py [--seconds 10] [--rounds 2] [--connections 64] [--threads 4]
+    .venv/bin/python bench/state_endpoint_http.py [--seconds 5] [--rounds 6] [--connections 64] [--threads 4]
 
 Creates a throw-away PostgreSQL database (postgres://postgres@127.0.0.1:5432, trust auth), migrates
 it and stores `--instances` running instances. Then it starts two gunicorns with the same command
@@ -14,8 +14,8 @@ access log, each writing to its own file:
 
 wrk (Debian's `wrk`) drives both with the same script, `--connections` concurrent connections on
 loopback for `--seconds`, each request asking for a random instance with the token in the path.
-Rounds alternate which server goes first, so that a neighbour's load on the shared cores hits both
-alike. Everything is removed at the end: the gunicorns, the database, the temporary directory.
+Many short rounds alternate which server goes first, so that a neighbour's load on the shared cores
+hits both alike; the summary is the mean of the rounds. Everything is removed at the end: the gunicorns, the database, the temporary directory.
 """
 
 import argparse
@@ -135,8 +135,8 @@ def sample_answer(url: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each wrk run")
-    parser.add_argument("--rounds", type=int, default=2, help="measured runs of each server, alternating")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=6, help="measured runs of each server, alternating")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker, for both servers")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, for both servers")
@@ -205,12 +205,15 @@ def main() -> None:
     for name, label in (("floor", "floor (bare Django)"), ("state", "state endpoint")):
         print(f"{label}: one poll answers {answers[name]}; access log lines: {logs[name].count(' /octoperf/')}, "
               f"token in its log: {'YES' if TOKEN in logs[name] else 'no'}")
+    for number, (floor, state) in enumerate(zip(runs["floor"], runs["state"]), 1):
+        print(f"  round {number}: " + " | ".join(
+            f"{name} {figures['rps']:.0f} requests/s, p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms"
+            + (f", non-2xx {figures['non_2xx']}" if figures["non_2xx"] else "")
+            + (f", socket errors {figures['socket_errors']}" if figures["socket_errors"] != "none" else "")
+            for name, figures in (("floor", floor), ("state", state))
+        ) + f" | throughput {state['rps'] / floor['rps']:.2f}")
     summary = {}
     for name, label in (("floor", "floor (bare Django)"), ("state", "state endpoint")):
-        for number, figures in enumerate(runs[name], 1):
-            print(f"  {label}, run {number}: {figures['rps']:.0f} requests/s ({figures['requests']} requests), "
-                  f"p50 {figures['p50']:.2f} ms, p99 {figures['p99']:.2f} ms, non-2xx {figures['non_2xx']}, "
-                  f"socket errors {figures['socket_errors']}")
         summary[name] = {key: statistics.mean(run[key] for run in runs[name]) for key in ("rps", "p50", "p99")}
         print(f"{label}: {summary[name]['rps']:.0f} requests/s, p50 {summary[name]['p50']:.2f} ms, "
               f"p99 {summary[name]['p99']:.2f} ms (mean of {args.rounds})")
