@@ -7,8 +7,8 @@ it and stores `--instances` running instances. Then it starts two gunicorns with
 line (`gunicorn <app> --config gunicorn.conf.py --threads N`), the same environment and the same
 access log, each writing to its own file:
 
-- octoprovider as in production: DEBUG off, PROMETHEUS_MULTIPROC_DIR set, an HCLOUD_TOKEN whose
-  endpoint is a closed local port (the state endpoint never calls Hetzner);
+- octoprovider as in production: DEBUG off, PROMETHEUS_MULTIPROC_DIR set (on tmpfs), an HCLOUD_TOKEN
+  whose endpoint is a closed local port (the state endpoint never calls Hetzner);
 - the floor (`bench/floor.py`): `settings.configure` with SecurityMiddleware and CommonMiddleware
   only, one view answering `{"value": "running"}` on the state endpoint's path.
 
@@ -115,6 +115,16 @@ def serve(app: str, *, env: dict, port: int, threads: int, run_dir: Path, log: P
     sys.exit(f"gunicorn {app} did not start:\n{log.read_text()}")
 
 
+def workers_cpu_seconds(master: subprocess.Popen) -> float:
+    """Return the CPU time (user and system) gunicorn's workers have used so far."""
+    workers = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    ticks = 0
+    for pid in workers:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def stop(process: subprocess.Popen | None) -> None:
     if process is None:
         return
@@ -147,7 +157,8 @@ def main() -> None:
 
     database = f"octoprovider_bench_{secrets.token_hex(4)}"
     tmp = Path(tempfile.mkdtemp(prefix="octoprovider-bench-http-"))
-    (tmp / "metrics").mkdir()
+    # On tmpfs, as /run/octoprovider/metrics is in production (docs/deployment.md), when there is one.
+    metrics = Path(tempfile.mkdtemp(prefix="octoprovider-bench-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else tmp))
     base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     base_env.update(HOST="127.0.0.1", WEB_CONCURRENCY=str(args.workers))
     env = base_env | dict(
@@ -177,7 +188,7 @@ def main() -> None:
         ports = {"floor": free_port(), "state": free_port()}
         servers["floor"] = serve("bench.floor", env=base_env, port=ports["floor"], threads=args.threads,
                                  run_dir=tmp / "floor", log=tmp / "floor.log")
-        servers["state"] = serve("octoprovider.wsgi", env=env | {"PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")},
+        servers["state"] = serve("octoprovider.wsgi", env=env | {"PROMETHEUS_MULTIPROC_DIR": str(metrics)},
                                  port=ports["state"], threads=args.threads, run_dir=tmp / "state",
                                  log=tmp / "state.log")
         base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
@@ -188,7 +199,10 @@ def main() -> None:
         runs: dict[str, list[dict]] = {"floor": [], "state": []}
         for round_number in range(args.rounds):
             for name in ("floor", "state") if round_number % 2 == 0 else ("state", "floor"):
-                runs[name].append(wrk(base[name], seconds=args.seconds, connections=args.connections, script=script))
+                cpu = workers_cpu_seconds(servers[name])
+                figures = wrk(base[name], seconds=args.seconds, connections=args.connections, script=script)
+                figures["cpu_us"] = (workers_cpu_seconds(servers[name]) - cpu) / figures["requests"] * 1e6
+                runs[name].append(figures)
     finally:
         for process in servers.values():
             stop(process)
@@ -196,6 +210,7 @@ def main() -> None:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         logs = {name: (tmp / f"{name}.log").read_text() if (tmp / f"{name}.log").exists() else "" for name in servers}
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(metrics, ignore_errors=True)
 
     print(f"machine: {os.cpu_count()} cores shared by both gunicorns ({args.workers} workers x {args.threads} threads), "
           f"PostgreSQL and wrk (2 threads); {args.connections} connections on loopback, {args.rounds} x "
@@ -207,19 +222,24 @@ def main() -> None:
               f"token in its log: {'YES' if TOKEN in logs[name] else 'no'}")
     for number, (floor, state) in enumerate(zip(runs["floor"], runs["state"]), 1):
         print(f"  round {number}: " + " | ".join(
-            f"{name} {figures['rps']:.0f} requests/s, p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms"
+            f"{name} {figures['rps']:.0f} requests/s, p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms, "
+            f"{figures['cpu_us']:.0f} us CPU"
             + (f", non-2xx {figures['non_2xx']}" if figures["non_2xx"] else "")
             + (f", socket errors {figures['socket_errors']}" if figures["socket_errors"] != "none" else "")
             for name, figures in (("floor", floor), ("state", state))
         ) + f" | throughput {state['rps'] / floor['rps']:.2f}")
     summary = {}
     for name, label in (("floor", "floor (bare Django)"), ("state", "state endpoint")):
-        summary[name] = {key: statistics.mean(run[key] for run in runs[name]) for key in ("rps", "p50", "p99")}
+        summary[name] = {key: statistics.mean(run[key] for run in runs[name]) for key in ("rps", "p50", "p99", "cpu_us")}
         print(f"{label}: {summary[name]['rps']:.0f} requests/s, p50 {summary[name]['p50']:.2f} ms, "
-              f"p99 {summary[name]['p99']:.2f} ms (mean of {args.rounds})")
+              f"p99 {summary[name]['p99']:.2f} ms, {summary[name]['cpu_us']:.0f} us of the workers' CPU per request "
+              f"(mean of {args.rounds})")
     throughput = summary["state"]["rps"] / summary["floor"]["rps"]
     p99 = summary["state"]["p99"] / summary["floor"]["p99"]
-    print(f"state / floor: throughput {throughput:.2f} (target >= 0.80), p99 {p99:.2f}x (target <= 1.5x)")
+    # CPU per request depends less on what the neighbours do than requests per second.
+    cpu = summary["floor"]["cpu_us"] / summary["state"]["cpu_us"]
+    print(f"state / floor: throughput {throughput:.2f} (target >= 0.80), p99 {p99:.2f}x (target <= 1.5x); "
+          f"floor's CPU per request / state's {cpu:.2f}")
 
 
 if __name__ == "__main__":
