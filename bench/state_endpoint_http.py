@@ -1,23 +1,32 @@
-"""The state endpoint over HTTP: gunicorn on PostgreSQL, against a trivial JSON view served by the same server.
+"""The state endpoint over HTTP against the floor: a bare Django project under the same gunicorn.
 
-    .venv/bin/python bench/state_endpoint_http.py [--seconds 15] [--connections 64] [--instances 1000]
+    .venv/bin/python bench/state_endpoint_http.py [--seconds 5] [--rounds 6] [--connections 64] [--threads 4]
 
 Creates a throw-away PostgreSQL database (postgres://postgres@127.0.0.1:5432, trust auth), migrates
-it, stores `--instances` running instances, and starts gunicorn with the production configuration
-(gunicorn.conf.py, 2 workers, DEBUG=true with the file-backed sandbox; the state endpoint never calls
-it). Then wrk (Debian's `wrk`) drives `/healthz` and the state endpoint in turn, `--connections`
-concurrent connections on loopback for `--seconds` each, each request of the state run asking for a
-random instance. The load generator and the server share the machine's cores. Everything is removed
-at the end: gunicorn, the database, the temporary directory.
+it and stores `--instances` running instances. Then it starts two gunicorns with the same command
+line (`gunicorn <app> --config gunicorn.conf.py --threads N`), the same environment and the same
+access log, each writing to its own file:
+
+- octoprovider as in production: DEBUG off, PROMETHEUS_MULTIPROC_DIR set (on tmpfs), an HCLOUD_TOKEN
+  whose endpoint is a closed local port (the state endpoint never calls Hetzner);
+- the floor (`bench/floor.py`): `settings.configure` with SecurityMiddleware and CommonMiddleware
+  only, one view answering `{"value": "running"}` on the state endpoint's path.
+
+wrk (Debian's `wrk`) drives both with the same script, `--connections` concurrent connections on
+loopback for `--seconds`, each request asking for a random instance with the token in the path.
+Many short rounds alternate which server goes first, so that a neighbour's load on the shared cores
+hits both alike; the summary is the mean of the rounds. Everything is removed at the end: the gunicorns, the database, the temporary directory.
 """
 
 import argparse
+import json
 import os
 import re
 import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,13 +57,11 @@ rows = Instance.objects.bulk_create(
     for n in range(int(sys.argv[1]))
 )
 client = Client(SERVER_NAME="localhost")
-queries = {}
-for name, url in (("healthz", "/healthz"), ("state", f"/octoperf/{sys.argv[2]}/instances/{rows[0].id}/state?region=fsn1")):
-    client.get(url)  # warm
-    with CaptureQueriesContext(connection) as captured:
-        status = client.get(url).status_code
-    queries[name] = [status, [q["sql"] for q in captured]]
-print(json.dumps({"ids": [row.id for row in rows], "queries": queries}))
+url = f"/octoperf/{sys.argv[2]}/instances/{rows[0].id}/state?region=fsn1"
+client.get(url)  # warm: the first poll reads the fleet
+with CaptureQueriesContext(connection) as captured:
+    status = client.get(url).status_code
+print(json.dumps({"ids": [row.id for row in rows], "status": status, "queries": [q["sql"] for q in captured]}))
 """
 
 
@@ -64,12 +71,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wrk(url: str, *, seconds: float, connections: int, script: Path | None = None) -> dict:
+def wrk(url: str, *, seconds: float, connections: int, script: Path) -> dict:
     """Run wrk; return requests/s, p50 and p99 latency (ms), and the error counts."""
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-H", f"Accept: {JAVA_ACCEPT}"]
-    if script:
-        command += ["-s", str(script)]
-    out = subprocess.run(command + [url], capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-H", f"Accept: {JAVA_ACCEPT}",
+               "-s", str(script), url]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
 
     def latency(percent: str) -> float:
         value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
@@ -87,10 +93,63 @@ def wrk(url: str, *, seconds: float, connections: int, script: Path | None = Non
     }
 
 
+def serve(app: str, *, env: dict, port: int, threads: int, run_dir: Path, log: Path) -> subprocess.Popen:
+    """Start gunicorn with octoprovider's configuration serving `app`; wait until it answers."""
+    env = env | {"PORT": str(port), "XDG_RUNTIME_DIR": str(run_dir)}  # its own control socket
+    run_dir.mkdir()
+    process = subprocess.Popen(
+        [GUNICORN, app, "--config", "gunicorn.conf.py", "--threads", str(threads)],
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+        except urllib.error.HTTPError:
+            return process  # it answers (404 is an answer)
+        except OSError:
+            if process.poll() is not None:
+                sys.exit(f"gunicorn {app} died:\n{log.read_text()}")
+            time.sleep(0.2)
+        else:
+            return process
+    sys.exit(f"gunicorn {app} did not start:\n{log.read_text()}")
+
+
+def workers_cpu_seconds(master: subprocess.Popen) -> float:
+    """Return the CPU time (user and system) gunicorn's workers have used so far."""
+    workers = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    ticks = 0
+    for pid in workers:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def stop(process: subprocess.Popen | None) -> None:
+    if process is None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def sample_answer(url: str) -> str:
+    """Describe one state poll's answer: status, content type, body, whether it carries a request id."""
+    request = urllib.request.Request(url, headers={"Accept": JAVA_ACCEPT})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return (f"HTTP {response.status}, {response.headers['Content-Type']}, {response.read().decode()}, "
+                f"X-Request-ID {'present' if response.headers.get('X-Request-ID') else 'MISSING'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=6, help="measured runs of each server, alternating")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker, for both servers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, for both servers")
     parser.add_argument("--instances", type=int, default=1000)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -98,22 +157,23 @@ def main() -> None:
 
     database = f"octoprovider_bench_{secrets.token_hex(4)}"
     tmp = Path(tempfile.mkdtemp(prefix="octoprovider-bench-http-"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    env.update(
-        DEBUG="true", SECRET_KEY="bench-only", DATABASE_URL=f"{SERVER}/{database}",
-        HCLOUD_SANDBOX_FILE=str(tmp / "sandbox.json"), OCTOPERF_API_TOKENS=TOKEN,
-        DJANGO_SETTINGS_MODULE="octoprovider.settings", HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2",
+    # On tmpfs, as /run/octoprovider/metrics is in production (docs/deployment.md), when there is one.
+    metrics = Path(tempfile.mkdtemp(prefix="octoprovider-bench-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else tmp))
+    base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    base_env.update(HOST="127.0.0.1", WEB_CONCURRENCY=str(args.workers))
+    env = base_env | dict(
+        DEBUG="false", SECRET_KEY="bench-only", DATABASE_URL=f"{SERVER}/{database}", OCTOPERF_API_TOKENS=TOKEN,
+        # Production settings need a Hetzner token; this one's endpoint is a closed local port.
+        HCLOUD_TOKEN="bench-never-sent", HCLOUD_ENDPOINT="http://127.0.0.1:9/v1", HCLOUD_SSH_KEYS="bench",
+        DJANGO_SETTINGS_MODULE="octoprovider.settings",
     )
-    gunicorn = None
+    servers: dict[str, subprocess.Popen] = {}
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')
     try:
         subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
         seeded = subprocess.run([PYTHON, "-c", SEED, str(args.instances), TOKEN], cwd=ROOT, env=env, check=True,
                                 capture_output=True, text=True, timeout=300)
-        import json
-
         seed = json.loads(seeded.stdout.strip().splitlines()[-1])
         ids = seed["ids"]
         script = tmp / "state.lua"
@@ -125,41 +185,61 @@ def main() -> None:
             '"/state?region=fsn1&zone=default")\n'
             "end\n"
         )
-        log = open(tmp / "gunicorn.log", "w")
-        gunicorn = subprocess.Popen([GUNICORN, "octoprovider.wsgi", "--config", "gunicorn.conf.py"], cwd=ROOT, env=env,
-                                    stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.2)
-        # Warm both workers and both paths; then one measured run each.
-        wrk(f"{base}/healthz", seconds=2, connections=args.connections)
-        wrk(base, seconds=2, connections=args.connections, script=script)
-        healthz = wrk(f"{base}/healthz", seconds=args.seconds, connections=args.connections)
-        state = wrk(base, seconds=args.seconds, connections=args.connections, script=script)
+        ports = {"floor": free_port(), "state": free_port()}
+        servers["floor"] = serve("bench.floor", env=base_env, port=ports["floor"], threads=args.threads,
+                                 run_dir=tmp / "floor", log=tmp / "floor.log")
+        servers["state"] = serve("octoprovider.wsgi", env=env | {"PROMETHEUS_MULTIPROC_DIR": str(metrics)},
+                                 port=ports["state"], threads=args.threads, run_dir=tmp / "state",
+                                 log=tmp / "state.log")
+        base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        answers = {name: sample_answer(f"{base[name]}/octoperf/{TOKEN}/instances/{ids[0]}/state?region=fsn1")
+                   for name in base}
+        for name in base:  # warm every worker and thread
+            wrk(base[name], seconds=2, connections=args.connections, script=script)
+        runs: dict[str, list[dict]] = {"floor": [], "state": []}
+        for round_number in range(args.rounds):
+            for name in ("floor", "state") if round_number % 2 == 0 else ("state", "floor"):
+                cpu = workers_cpu_seconds(servers[name])
+                figures = wrk(base[name], seconds=args.seconds, connections=args.connections, script=script)
+                figures["cpu_us"] = (workers_cpu_seconds(servers[name]) - cpu) / figures["requests"] * 1e6
+                runs[name].append(figures)
     finally:
-        if gunicorn is not None:
-            gunicorn.send_signal(signal.SIGTERM)
-            try:
-                gunicorn.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                gunicorn.kill()
+        for process in servers.values():
+            stop(process)
         with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        logs = {name: (tmp / f"{name}.log").read_text() if (tmp / f"{name}.log").exists() else "" for name in servers}
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(metrics, ignore_errors=True)
 
-    cores = os.cpu_count()
-    print(f"machine: {cores} cores shared by gunicorn (2 sync workers), PostgreSQL and wrk (2 threads); "
-          f"{args.connections} connections on loopback, {args.seconds:g} s per endpoint, {args.instances} instances")
-    for name, (status, queries) in seed["queries"].items():
-        print(f"{name}: HTTP {status}, {len(queries)} SQL queries per request" + (f": {queries}" if queries else ""))
-    for name, figures in (("/healthz (trivial JSON view)", healthz), ("state endpoint", state)):
-        print(f"{name}: {figures['rps']:.0f} requests/s ({figures['requests']} requests), p50 {figures['p50']:.2f} ms, "
-              f"p99 {figures['p99']:.2f} ms, non-2xx {figures['non_2xx']}, socket errors {figures['socket_errors']}")
-    print(f"state endpoint / healthz throughput: {100 * state['rps'] / healthz['rps']:.0f} % (target >= 80 %)")
+    print(f"machine: {os.cpu_count()} cores shared by both gunicorns ({args.workers} workers x {args.threads} threads), "
+          f"PostgreSQL and wrk (2 threads); {args.connections} connections on loopback, {args.rounds} x "
+          f"{args.seconds:g} s per server, alternating; {args.instances} instances")
+    print(f"state endpoint: HTTP {seed['status']}, {len(seed['queries'])} SQL queries per poll between fleet reads"
+          + (f": {seed['queries']}" if seed["queries"] else ""))
+    for name, label in (("floor", "floor (bare Django)"), ("state", "state endpoint")):
+        print(f"{label}: one poll answers {answers[name]}; access log lines: {logs[name].count(' /octoperf/')}, "
+              f"token in its log: {'YES' if TOKEN in logs[name] else 'no'}")
+    for number, (floor, state) in enumerate(zip(runs["floor"], runs["state"]), 1):
+        print(f"  round {number}: " + " | ".join(
+            f"{name} {figures['rps']:.0f} requests/s, p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms, "
+            f"{figures['cpu_us']:.0f} us CPU"
+            + (f", non-2xx {figures['non_2xx']}" if figures["non_2xx"] else "")
+            + (f", socket errors {figures['socket_errors']}" if figures["socket_errors"] != "none" else "")
+            for name, figures in (("floor", floor), ("state", state))
+        ) + f" | throughput {state['rps'] / floor['rps']:.2f}")
+    summary = {}
+    for name, label in (("floor", "floor (bare Django)"), ("state", "state endpoint")):
+        summary[name] = {key: statistics.mean(run[key] for run in runs[name]) for key in ("rps", "p50", "p99", "cpu_us")}
+        print(f"{label}: {summary[name]['rps']:.0f} requests/s, p50 {summary[name]['p50']:.2f} ms, "
+              f"p99 {summary[name]['p99']:.2f} ms, {summary[name]['cpu_us']:.0f} us of the workers' CPU per request "
+              f"(mean of {args.rounds})")
+    throughput = summary["state"]["rps"] / summary["floor"]["rps"]
+    p99 = summary["state"]["p99"] / summary["floor"]["p99"]
+    # CPU per request depends less on what the neighbours do than requests per second.
+    cpu = summary["floor"]["cpu_us"] / summary["state"]["cpu_us"]
+    print(f"state / floor: throughput {throughput:.2f} (target >= 0.80), p99 {p99:.2f}x (target <= 1.5x); "
+          f"floor's CPU per request / state's {cpu:.2f}")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,10 @@ class InstanceStateApi(ContractView):
         errors=(404,),
     )
     def get(self, request, instance_id):
-        return self.value(services.instance_get_state(instance_id=instance_id))
+        return self.value(self.poll(instance_id=instance_id))
+
+    def poll(self, *, instance_id):
+        return services.instance_get_state(instance_id=instance_id)
 
 
 class InstanceRebootApi(ContractView):

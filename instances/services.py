@@ -91,13 +91,17 @@ class _StateSnapshot:
         return self._read_at is None or clock.now() - self._read_at >= timedelta(seconds=settings.STATE_SNAPSHOT_SECONDS)
 
     def status(self, instance_id: str) -> str | None:
-        if self._due():
-            with self._lock:
+        # One thread reads the fleet; the others answer from the previous read meanwhile rather than
+        # queue behind it (at start-up there is none: they ask the database, as for a new instance).
+        if self._due() and self._lock.acquire(blocking=False):
+            try:
                 if self._due():
                     with connection.cursor() as cursor:
                         cursor.execute(_LIVE_STATES_SQL, [Status.TERMINATED])
                         self._states = dict(cursor.fetchall())
                     self._read_at = clock.now()
+            finally:
+                self._lock.release()
         return self._states.get(instance_id)
 
 

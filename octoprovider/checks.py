@@ -7,7 +7,7 @@ every management command runs the checks, and `make run` runs three.
 import logging
 
 from django.conf import settings
-from django.core.checks import Warning, register
+from django.core.checks import Error, Warning, register
 
 from octoprovider import hetzner
 
@@ -64,3 +64,20 @@ def hetzner_configuration(app_configs, **kwargs):
             )
         )
     return messages
+
+
+CONTRACT_ROUTER = "octoprovider.contract.middleware.ContractRouterMiddleware"
+
+
+@register()
+def contract_middleware(app_configs, **kwargs):
+    """Refuse a MIDDLEWARE that does not start with the contract's router (CONTRACT_MIDDLEWARE would not be used)."""
+    if list(settings.MIDDLEWARE[:1]) != [CONTRACT_ROUTER]:
+        return [
+            Error(
+                f"MIDDLEWARE must start with {CONTRACT_ROUTER}: whatever comes before it also runs for the "
+                "contract, and without it the contract runs the admin's middleware instead of CONTRACT_MIDDLEWARE.",
+                id="octoprovider.E001",
+            )
+        ]
+    return []

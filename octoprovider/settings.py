@@ -56,18 +56,29 @@ INSTALLED_APPS = [
     "octoprovider.operations",
 ]
 
+# Everything but the contract: the admin, the probes, the metrics, static files.
 MIDDLEWARE = [
+    # First: it sends /octoperf/ through CONTRACT_MIDDLEWARE instead of the rest of this list.
+    "octoprovider.contract.middleware.ContractRouterMiddleware",
     "octoprovider.operations.requestlog.RequestLogMiddleware",
     "octoprovider.operations.health.LocalProbesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "octoprovider.contract.authentication.PathTokenMiddleware",
-    "octoprovider.contract.errors.ContractErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+# OctoPerf's calls (/octoperf/...): the request log, the token out of the path, the contract's errors.
+# No sessions, CSRF, users or messages: OctoPerf has none, and they cost every state poll.
+CONTRACT_MIDDLEWARE = [
+    "octoprovider.operations.requestlog.RequestLogMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "octoprovider.contract.authentication.PathTokenMiddleware",
+    "octoprovider.contract.errors.ContractErrorMiddleware",
+    "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -5,12 +5,14 @@ reach a log: the middleware strips it from the path before anything else sees th
 logging filter masks it in whatever was logged from the raw request line (runserver, gunicorn).
 """
 
+import functools
 import hashlib
 import hmac
 import re
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.http import HttpRequest
 from rest_framework import authentication, exceptions
 
 from octoprovider.contract import tokens
@@ -49,14 +51,20 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+@functools.lru_cache(maxsize=4)
+def _configured(tokens: tuple[str, ...]) -> tuple[tuple[bytes, ApiClient], ...]:
+    """Digest the configured tokens once (per value of the setting), not on every poll."""
+    return tuple((_digest(token), ApiClient(name=f"env-token-{index + 1}")) for index, token in enumerate(tokens))
+
+
 def token_matches(presented: str) -> ApiClient | None:
     """Compare `presented` with every configured token in constant time, then with the admin's tokens."""
     presented_digest = _digest(presented)
     found = None
-    for index, token in enumerate(settings.OCTOPERF_API_TOKENS):
+    for digest, client in _configured(tuple(settings.OCTOPERF_API_TOKENS)):
         # No early exit: the time taken does not tell which token matched, nor how much of it.
-        if hmac.compare_digest(presented_digest, _digest(token)):
-            found = ApiClient(name=f"env-token-{index + 1}")
+        if hmac.compare_digest(presented_digest, digest):
+            found = client
     if found is None:
         stored = tokens.api_token_authenticate(presented)
         if stored is not None:
@@ -64,15 +72,28 @@ def token_matches(presented: str) -> ApiClient | None:
     return found
 
 
+def presented_token(request: HttpRequest) -> str | None:
+    """Return the token the caller presented: in the path (moved aside by the middleware), or as Bearer."""
+    token = getattr(request, "octoperf_path_token", None)
+    if token is None:
+        # WSGI gives header values as latin-1 text, as DRF's get_authorization_header decodes them.
+        token = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
+    return token
+
+
+def authenticated_client(request: HttpRequest) -> ApiClient | None:
+    """Return who called if the token presented is good; None if it is missing or wrong."""
+    token = presented_token(request)
+    return token_matches(token) if token is not None else None
+
+
 class OctoPerfTokenAuthentication(authentication.BaseAuthentication):
     """Authenticate OctoPerf by the token in the path or in `Authorization: Bearer`."""
 
     def authenticate(self, request):
-        token = getattr(request._request, "octoperf_path_token", None)
+        token = presented_token(request._request)
         if token is None:
-            token = bearer_token(authentication.get_authorization_header(request).decode("latin-1"))
-            if token is None:
-                return None
+            return None
         client = token_matches(token)
         if client is None:
             raise exceptions.AuthenticationFailed("Invalid OctoPerf API token.")

@@ -93,9 +93,22 @@ RECONCILE_LAST_PASS = Gauge(
 )
 
 
+# The counter and histogram of each (endpoint, method, status) seen: `labels()` costs more than the
+# update itself, on every state poll. Route names and methods are bounded (the request log sees to
+# it), and so are HTTP statuses.
+_contract_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+
 def observe_contract_request(*, endpoint: str, method: str, status: int, seconds: float) -> None:
-    CONTRACT_REQUESTS.labels(endpoint=endpoint, method=method, status=str(status)).inc()
-    CONTRACT_DURATION.labels(endpoint=endpoint, method=method).observe(seconds)
+    series = _contract_series.get((endpoint, method, status))
+    if series is None:
+        series = _contract_series[endpoint, method, status] = (
+            CONTRACT_REQUESTS.labels(endpoint=endpoint, method=method, status=str(status)),
+            CONTRACT_DURATION.labels(endpoint=endpoint, method=method),
+        )
+    counter, histogram = series
+    counter.inc()
+    histogram.observe(seconds)
 
 
 def observe_hetzner_call(

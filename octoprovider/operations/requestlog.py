@@ -10,9 +10,9 @@ and of Hetzner's `POST /servers`. The formatters (`octoprovider.core.logs`) mask
 """
 
 import logging
+import random
 import re
 import time
-import uuid
 from collections.abc import Callable
 
 import requests
@@ -27,6 +27,7 @@ request_logger = logging.getLogger("octoprovider.requests")
 hetzner_logger = logging.getLogger("octoprovider.hetzner.calls")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_META = "HTTP_X_REQUEST_ID"
 # Long enough for a UUID or a trace id, short and plain enough to be safe in any log line.
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
@@ -36,8 +37,10 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 
 
 def new_request_id() -> str:
-    """Return a fresh request id."""
-    return uuid.uuid4().hex
+    """Return a fresh request id: 32 hex digits, like a UUID's."""
+    # Unique, not secret: Python's generator (reseeded in every forked worker) rather than uuid4,
+    # whose os.urandom lets go of the GIL, and a threaded worker then waits for it to come back.
+    return f"{random.getrandbits(128):032x}"
 
 
 def incoming_request_id(value: str | None) -> str | None:
@@ -66,7 +69,8 @@ class RequestLogMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        rid = incoming_request_id(request.headers.get(REQUEST_ID_HEADER)) or new_request_id()
+        # META, not request.headers: that builds a dict of every header first.
+        rid = incoming_request_id(request.META.get(_REQUEST_ID_META)) or new_request_id()
         request.request_id = rid
         reset_token = request_id.set(rid)
         started = time.perf_counter()
@@ -89,17 +93,19 @@ class RequestLogMiddleware:
             metrics.observe_contract_request(
                 endpoint=route, method=method, status=response.status_code, seconds=seconds
             )
+        level = logging.WARNING if response.status_code >= 500 else logging.INFO
+        if route == "instance-state" and response.status_code == 200 and not settings.LOG_STATE_POLLS:
+            # OctoPerf polls every instance every few seconds: at INFO those lines would drown the
+            # log (and cost a fifth of the poll). They are counted in the metrics all the same.
+            level = logging.DEBUG
+        if not request_logger.isEnabledFor(level):
+            return
         fields = {
             "method": request.method,
             "route": route,
             "status": response.status_code,
             "duration_ms": round(seconds * 1000, 1),
         }
-        level = logging.WARNING if response.status_code >= 500 else logging.INFO
-        if route == "instance-state" and response.status_code == 200 and not settings.LOG_STATE_POLLS:
-            # OctoPerf polls every instance every few seconds: at INFO those lines would drown the
-            # log (and cost a fifth of the poll). They are counted in the metrics all the same.
-            level = logging.DEBUG
         request_logger.log(
             level, "%s %s %s %.1fms", request.method, route, response.status_code, fields["duration_ms"],
             extra=fields,

@@ -1,5 +1,8 @@
 """State polls are answered from one read of the live fleet per second, not one query per poll."""
 
+import threading
+import time
+
 import pytest
 
 from instances import services
@@ -58,3 +61,31 @@ def test_terminated_and_unknown_ids_are_answered_from_the_database(octoperf, sna
 
     assert octoperf.state(instance_id) == "terminated"
     assert octoperf.call("GET", "/instances/i-00000000000000000/state").status_code == 404
+
+
+def test_a_poll_never_waits_for_another_thread_reading_the_fleet(octoperf, snapshot, settle, django_assert_num_queries):
+    instance_id = octoperf.create()
+    settle(60)
+    octoperf.state(instance_id)  # reads the fleet
+    clock.advance(60)  # the next poll is due to read it again...
+    reading, done = threading.Event(), threading.Event()
+
+    def another_thread_reading():
+        with snapshot._lock:  # ...and another thread is at it
+            reading.set()
+            done.wait(timeout=5)
+
+    reader = threading.Thread(target=another_thread_reading)
+    reader.start()
+    reading.wait()
+    started = time.monotonic()
+    try:
+        with django_assert_num_queries(0):
+            state = octoperf.state(instance_id)
+    finally:
+        waited = time.monotonic() - started
+        done.set()
+        reader.join()
+
+    assert state == "running"  # from the previous read
+    assert waited < 1

@@ -143,3 +143,17 @@ def test_successful_state_polls_stay_out_of_the_info_log_unless_asked(octoperf, 
 
     polls = [json.loads(line) for line in lines(stream) if '"instance-state"' in line]
     assert [poll["level"] for poll in polls] == ["DEBUG", "INFO"]
+
+
+def test_request_ids_are_made_without_asking_the_kernel(octoperf, monkeypatch):
+    # os.urandom lets go of the GIL; under gunicorn's threads every request then waited to get it back.
+    instance_id = octoperf.create()
+
+    def refused(size):
+        raise AssertionError("os.urandom called")
+
+    monkeypatch.setattr("os.urandom", refused)
+    ids = {octoperf.call("GET", f"/instances/{instance_id}/state")["X-Request-ID"] for _ in range(50)}
+
+    assert len(ids) == 50
+    assert all(len(rid) == 32 and int(rid, 16) >= 0 for rid in ids)
