@@ -23,7 +23,7 @@ from instances.services import (
 )
 from octoprovider import hetzner
 from octoprovider.core import clock
-from octoprovider.core.exceptions import HetznerError
+from octoprovider.core.exceptions import HetznerError, HetznerLocked
 from octoprovider.core.reports import PassReport
 from octoprovider.hetzner import budget
 
@@ -156,20 +156,29 @@ def _observe(row: Instance, server: hetzner.Server | None, now, report: PassRepo
     row.hetzner_id = server.id
 
     if row.status == Status.DELETING and server.status != "deleting":
-        requested = row.delete_requested_at or row.created_at
-        if requested < now - DELETE_RETRY_AFTER or row.hetzner_status == "":
+        # No request time: Hetzner has not taken the delete yet (it was locked), send it now. A
+        # delete sent but not seen taking effect is sent again after DELETE_RETRY_AFTER.
+        requested = row.delete_requested_at
+        if requested is None or requested < now - DELETE_RETRY_AFTER or row.hetzner_status == "":
             # Claimed by compare-and-set on the request time: one reconciler sends it.
-            if Instance.objects.filter(pk=row.pk, delete_requested_at=row.delete_requested_at).update(
-                delete_requested_at=now
-            ):
+            if Instance.objects.filter(pk=row.pk, delete_requested_at=requested).update(delete_requested_at=now):
                 report.actions.append(f"delete {row.id}")
-                delete_at_hetzner(row)
+                _note(report, f"delete {row.id}", delete_at_hetzner(row))
     elif row.reboot_requested_at is not None and fields["status"] == Status.RUNNING:
         if Instance.objects.filter(pk=row.pk, reboot_requested_at=row.reboot_requested_at).update(
             reboot_requested_at=now
         ):
             report.actions.append(f"reboot {row.id}")
-            reboot_at_hetzner(row)
+            if not reboot_at_hetzner(row):
+                report.locked.append(f"reboot {row.id}")
+
+
+def _note(report: PassReport, what: str, error: HetznerError | None) -> None:
+    """Add what held an action back to the report: `locked` is waited out, anything else is an error."""
+    if isinstance(error, HetznerLocked):
+        report.locked.append(what)
+    elif error is not None:
+        report.errors.append(f"{what}: {error.message}")
 
 
 def _abandon(row: Instance, server: hetzner.Server | None, now, report: PassReport) -> None:
@@ -185,7 +194,7 @@ def _abandon(row: Instance, server: hetzner.Server | None, now, report: PassRepo
         row.hetzner_id = server.id
         report.changed += 1
         report.actions.append(f"delete abandoned {row.id}")
-        delete_at_hetzner(row)
+        _note(report, f"delete abandoned {row.id}", delete_at_hetzner(row))
 
 
 def _delete_zombies(servers_by_our_id: dict[str, hetzner.Server], report: PassReport) -> None:
@@ -210,4 +219,4 @@ def _delete_zombies(servers_by_our_id: dict[str, hetzner.Server], report: PassRe
         try:
             hetzner.delete_server(server.id)
         except HetznerError as exc:
-            report.errors.append(f"delete zombie {our_id}: {exc.message}")
+            _note(report, f"delete zombie {our_id}", exc)

@@ -326,18 +326,20 @@ def instance_reboot(*, instance_id: str) -> Instance:
     return instance
 
 
-def reboot_at_hetzner(instance: Instance) -> None:
+def reboot_at_hetzner(instance: Instance) -> bool:
+    """Reboot the instance's server; return False when Hetzner is busy and the reconciler reboots it later."""
     try:
         hetzner.reboot_server(instance.hetzner_id)
     except HetznerLocked:
         logger.info("Reboot of %s postponed: another Hetzner action is running", instance.id)
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now())
-        return
+        return False
     except HetznerNotFound:
         _mark_gone(instance)
         raise Conflict(f"Instance {instance.id} is terminated; it cannot be rebooted.", code="instance_gone") from None
     Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=None, last_error="")
     logger.info("Rebooted instance %s", instance.id)
+    return True
 
 
 def instance_delete(*, instance_id: str) -> Instance:
@@ -355,13 +357,23 @@ def instance_delete(*, instance_id: str) -> Instance:
     return instance
 
 
-def delete_at_hetzner(instance: Instance) -> None:
+def delete_at_hetzner(instance: Instance) -> HetznerError | None:
+    """Send the delete of the instance's server; return what held it back (the reconciler sends it again), or None."""
     try:
         action_id = hetzner.delete_server(instance.hetzner_id)
+    except HetznerLocked as exc:
+        # Hetzner deletes a server only once its running action (the boot, a reboot, a power cycle)
+        # has ended, within seconds: no request time means the next reconcile pass sends it again,
+        # instead of DELETE_RETRY_AFTER later.
+        logger.info("Delete of %s waits: another Hetzner action is running", instance.id)
+        Instance.objects.filter(pk=instance.pk, status=Status.DELETING).update(
+            delete_requested_at=None, last_error=exc.message
+        )
+        return exc
     except HetznerError as exc:
         logger.warning("Delete of %s failed at Hetzner (%s); the reconciler retries it", instance.id, exc.message)
         Instance.objects.filter(pk=instance.pk).update(last_error=exc.message)
-        return
+        return exc
     if action_id is None:
         _mark_gone(instance)
     else:
@@ -369,6 +381,27 @@ def delete_at_hetzner(instance: Instance) -> None:
         Instance.objects.filter(pk=instance.pk, status=Status.DELETING).update(
             hetzner_status="deleting", delete_requested_at=clock.now()
         )
+    return None
+
+
+def instance_finish_delete(*, instance_id: str, hetzner_id: int | None = None) -> bool:
+    """Send an instance's pending delete to Hetzner now; raise what Hetzner answered if it did not take it.
+
+    For cleanup, the operator's last resort. `hetzner_id` is the server found under the instance's
+    labels, for a row whose create never recorded it. Return False when no delete is pending.
+    """
+    instance = _get(instance_id)
+    if instance.status != Status.DELETING:
+        return False
+    if instance.hetzner_id is None:
+        if hetzner_id is None:
+            return False
+        Instance.objects.filter(pk=instance.pk, hetzner_id__isnull=True).update(hetzner_id=hetzner_id)
+        instance.refresh_from_db()
+    error = delete_at_hetzner(instance)
+    if error is not None:
+        raise error
+    return True
 
 
 def instance_mark_terminated(*, instance_id: str, reason: str) -> bool:

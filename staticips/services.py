@@ -26,6 +26,7 @@ from octoprovider.core.exceptions import (
     Conflict,
     HetznerConflict,
     HetznerError,
+    HetznerLocked,
     NotFound,
 )
 from octoprovider.hetzner import catalog
@@ -258,8 +259,11 @@ def static_ip_release(*, static_ip_id: str, region: str = "", zone: str = "") ->
     return static_ip
 
 
-def release_at_hetzner(static_ip: StaticIP, *, assignee_id: int | None) -> None:
-    """Delete the Primary IP, unassigning it first when its server is gone or going."""
+def release_at_hetzner(static_ip: StaticIP, *, assignee_id: int | None) -> HetznerError | None:
+    """Delete the Primary IP, unassigning it first when its server is gone or going.
+
+    Return what held the release back (the reconciler tries again), or None.
+    """
     try:
         if assignee_id is not None:
             hetzner.unassign_primary_ip(static_ip.hetzner_id)
@@ -271,14 +275,42 @@ def release_at_hetzner(static_ip: StaticIP, *, assignee_id: int | None) -> None:
             # Right after a server delete Hetzner may still report the IP assigned: let go of it.
             hetzner.unassign_primary_ip(static_ip.hetzner_id)
             deleted = hetzner.delete_primary_ip(static_ip.hetzner_id)
+    except HetznerLocked as exc:
+        # The IP's server is busy (being deleted, powered off): that ends within seconds, so no
+        # request time makes the next reconcile pass try again rather than RELEASE_RETRY_AFTER later.
+        logger.info("Release of %s waits: another Hetzner action is running", static_ip.id)
+        StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.RELEASING).update(
+            release_requested_at=None, last_error=exc.message
+        )
+        return exc
     except HetznerError as exc:
         logger.info("Release of %s not done yet (%s); the reconciler retries it", static_ip.id, exc.message)
         StaticIP.objects.filter(pk=static_ip.pk).update(last_error=exc.message)
-        return
+        return exc
     StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.RELEASING).update(
         status=StaticIP.Status.RELEASED, released_at=clock.now(), assignee_hetzner_id=None, last_error=""
     )
     logger.info("Released static IP %s (%s)", static_ip.id, "deleted" if deleted else "already gone")
+    return None
+
+
+def static_ip_finish_release(*, static_ip_id: str, hetzner_id: int, assignee_id: int | None) -> bool:
+    """Delete a releasing static IP's Primary IP now; raise what Hetzner answered if it did not.
+
+    For cleanup, the operator's last resort: `hetzner_id` and `assignee_id` are the Primary IP as
+    just listed (an allocate whose request died never recorded its id). Return False when no release
+    is pending.
+    """
+    static_ip = _get_static_ip(static_ip_id)
+    if static_ip.status != StaticIP.Status.RELEASING:
+        return False
+    if static_ip.hetzner_id is None:
+        StaticIP.objects.filter(pk=static_ip.pk, hetzner_id__isnull=True).update(hetzner_id=hetzner_id)
+        static_ip.refresh_from_db()
+    error = release_at_hetzner(static_ip, assignee_id=assignee_id)
+    if error is not None:
+        raise error
+    return True
 
 
 def static_ip_mark_released(*, static_ip_id: str, reason: str) -> bool:

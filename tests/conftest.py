@@ -27,9 +27,12 @@ def sandbox():
     hetzner.use_sandbox(cloud)
     cache.clear()  # what the gateway cached came from another test's cloud
     hooks = hetzner.registered_hooks()
+    # Code that waits (for a Hetzner action to end) lets simulated time pass instead of sleeping.
+    clock.use_sleep(lambda seconds: (cloud.clock.advance(seconds), clock.advance(seconds)))
     yield cloud
     hetzner.restore_hooks(hooks)  # hooks a test added (faults, deaths) end with it
     hetzner.use_sandbox(None)
+    clock.use_sleep(None)
     clock.reset()
 
 

@@ -117,14 +117,10 @@ EXPECTED_GATEWAY_VIOLATIONS: list[tuple[str, str, str]] = []
 # Tests outside the sandbox that fail since the sandbox answers like Hetzner, and that only a change
 # of the gateway or of the test itself (not the sandbox's to make) can make pass again. Marked as
 # strict expected failures: an XPASS means the fix landed and the entry must go.
-_LOCKED = ("DELETE of a server answers 423 locked while its start_server action (15 s after create) "
-           "runs; the gateway must retry the delete once the action ends (gateway fix pending)")
 _IPV6 = ("servers now get an auto-deleted IPv6 Primary IP as at Hetzner; the test counts every "
          "Primary IP as IPv4 (test fix, or the gateway creating servers with "
          "public_net.enable_ipv6=false, pending)")
 EXPECTED_SUITE_FAILURES: dict[str, str] = {
-    "tests/admin/test_dashboard.py::test_the_dashboard_counts_instances_by_state_and_by_location": _LOCKED,
-    "tests/api/test_instances.py::test_delete_of_a_booting_instance_deletes_its_server": _LOCKED,
     "tests/api/test_static_ips.py::test_associate_answers_at_once_and_the_reconciler_moves_the_ip": _IPV6,
     "tests/api/test_static_ips.py::test_release_of_an_ip_on_a_live_instance_is_409_saying_to_dissociate": _IPV6,
     **{f"tests/services/test_static_ip_reconciler.py::"

@@ -14,6 +14,8 @@ class PassReport:
     hetzner_calls: int = 0
     actions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Work Hetzner refused because another action was running on the resource: the next pass sends it again.
+    locked: list[str] = field(default_factory=list)
     deferred: str = ""
     # The servers Hetzner showed in this pass, by our instance id: later parts decide from them.
     servers: dict[str, Any] = field(default_factory=dict, repr=False)

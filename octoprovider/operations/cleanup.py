@@ -3,7 +3,8 @@
 Everything at Hetzner is billed by the hour, powered off or unassigned. Cleanup deletes managed
 servers and Primary IPs that the database does not know (once older than a grace period: a younger
 one may be a create in flight), servers and IPs left behind by terminated or released rows,
-instances past INSTANCE_MAX_LIFETIME, and ends rows whose Hetzner resource vanished. It only ever
+finishes the deletes and releases still pending (waiting out `locked`), terminates instances past
+INSTANCE_MAX_LIFETIME, and ends rows whose Hetzner resource vanished. It only ever
 sees resources carrying both our ownership labels and this deployment's: the label selector of every
 listing says so, and each finding checks it again.
 """
@@ -20,12 +21,15 @@ from instances import services as instance_services
 from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core import clock
-from octoprovider.core.exceptions import HetznerError
+from octoprovider.core.exceptions import HetznerError, HetznerLocked
 from staticips import services as static_ip_services
 from staticips.models import StaticIP
 from staticips.services import LABEL_ROLE, ROLE_SERVER_IPV4, ROLE_STATIC
 
 logger = logging.getLogger(__name__)
+
+# Seconds between the tries of an action Hetzner refused as `locked` (another action runs on it).
+LOCKED_RETRY_INTERVAL = 2.0
 
 
 @dataclass
@@ -55,9 +59,14 @@ def _prices() -> hetzner.Prices | None:
         return None
 
 
-def cleanup_findings(*, grace: timedelta) -> list[Finding]:
-    """List what cleanup would do now; nothing is changed until a finding's `act` is called."""
+def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> list[Finding]:
+    """List what cleanup would do now; nothing is changed until a finding's `act` is called.
+
+    A pending delete or release that Hetzner refuses as `locked` is tried again until `wait` has
+    passed (counted from now, for all findings together).
+    """
     now = clock.now()
+    deadline = now + wait
     prices = _prices()
     servers = [s for s in hetzner.list_servers(label_selector=hetzner.managed_selector()) if hetzner.is_ours(s.labels)]
     ips = [ip for ip in hetzner.list_primary_ips(label_selector=hetzner.managed_selector()) if hetzner.is_ours(ip.labels)]
@@ -82,6 +91,13 @@ def cleanup_findings(*, grace: timedelta) -> list[Finding]:
         elif row is not None and row.status == Instance.Status.TERMINATED:
             findings.append(Finding("delete", what, f"its instance {row.pk} is terminated", server_price(server),
                                     lambda server=server: hetzner.delete_server(server.id)))
+        elif row is not None and row.status == Instance.Status.DELETING:
+            # Hetzner has not taken the delete yet (locked, an outage): finish it rather than wait for the loop.
+            findings.append(Finding(
+                "delete", what, f"its instance {row.pk} is being deleted", server_price(server),
+                _waiting_out_locked(deadline, lambda row=row, server=server: instance_services.instance_finish_delete(
+                    instance_id=row.pk, hetzner_id=server.id)),
+            ))
 
     for ip in ips:
         role = ip.labels.get(LABEL_ROLE)
@@ -92,6 +108,13 @@ def cleanup_findings(*, grace: timedelta) -> list[Finding]:
                 why = "unknown to the database"
             elif row is not None and row.status == StaticIP.Status.RELEASED:
                 why = f"its static IP {row.pk} is released"
+            elif row is not None and row.status == StaticIP.Status.RELEASING:
+                findings.append(Finding(
+                    "delete", what, f"its static IP {row.pk} is being released", ip_price(ip.location),
+                    _waiting_out_locked(deadline, lambda row=row, ip=ip: static_ip_services.static_ip_finish_release(
+                        static_ip_id=row.pk, hetzner_id=ip.id, assignee_id=ip.assignee_id)),
+                ))
+                continue
             else:
                 continue
             findings.append(Finding("delete", what, why, ip_price(ip.location), _delete_primary_ip(ip)))
@@ -123,6 +146,21 @@ def cleanup_findings(*, grace: timedelta) -> list[Finding]:
             lambda row=row: static_ip_services.static_ip_mark_released(static_ip_id=row.pk, reason="IP gone (cleanup)"),
         ))
     return findings
+
+
+def _waiting_out_locked(deadline: datetime, act: Callable[[], object]) -> Callable[[], object]:
+    """Try `act` again while Hetzner answers `locked` (a boot, a reboot: seconds), until `deadline`."""
+
+    def waiting():
+        while True:
+            try:
+                return act()
+            except HetznerLocked:
+                if clock.now() + timedelta(seconds=LOCKED_RETRY_INTERVAL) > deadline:
+                    raise
+                clock.sleep(LOCKED_RETRY_INTERVAL)
+
+    return waiting
 
 
 def _delete_unknown_server(server: hetzner.Server) -> Callable[[], object]:

@@ -10,6 +10,8 @@ rate budget is below the reserve kept for mutations, passes are skipped and say 
 """
 
 import logging
+from collections.abc import Iterator
+from datetime import timedelta
 
 from instances import reconciling as instances_reconciling
 from octoprovider.core import clock
@@ -43,6 +45,23 @@ def reconcile_pass(*, full: bool) -> PassReport:
     # For the operators' dashboard, with the rate budget all processes share.
     ReconcilerRun.record(full=full, report=report, started_at=started_at, rate_budget=budget.snapshot())
     return report
+
+
+def reconcile_once(*, wait: float, interval: float) -> Iterator[PassReport]:
+    """Run a full pass, then quick passes while Hetzner holds work back with `locked`, for `wait` seconds at most.
+
+    A delete or release that meets `locked` waits for an action that ends within seconds (a boot, a
+    reboot, a power cycle); a one-shot run (cron, an operator) should finish it rather than leave it
+    to a loop that may not be running. Yields each pass's report; the last one says what is still
+    held back.
+    """
+    deadline = clock.now() + timedelta(seconds=wait)
+    report = reconcile_pass(full=True)
+    yield report
+    while report.locked and not report.errors and clock.now() + timedelta(seconds=interval) <= deadline:
+        clock.sleep(interval)
+        report = reconcile_pass(full=False)
+        yield report
 
 
 def _run(report: PassReport, *, full: bool) -> None:

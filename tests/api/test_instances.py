@@ -403,10 +403,53 @@ def test_delete_of_a_booting_instance_deletes_its_server(octoperf, sandbox, sett
     instance_id = octoperf.create()
 
     assert octoperf.delete(instance_id).status_code == 200
-    settle(60)
+    settle(60)  # Hetzner refuses the delete (`locked`) until the boot is over
+    settle(5)
 
     assert sandbox.servers == {}
     assert octoperf.state(instance_id) == "terminated"
+
+
+def seconds_until_terminated(octoperf, sandbox, settle, settings, instance_id: str, *, lock_ends: float) -> float:
+    """Run the reconciler loop (a pass every REFRESH_INTERVAL) until the instance is terminated.
+
+    Return how many simulated seconds after `lock_ends` (Hetzner's clock) the state said so.
+    """
+    for _ in range(100):
+        settle(settings.REFRESH_INTERVAL)
+        if octoperf.state(instance_id) == "terminated":
+            return sandbox.clock.now() - lock_ends
+    raise AssertionError(f"{instance_id} is still {octoperf.state(instance_id)}")
+
+
+@pytest.mark.parametrize("phase", [0.0, 1.0], ids=["passes-on-even-seconds", "passes-on-odd-seconds"])
+def test_a_delete_right_after_a_reboot_terminates_within_5_s_of_the_reboot_ending(octoperf, sandbox, settle,
+                                                                                   settings, phase):
+    instance_id = octoperf.create()
+    settle(60)
+    octoperf.reboot(instance_id)
+    reboot_ends = sandbox.clock.now() + sandbox.timings["reboot"]
+
+    assert octoperf.delete(instance_id).status_code == 200  # Hetzner answers `locked` meanwhile
+    assert [r.status for r in requests_to(sandbox, "DELETE", r"/servers/\d+")] == [423]
+    assert octoperf.state(instance_id) == "shutting-down"
+    settle(phase)
+
+    assert seconds_until_terminated(octoperf, sandbox, settle, settings, instance_id, lock_ends=reboot_ends) <= 5
+    assert sandbox.servers == {}
+
+
+@pytest.mark.parametrize("phase", [0.0, 1.0], ids=["passes-on-even-seconds", "passes-on-odd-seconds"])
+def test_a_delete_during_boot_terminates_within_5_s_of_the_boot_ending(octoperf, sandbox, settle, settings, phase):
+    instance_id = octoperf.create()
+    boot_ends = sandbox.clock.now() + sandbox.timings["create_running"]
+
+    assert octoperf.delete(instance_id).status_code == 200
+    assert [r.status for r in requests_to(sandbox, "DELETE", r"/servers/\d+")] == [423]
+    settle(phase)
+
+    assert seconds_until_terminated(octoperf, sandbox, settle, settings, instance_id, lock_ends=boot_ends) <= 5
+    assert sandbox.servers == {}
 
 
 def test_delete_when_hetzner_is_down_is_accepted_and_finished_by_the_reconciler(octoperf, sandbox, settle):

@@ -198,3 +198,54 @@ def test_audit_events_past_their_retention_are_pruned(sandbox, capsys, settings)
     assert "pruned 1 audit events" in out
     assert not AuditEvent.objects.filter(pk=old.pk).exists()
     assert AuditEvent.objects.count() == 1
+
+
+def test_a_delete_hetzner_held_back_as_locked_is_finished(octoperf, sandbox, settle, capsys):
+    instance_id = octoperf.create()
+    settle(60)
+    octoperf.reboot(instance_id)
+    octoperf.delete(instance_id)  # Hetzner answers `locked` while the reboot runs
+    with pytest.raises(CommandError, match="still locked"):
+        call_command("reconcile", "--wait", "0")
+    capsys.readouterr()
+
+    out = cleanup(capsys, "--grace", "0")
+
+    assert f"its instance {instance_id} is being deleted" in out
+    assert "1 resources cleaned up" in out
+    assert [server["status"] for server in sandbox.servers.values()] == ["deleting"]
+    settle(5)
+    assert sandbox.servers == {}
+    assert octoperf.state(instance_id) == "terminated"
+
+
+def test_a_locked_delete_is_waited_out_no_longer_than_wait(octoperf, sandbox, capsys):
+    instance_id = octoperf.create()
+    octoperf.delete(instance_id)  # Hetzner answers `locked` while the server boots (15 s)
+    started = sandbox.clock.now()
+
+    with pytest.raises(CommandError, match="1 cleanup actions failed"):
+        call_command("cleanup", "--grace", "0", "--wait", "6")
+
+    assert sandbox.clock.now() - started <= 6
+    assert [server["status"] for server in sandbox.servers.values()] != ["deleting"]
+
+
+def test_a_release_hetzner_did_not_finish_is_finished(octoperf, sandbox, capsys):
+    ip_id = octoperf.allocate()
+    sandbox.inject_fault("DELETE", r"/primary_ips/\d+", code="unavailable", status=503)
+    assert octoperf.release(ip_id).status_code == 200
+    assert StaticIP.objects.get(pk=ip_id).status == "releasing"
+
+    out = cleanup(capsys, "--grace", "0")
+
+    assert f"its static IP {ip_id} is being released" in out
+    assert StaticIP.objects.get(pk=ip_id).status == "released"
+    assert sandbox.primary_ips == {}
+
+
+def test_hetzner_unreachable_fails_the_command(sandbox):
+    sandbox.inject_fault("GET", r"/servers", timeout=True, times=10)
+
+    with pytest.raises(CommandError, match="Could not list the Hetzner project"):
+        call_command("cleanup")

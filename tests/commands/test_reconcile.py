@@ -1,11 +1,12 @@
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from instances.models import Instance
 
@@ -23,15 +24,77 @@ def test_one_pass_records_states_and_says_what_it_did(octoperf, sandbox, capsys)
     assert "1 observed, 1 changed" in capsys.readouterr().out
 
 
-def test_the_loop_stops_cleanly_on_sigterm(tmp_path):
+def test_a_one_shot_pass_waits_out_a_delete_hetzner_refused_as_locked(octoperf, sandbox, settle, capsys):
+    instance_id = octoperf.create()
+    settle(60)
+    octoperf.reboot(instance_id)
+    octoperf.delete(instance_id)  # Hetzner answers `locked` while the reboot runs (5 s)
+    started = sandbox.clock.now()
+
+    call_command("reconcile")
+
+    assert [server["status"] for server in sandbox.servers.values()] == ["deleting"]
+    assert sandbox.clock.now() - started <= sandbox.timings["reboot"] + 2  # one REFRESH_INTERVAL at most
+    assert "locked by running Hetzner actions: delete" in capsys.readouterr().out
+
+
+def test_a_one_shot_pass_waits_no_longer_than_wait_and_then_fails(octoperf, sandbox):
+    octoperf.delete(octoperf.create())  # Hetzner answers `locked` while the server boots (15 s)
+    started = sandbox.clock.now()
+
+    with pytest.raises(CommandError, match="still locked by running Hetzner actions after 6 s"):
+        call_command("reconcile", "--wait", "6")
+
+    assert sandbox.clock.now() - started <= 6
+    assert [server["status"] for server in sandbox.servers.values()] != ["deleting"]
+
+
+def test_a_one_shot_pass_fails_when_hetzner_cannot_be_reached(octoperf, sandbox, capsys):
+    octoperf.create()
+    sandbox.inject_fault("GET", r"/servers", timeout=True, times=10)
+
+    with pytest.raises(CommandError, match="Hetzner did not answer in time"):
+        call_command("reconcile")
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory) -> Path:
+    """A migrated SQLite database for commands run as processes, made once per module (copied by each test)."""
+    path = tmp_path_factory.mktemp("cli") / "db.sqlite3"
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env.update(DEBUG="true", DATABASE_URL=f"sqlite:///{path}")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    return path
+
+
+def cli_env(tmp_path, migrated: Path, **extra) -> dict:
+    shutil.copy(migrated, tmp_path / "db.sqlite3")
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     env.update(
         DEBUG="true",
         PYTHONUNBUFFERED="1",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         HCLOUD_SANDBOX_FILE=str(tmp_path / "sandbox.json"),
+        **extra,
     )
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    return env
+
+
+def test_reconcile_and_cleanup_exit_non_zero_when_hetzner_is_unreachable(tmp_path, migrated):
+    # Nothing listens on the discard port: the connection is refused at once, as for a Hetzner outage.
+    env = cli_env(tmp_path, migrated, HCLOUD_TOKEN="unreachable-test-token", HCLOUD_ENDPOINT="http://127.0.0.1:9/v1")
+
+    for command in ("reconcile", "cleanup"):
+        run = subprocess.run([sys.executable, "manage.py", command], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=120)
+
+        assert run.returncode == 1, (command, run.stdout, run.stderr)
+        assert "Hetzner could not be reached" in run.stderr
+        assert "unreachable-test-token" not in run.stdout + run.stderr
+
+
+def test_the_loop_stops_cleanly_on_sigterm(tmp_path, migrated):
+    env = cli_env(tmp_path, migrated)
     loop = subprocess.Popen(
         [sys.executable, "manage.py", "reconcile", "--loop", "--interval", "0.2"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

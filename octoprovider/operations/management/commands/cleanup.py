@@ -10,10 +10,11 @@ from octoprovider.operations.cleanup import audit_events_to_prune, cleanup_findi
 class Command(BaseCommand):
     help = (
         "Stop what leaks money: delete managed Hetzner servers and Primary IPs the database does not know "
-        "(once older than --grace), servers and IPs left behind by terminated or released rows, instances "
-        "older than INSTANCE_MAX_LIFETIME, and end rows whose Hetzner resource vanished; prune audit events "
-        "older than AUDIT_RETENTION_DAYS. Resources without our labels, or with another deployment's, are "
-        "never touched."
+        "(once older than --grace), servers and IPs left behind by terminated or released rows, finish "
+        "pending deletes and releases, terminate instances older than INSTANCE_MAX_LIFETIME, and end rows "
+        "whose Hetzner resource vanished; prune audit events older than AUDIT_RETENTION_DAYS. Resources "
+        "without our labels, or with another deployment's, are never touched. Exits non-zero when Hetzner "
+        "could not be listed or an action failed."
     )
 
     def add_arguments(self, parser):
@@ -22,12 +23,19 @@ class Command(BaseCommand):
             "--grace", type=int, default=15, metavar="MINUTES",
             help="Leave unknown resources younger than this alone: they may be creates in flight (default 15).",
         )
+        parser.add_argument(
+            "--wait", type=float, default=60, metavar="SECONDS",
+            help="How long to keep trying pending deletes and releases that Hetzner refuses as locked because "
+            "another action (a boot, a reboot) runs on the server (default 60).",
+        )
 
-    def handle(self, *args, dry_run, grace, verbosity, **options):
+    def handle(self, *args, dry_run, grace, wait, verbosity, **options):
         if grace < 0:
             raise CommandError("--grace must be zero or more minutes")
+        if wait < 0:
+            raise CommandError("--wait must be zero or more seconds")
         try:
-            findings = cleanup_findings(grace=timedelta(minutes=grace))
+            findings = cleanup_findings(grace=timedelta(minutes=grace), wait=timedelta(seconds=wait))
         except HetznerError as exc:
             raise CommandError(f"Could not list the Hetzner project: {exc.message}") from exc
 
