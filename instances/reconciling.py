@@ -99,6 +99,11 @@ def _sweep(looked_up: list[Instance], servers: list[hetzner.Server], report: Pas
     """
     selector = hetzner.managed_selector()
     total = hetzner.count_servers(label_selector=selector)
+    if total is None:
+        # Without the count, nothing vouches for the running servers: only a full listing can tell.
+        report.hetzner_calls += 1
+        logger.info("Drift sweep: Hetzner did not say how many servers there are; listing them all")
+        return None
     not_running, calls = hetzner.list_servers_counted(label_selector=selector, statuses=_NOT_RUNNING)
     report.hetzner_calls += 1 + calls
     looked_up_ids = {row.id for row in looked_up}

@@ -19,12 +19,16 @@ from octoprovider.hetzner import budget
 
 logger = logging.getLogger("octoprovider.hetzner")
 
+# Hetzner cannot serve the request now, for reasons of its own or of the operator's: OctoPerf gets
+# 503 with Retry-After (seconds) and tries again later, never a 502 that reads as our fault.
 _UNAVAILABLE = {
     "rate_limit_exceeded": ("Hetzner's API rate limit is exhausted; try again shortly.", 60),
     "unavailable": ("Hetzner's API is unavailable.", 30),
     "maintenance": ("Hetzner's API is in maintenance.", 60),
     "timeout": ("Hetzner's API timed out.", 15),
     "bad_gateway": ("Hetzner's API answered bad gateway.", 15),
+    "server_error": ("Hetzner's API had an internal error.", 15),
+    "service_error": ("A service behind Hetzner's API failed.", 30),
     "resource_unavailable": ("Hetzner has no capacity for this server type in this location right now.", 300),
     "placement_error": ("Hetzner could not place the server right now.", 120),
     "resource_limit_exceeded": ("The Hetzner project's resource quota is reached; ask Hetzner to raise it.", 600),
@@ -77,11 +81,12 @@ def translated(what: str, *, refresh: bool = False):
 
 
 # Hetzner answered these before doing anything: a create that met one of them created nothing.
-# Anything else (an outage, a 5xx, a timeout) may have come after the effect.
+# Anything else (an outage, a 5xx, `server_error`, `service_error`, a timeout) may have come after the effect.
 _REFUSALS = {
     "invalid_input", "json_error", "invalid_server_type", "uniqueness_error", "rate_limit_exceeded",
     "resource_unavailable", "resource_limit_exceeded", "placement_error", "unauthorized", "forbidden",
     "token_readonly", "locked", "conflict", "server_not_stopped", "must_be_unassigned", "configuration",
+    "maintenance",
 }
 
 

@@ -219,13 +219,17 @@ def list_servers_counted(*, label_selector: str, statuses: list[str] | None = No
     return [_server(server) for server in bound], calls
 
 
-def count_servers(*, label_selector: str) -> int:
-    """Count the servers matching the selector in one request (a page of one, and its total)."""
+def count_servers(*, label_selector: str) -> int | None:
+    """Count the servers matching the selector in one request (a page of one, and its total).
+
+    Return None when Hetzner does not say: its `total_entries` may be null, and the page's length
+    (one) says nothing of the fleet. Whoever asked must list the servers to know.
+    """
     with translated("count servers", refresh=True):
         result = client().servers.get_list(label_selector=label_selector, page=1, per_page=1)
-    if result.meta and result.meta.pagination and result.meta.pagination.total_entries is not None:
+    if result.meta and result.meta.pagination:
         return result.meta.pagination.total_entries
-    return len(result.servers)
+    return None
 
 
 def reboot_server(server_id: int) -> int:

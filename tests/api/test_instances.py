@@ -218,6 +218,33 @@ def test_hetzner_refusing_a_create_is_503_with_retry_after(octoperf, sandbox, co
     assert Instance.objects.get().state == ("shutting-down" if code == "unavailable" else "terminated")
 
 
+# Hetzner's own failures (its error table): OctoPerf should come back later, not give up on a 502.
+HETZNER_FAILURES = [("server_error", 500), ("service_error", 422), ("maintenance", 403), ("timeout", 504)]
+
+
+@pytest.mark.parametrize(("code", "status"), HETZNER_FAILURES, ids=[code for code, _ in HETZNER_FAILURES])
+def test_hetzner_failing_a_create_is_503_with_retry_after_never_502(octoperf, sandbox, code, status):
+    sandbox.inject_fault("POST", r"/servers", code=code, status=status, times=5)  # more than hcloud retries
+
+    response = octoperf.call("POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"})
+
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) > 0
+    assert response.json()["error"]["code"] == f"hetzner_{code}"
+
+
+@pytest.mark.parametrize(("code", "status"), HETZNER_FAILURES, ids=[code for code, _ in HETZNER_FAILURES])
+def test_hetzner_failing_a_reboot_is_503_with_retry_after_never_502(octoperf, sandbox, settle, code, status):
+    instance_id = octoperf.create()
+    settle(60)
+    sandbox.inject_fault("POST", r"/servers/\d+/actions/reboot", code=code, status=status, times=5)
+
+    response = octoperf.reboot(instance_id)
+
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) > 0
+
+
 def test_hetzner_quota_reached_is_503_naming_the_quota(octoperf, sandbox):
     sandbox.set_quota(servers=1)
     octoperf.create()

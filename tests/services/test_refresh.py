@@ -114,3 +114,31 @@ def test_a_create_whose_request_died_after_hetzner_made_the_server_is_deleted_af
 
     assert sandbox.servers == {}
     assert Instance.objects.get(pk=instance.pk).status == "terminated"
+
+
+class WithoutTotals:
+    """The sandbox answering lists as Hetzner may: `total_entries` and `last_page` are nullable."""
+
+    def __init__(self, cloud):
+        self.cloud = cloud
+
+    def handle(self, method, path, query, body, headers):
+        status, response_headers, payload = self.cloud.handle(method, path, query, body, headers)
+        pagination = (payload or {}).get("meta", {}).get("pagination")
+        if pagination:
+            pagination.update(total_entries=None, last_page=None)
+        return status, response_headers, payload
+
+
+def test_a_sweep_lists_the_fleet_when_hetzner_does_not_say_how_many_servers_there_are(octoperf, settle, sandbox):
+    kept = octoperf.create()
+    zombie = octoperf.create()
+    settle(60, full=True)  # the first sweep lists the fleet; the next ones count it
+    # A server alive under a terminated row: only a listing finds it, and only a count says to list.
+    Instance.objects.filter(pk=zombie).update(status=Instance.Status.TERMINATED)
+    hetzner.use_sandbox(WithoutTotals(sandbox))
+
+    settle(1, full=True)
+    settle(60)
+
+    assert [server["name"] for server in sandbox.servers.values()] == [f"octoperf-{kept}"]
