@@ -26,6 +26,7 @@ class InstancesApi(ContractView):
         errors={
             400: "A parameter is missing, `type` or `region` is unknown, `userData` is over its limit in bytes, "
             "or the server type is not sold in the location.",
+            409: "STATIC_IP_STRICT is on and every static IP of the location is in use (`no_free_static_ip`).",
             429: "",
         },
         links={

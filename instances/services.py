@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from django.conf import settings
 from django.db import connection
@@ -123,10 +124,40 @@ def instance_get_state(*, instance_id: str) -> str:
     return Instance.CONTRACT_STATES[status]
 
 
+class PublicIPv4Source(Protocol):
+    """Where a new server's public IPv4 may come from: the static IPs, which sit above this layer.
+
+    `take` runs inside the transaction that inserts the instance (one create at a time per the
+    instances lock) and answers a free Primary IP's Hetzner id, or None; it may raise to refuse the
+    create. `give_back` undoes a take when the server is created without it.
+    """
+
+    def take(self, *, instance: Instance, exclude: list[int]) -> int | None: ...
+
+    def give_back(self, *, instance: Instance) -> None: ...
+
+
+_public_ipv4_source: PublicIPv4Source | None = None
+
+
+def use_public_ipv4_source(source: PublicIPv4Source | None) -> None:
+    """Let `source` give new servers their public IPv4 (the static IPs register at start-up)."""
+    global _public_ipv4_source
+    _public_ipv4_source = source
+
+
+# Hetzner's refusals of a create that name the Primary IP we gave it (assigned meanwhile, gone, or
+# still reported on a server deleted a moment ago): the next free one, or none, is tried instead.
+_IPV4_REFUSALS = ("primary_ip_assigned", "not_found", "primary_ip_datacenter_mismatch")
+_IPV4_TRIES = 3
+
+
 def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -> Instance:
     """Create a Hetzner server that runs `user_data` at start-up, and return its row.
 
-    `user_data` goes to Hetzner and nowhere else: not stored, not logged.
+    When a free static IP sits in the location, the server is created with it as its public IPv4,
+    so that a later associate needs no power cycle. `user_data` goes to Hetzner and nowhere else:
+    not stored, not logged.
     """
     location = catalog.location_for(region)
     catalog.check_size(type)
@@ -156,16 +187,44 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
             server_type=candidates[0],
             image=settings.HCLOUD_IMAGE,
         )
+        public_ipv4_id = _public_ipv4_source.take(instance=instance, exclude=[]) if _public_ipv4_source else None
     try:
-        server = _create_first_available(instance, candidates, user_data)
+        server = _create_with_public_ipv4(instance, candidates, user_data, public_ipv4_id)
     except HetznerError as exc:
         _record_failed_create(instance, exc)
+        raise
+    except Conflict as exc:
+        # Hetzner refused the static IPs it was given and STATIC_IP_STRICT allows no other address.
+        set_status(instance, Status.CREATING, status=Status.TERMINATED, terminated_at=clock.now(), last_error=str(exc))
         raise
     logger.info("Created instance %s as Hetzner server %s (%s in %s)", instance.id, server.id, server.server_type,
                 instance.location)
     _record_created(instance, server)
     instance.refresh_from_db()
     return instance
+
+
+def _create_with_public_ipv4(
+    instance: Instance, candidates: list[str], user_data: str, public_ipv4_id: int | None
+) -> hetzner.Server:
+    """Create the server with the Primary IP taken for it; when Hetzner refuses that IP, try another or none."""
+    refused: list[int] = []
+    while True:
+        try:
+            return _create_first_available(instance, candidates, user_data, public_ipv4_id)
+        except HetznerError as exc:
+            about_the_ip = exc.hetzner_code in _IPV4_REFUSALS or (
+                exc.hetzner_code == "invalid_input" and "public_net" in exc.message
+            )
+            if public_ipv4_id is None or not about_the_ip:
+                raise
+            logger.info("Hetzner refused Primary IP %s for %s (%s)", public_ipv4_id, instance.id, exc.message)
+            refused.append(public_ipv4_id)
+            _public_ipv4_source.give_back(instance=instance)
+            public_ipv4_id = None
+            if len(refused) < _IPV4_TRIES:
+                with guardrails.guarded("instances"):
+                    public_ipv4_id = _public_ipv4_source.take(instance=instance, exclude=refused)
 
 
 def _check_budgets(prices: hetzner.Prices, location: str, candidates: list[str]) -> None:
@@ -204,7 +263,9 @@ def _locations_to_try(location: str) -> list[str]:
     return [location, *fallbacks]
 
 
-def _create_first_available(instance: Instance, candidates: list[str], user_data: str) -> hetzner.Server:
+def _create_first_available(
+    instance: Instance, candidates: list[str], user_data: str, public_ipv4_id: int | None = None
+) -> hetzner.Server:
     """Create the server in the region's location or, sold out there, in its LOCATION_FALLBACKS."""
     locations = _locations_to_try(instance.location)
     for index, location in enumerate(locations):
@@ -214,14 +275,16 @@ def _create_first_available(instance: Instance, candidates: list[str], user_data
             instance.location, instance.server_type = location, candidates[0]
             logger.info("Trying instance %s in %s (LOCATION_FALLBACKS)", instance.id, location)
         try:
-            return _create_in_location(instance, candidates, user_data)
+            return _create_in_location(instance, candidates, user_data, public_ipv4_id)
         except HetznerUnavailable as exc:
             if exc.hetzner_code != "resource_unavailable" or index == len(locations) - 1:
                 raise
     raise AssertionError("unreachable: the last location raises")
 
 
-def _create_in_location(instance: Instance, candidates: list[str], user_data: str) -> hetzner.Server:
+def _create_in_location(
+    instance: Instance, candidates: list[str], user_data: str, public_ipv4_id: int | None = None
+) -> hetzner.Server:
     """Create the server with the first server type Hetzner can deliver, falling back in order.
 
     Types the catalogue lists as deprecated or unavailable in the location are skipped without a
@@ -232,11 +295,11 @@ def _create_in_location(instance: Instance, candidates: list[str], user_data: st
         if not hetzner.server_type_orderable(server_type, instance.location):
             skipped.append(server_type)
             continue
-        server = _try_create(instance, server_type, user_data, unavailable, unsold)
+        server = _try_create(instance, server_type, user_data, unavailable, unsold, public_ipv4_id)
         if server is not None:
             return server
     if len(skipped) == len(candidates):
-        server = _try_create(instance, candidates[0], user_data, unavailable, unsold)
+        server = _try_create(instance, candidates[0], user_data, unavailable, unsold, public_ipv4_id)
         if server is not None:
             return server
     if unavailable:
@@ -254,7 +317,8 @@ def _create_in_location(instance: Instance, candidates: list[str], user_data: st
 
 
 def _try_create(
-    instance: Instance, server_type: str, user_data: str, unavailable: list[str], unsold: list[str]
+    instance: Instance, server_type: str, user_data: str, unavailable: list[str], unsold: list[str],
+    public_ipv4_id: int | None = None,
 ) -> hetzner.Server | None:
     """Try one server type; return the server, or None (noting why) when Hetzner cannot deliver it."""
     if server_type != instance.server_type:
@@ -270,6 +334,7 @@ def _try_create(
             labels=hetzner.ownership_labels(instance.id),
             ssh_keys=settings.HCLOUD_SSH_KEYS,
             firewalls=settings.HCLOUD_FIREWALLS,
+            public_ipv4_id=public_ipv4_id,
         )
     except HetznerUnavailable as exc:
         if exc.hetzner_code != "resource_unavailable":

@@ -1,12 +1,14 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Subquery
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from octoprovider.core.admin import AgeFilter, LiveStatusFilter, OperatorsModelAdmin, confirmation_page, run_per_row
 from staticips import services
-from staticips.models import Association, StaticIP
+from staticips.models import AddressChange, Association, StaticIP
 
 
 def _link(viewname: str, pk: str | None) -> str:
@@ -46,18 +48,65 @@ def _describe_ip(static_ip: StaticIP) -> str:
     return f"{static_ip.id} ({static_ip.address or 'no address yet'}): {static_ip.status} in {static_ip.location}{on}"
 
 
+class AddressChangeInline(admin.TabularInline):
+    """Which address this ipId stood for, and since when: swaps exchange them between ipIds."""
+
+    model = AddressChange
+    fk_name = "static_ip"
+    verbose_name = "address"
+    verbose_name_plural = "address history (an ipId is a handle on one of the allocated addresses)"
+    fields = ["at", "address", "hetzner_id", "swapped_with", "reason"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(StaticIP)
 class StaticIPAdmin(OperatorsModelAdmin):
-    list_display = ["id", "status", "location", "address", "instance", "hetzner_id", "created_at", "has_error"]
+    list_display = ["id", "status", "location", "address", "instance", "holder_link", "hetzner_id", "created_at",
+                    "has_error"]
     list_filter = [StatusFilter, UseFilter, "location", "region", AgeFilter]
     search_fields = ["id", "hetzner_id__exact", "address"]
     search_help_text = "Our id (ip-…), Hetzner Primary IP id or name (octoperf-ip-…), or address."
     readonly_fields = [
         "id", "name", "status", "region", "zone", "location", "hetzner_id", "address", "assignee_hetzner_id",
-        "instance", "created_at", "updated_at", "observed_at", "release_requested_at", "released_at", "last_error",
+        "instance", "holder_link", "created_at", "updated_at", "observed_at", "release_requested_at", "released_at", "last_error",
     ]
     fields = readonly_fields
+    inlines = [AddressChangeInline]
     actions = ["release", "refresh_from_hetzner"]
+    change_list_template = "admin/staticips/staticip/change_list.html"
+
+    @admin.display(description="on the server of", ordering="holder")
+    def holder_link(self, static_ip: StaticIP) -> str:
+        return _link("admin:instances_instance_change", static_ip.holder_id)
+
+    # --- the allow-list --------------------------------------------------------------------------
+
+    def get_urls(self):
+        urls = [path("allow-list/", self.admin_site.admin_view(self.allow_list_view), name="staticips_staticip_allow_list")]
+        return urls + super().get_urls()
+
+    def allow_list_view(self, request: HttpRequest):
+        """Show the addresses of every allocated static IP, by location (`?format=json` for a script)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        by_location = services.static_ip_allow_list(location=request.GET.get("location", ""))
+        if request.GET.get("format") == "json":
+            return JsonResponse({location: [row.address for row in rows] for location, rows in by_location.items()})
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Allow-list: the addresses of the allocated static IPs",
+            "by_location": by_location,
+        }
+        return TemplateResponse(request, "admin/staticips/staticip/allow_list.html", context)
 
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).annotate(

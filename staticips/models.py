@@ -40,6 +40,11 @@ class StaticIP(models.Model):
     assignee_hetzner_id = models.BigIntegerField(
         null=True, blank=True, help_text="The Hetzner server it is assigned to, as last seen."
     )
+    holder = models.ForeignKey(
+        Instance, null=True, blank=True, on_delete=models.PROTECT, related_name="held_static_ips",
+        help_text="The instance whose server has this address as its public IPv4 (given at create, or moved "
+                  "there). OctoPerf may still consider it free: only an association tells OctoPerf's view.",
+    )
 
     created_at = models.DateTimeField(default=clock.now, editable=False, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -57,7 +62,32 @@ class StaticIP(models.Model):
 
     @property
     def name(self) -> str:
+        """The Primary IP's name at allocation. A swap may later give this ipId another Primary IP."""
         return f"octoperf-{self.id}"
+
+
+class AddressChange(models.Model):
+    """Which Primary IP (and address) an ipId stood for from a given moment: the allow-list's history.
+
+    OctoPerf never learns an address; an ipId is a handle on one of the allocated addresses, and a
+    swap (associate or release of an IP that a server already holds) exchanges what two ipIds stand for.
+    """
+
+    static_ip = models.ForeignKey(StaticIP, on_delete=models.CASCADE, related_name="address_changes")
+    at = models.DateTimeField(default=clock.now, db_index=True)
+    address = models.GenericIPAddressField(null=True, blank=True, protocol="IPv4")
+    hetzner_id = models.BigIntegerField(null=True, blank=True)
+    swapped_with = models.ForeignKey(
+        StaticIP, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The static IP that stood for this address before.",
+    )
+    reason = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.static_ip_id} = {self.address} since {self.at:%Y-%m-%d %H:%M:%S}"
 
 
 class Association(models.Model):
@@ -88,7 +118,14 @@ class Association(models.Model):
     step_done = models.BooleanField(default=True, help_text="Whether the call of the last step has returned.")
     version = models.PositiveIntegerField(default=0)
     replaced_hetzner_ip_id = models.BigIntegerField(
-        null=True, blank=True, help_text="The server's own IPv4 that the static IP replaces; deleted once unassigned."
+        null=True, blank=True, help_text="The server's own IPv4 that the static IP replaces; deleted once unassigned "
+                                         "(given back to the server if the association ends while it lives), then "
+                                         "cleared."
+    )
+    internal = models.BooleanField(
+        default=False,
+        help_text="Made by octoprovider, not OctoPerf: moving a static IP off a server it was given at create "
+                  "(which OctoPerf considers free) before a release or another instance's associate.",
     )
 
     created_at = models.DateTimeField(default=clock.now, editable=False, db_index=True)
@@ -101,11 +138,19 @@ class Association(models.Model):
         constraints = [
             # At most one live association per static IP and per instance, enforced by the database
             # so that two simultaneous associate calls cannot both win.
+            # Internal ones (moving an IP off a server that OctoPerf never associated it with) are
+            # counted apart: OctoPerf's associate of that IP may wait on one.
             models.UniqueConstraint(
-                fields=["static_ip"], condition=~Q(status="ended"), name="one_active_association_per_ip"
+                fields=["static_ip"], condition=~Q(status="ended") & Q(internal=False),
+                name="one_active_association_per_ip",
             ),
             models.UniqueConstraint(
-                fields=["instance"], condition=~Q(status="ended"), name="one_active_association_per_instance"
+                fields=["instance"], condition=~Q(status="ended") & Q(internal=False),
+                name="one_active_association_per_instance",
+            ),
+            models.UniqueConstraint(
+                fields=["static_ip"], condition=~Q(status="ended") & Q(internal=True),
+                name="one_active_internal_association_per_ip",
             ),
         ]
 

@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 
 def associations_to_advance() -> list[Association]:
-    """Snapshot the associations a pass works on: in flight, or left behind by an instance that is gone.
+    """Snapshot the associations a pass works on: in flight, left behind by an instance that is gone,
+    or ended with the server's own IPv4 still to delete.
 
     Take it BEFORE observing Hetzner. A step is decided from an observation, and the observation must
     be newer than the last step the snapshot shows as sent and finished; a step another reconciler
@@ -41,7 +42,9 @@ def associations_to_advance() -> list[Association]:
     """
     return list(
         Association.objects.filter(
-            Q(status__in=Association.IN_FLIGHT) | Q(status__in=Association.ACTIVE, instance__status__in=GONE)
+            Q(status__in=Association.IN_FLIGHT)
+            | Q(status__in=Association.ACTIVE, instance__status__in=GONE)
+            | Q(status=Association.Status.ENDED, replaced_hetzner_ip_id__isnull=False)
         ).select_related("static_ip", "instance")
     )
 
@@ -56,26 +59,36 @@ def static_ips_reconcile(*, full: bool, associations: list[Association], report:
     pending = list(StaticIP.objects.filter(status__in=[StaticIP.Status.ALLOCATING, StaticIP.Status.RELEASING]))
     if not (full or associations or pending):
         return report
+    # What the listing shows is as old as the moment it was asked for: a row written after that
+    # moment may be missing from it without being gone.
+    listed_at = clock.now()
     ips = hetzner.list_primary_ips(label_selector=hetzner.managed_selector())
     report.hetzner_calls += max(1, -(-len(ips) // 50))
     by_hetzner_id = {ip.id: ip for ip in ips}
-    static_by_our_id = {ip.our_id: ip for ip in ips if ip.labels.get(LABEL_ROLE) == ROLE_STATIC}
+    # Labels name the ipId an IP was allocated for; swaps move ipIds between IPs, so a row with a
+    # Hetzner id is matched by it, and only a row still allocating by its label.
+    static_by_label = {ip.our_id: ip for ip in ips if ip.labels.get(LABEL_ROLE) == ROLE_STATIC}
     now = clock.now()
 
     rows = StaticIP.objects.exclude(status=StaticIP.Status.RELEASED) if full else pending
     for static_ip in rows:
-        _observe_static_ip(static_ip, static_by_our_id.get(static_ip.id), now, report)
+        seen = by_hetzner_id.get(static_ip.hetzner_id) if static_ip.hetzner_id else static_by_label.get(static_ip.id)
+        _observe_static_ip(static_ip, seen, listed_at, report)
 
     for association in associations:
         association.static_ip.refresh_from_db()
         try:
-            _advance(association, servers.get(association.instance_id), by_hetzner_id, now, report)
+            if association.status == Association.Status.ENDED:
+                _settle_replaced_ip(association, servers.get(association.instance_id), by_hetzner_id, report)
+            else:
+                _advance(association, servers.get(association.instance_id), by_hetzner_id, now, report)
         except HetznerError as exc:
             report.errors.append(f"{association.id}: {exc.message}")
     return report
 
 
 def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None, now, report) -> None:
+    """Record one row's Primary IP as the listing asked for at `now` showed it (None: not in it)."""
     Status = StaticIP.Status
     grace_over = static_ip.created_at < now - timedelta(seconds=settings.CREATE_GRACE)
     if static_ip.status == Status.ALLOCATING:
@@ -94,8 +107,13 @@ def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None
     if primary_ip is not None:
         fields = {"hetzner_id": primary_ip.id, "address": primary_ip.ip,
                   "assignee_hetzner_id": primary_ip.assignee_id, "observed_at": now}
-        StaticIP.objects.filter(pk=static_ip.pk, status=static_ip.status).update(**fields)
+        # Not over a swap made since the row was read (it would be another IP's news).
+        StaticIP.objects.filter(pk=static_ip.pk, status=static_ip.status, hetzner_id=static_ip.hetzner_id).update(
+            **fields
+        )
         if static_ip.status == Status.RELEASING:
+            if Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE).exists():
+                return  # a live server is being moved off it first; its end sends the release
             retry_due = static_ip.release_requested_at is None or static_ip.release_requested_at < now - RELEASE_RETRY_AFTER
             # The release_requested_at compare-and-set lets one reconciler at a time retry the release.
             if static_ip.hetzner_id is None or retry_due:
@@ -113,8 +131,12 @@ def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None
         return
 
     if static_ip.hetzner_id is not None or grace_over:
-        # Gone from Hetzner: released by us, deleted outside octoprovider, or never created.
-        if StaticIP.objects.filter(pk=static_ip.pk, status=static_ip.status).update(
+        # Gone from Hetzner: released by us, deleted outside octoprovider, or never created. Only if
+        # the listing was asked for after the row last saw its IP (an allocate or a swap may have
+        # written it while the listing was on its way), and the row still is what was read.
+        seen_before_listing = Q(observed_at__lt=now) | Q(observed_at__isnull=True, created_at__lt=now)
+        if StaticIP.objects.filter(seen_before_listing, pk=static_ip.pk, status=static_ip.status,
+                                   hetzner_id=static_ip.hetzner_id).update(
             status=Status.RELEASED, released_at=now, assignee_hetzner_id=None
         ):
             report.changed += 1
@@ -130,11 +152,17 @@ DONE = "done"
 
 def _advance(association: Association, server: hetzner.Server | None, ips: dict[int, hetzner.PrimaryIP], now,
              report: PassReport) -> None:
-    if association.instance.status in GONE or association.static_ip.status not in StaticIP.LIVE:
+    vacating_for_release = association.internal and association.static_ip.status == StaticIP.Status.RELEASING
+    if association.instance.status in GONE or (
+        association.static_ip.status not in StaticIP.LIVE and not vacating_for_release
+    ):
         # Hetzner unassigns a Primary IP when its server is deleted: nothing left to do there,
-        # but an IPv4 we took from the server must not stay behind, billed.
+        # but an IPv4 we took from the server must not stay behind, billed (the ended association
+        # stays in the reconciler's hands until it is deleted).
         if end_association(association, reason="instance or static IP gone"):
-            _delete_replaced_ip(association, ips, report)
+            association.status = Association.Status.ENDED
+            _settle_replaced_ip(association, server, ips, report)
+            _release_once_vacated(association)
         return
     static = ips.get(association.static_ip.hetzner_id) if association.static_ip.hetzner_id else None
     if server is None or static is None:
@@ -144,17 +172,25 @@ def _advance(association: Association, server: hetzner.Server | None, ips: dict[
     if association.status == Association.Status.ASSOCIATING:
         step = _next_associate_step(association, server, static, ips)
     else:
-        step = _next_dissociate_step(association, server, static)
+        step = _next_dissociate_step(association, server, static, ips)
     if step is None:
         return
     if step == DONE:
         final = Association.Status.ASSOCIATED if association.status == Association.Status.ASSOCIATING else Association.Status.ENDED
         extra = {"ended_at": now} if final == Association.Status.ENDED else {}
+        if final == Association.Status.ENDED and server.public_ipv4_id == association.replaced_hetzner_ip_id:
+            extra["replaced_hetzner_ip_id"] = None  # given back to its server, which deletes it in the end
         if Association.objects.filter(pk=association.pk, version=association.version).update(
             status=final, step="", step_at=None, step_done=True, version=F("version") + 1, last_error="", **extra
         ):
             report.changed += 1
             logger.info("Association %s is %s", association.id, final)
+            # Whose server has the address now, for the next create and the next swap.
+            if final == Association.Status.ASSOCIATED:
+                StaticIP.objects.filter(pk=association.static_ip_id).update(holder=association.instance_id)
+            else:
+                StaticIP.objects.filter(pk=association.static_ip_id, holder=association.instance_id).update(holder=None)
+                _release_once_vacated(association)
         return
     _run_step(association, step, now, report)
 
@@ -193,8 +229,8 @@ def _next_associate_step(association: Association, server: hetzner.Server, stati
     return ("assign", lambda: hetzner.assign_primary_ip(static.id, server.id), {})
 
 
-def _next_dissociate_step(association: Association, server: hetzner.Server,
-                          static: hetzner.PrimaryIP) -> Step | str | None:
+def _next_dissociate_step(association: Association, server: hetzner.Server, static: hetzner.PrimaryIP,
+                          ips: dict[int, hetzner.PrimaryIP]) -> Step | str | None:
     if static.assignee_id == server.id:
         if server.status != "off":
             return _power_cycle_step(server)
@@ -202,6 +238,11 @@ def _next_dissociate_step(association: Association, server: hetzner.Server,
     if server.public_ipv4_id is None:
         if server.status != "off":
             return _power_cycle_step(server)
+        replaced = ips.get(association.replaced_hetzner_ip_id) if association.replaced_hetzner_ip_id else None
+        if replaced is not None and replaced.assignee_id is None and replaced.labels.get(LABEL_ROLE) == ROLE_SERVER_IPV4:
+            # A dissociate came mid-move, before the server's own IPv4 was deleted: give it back
+            # rather than leave it unassigned (billed) and pay for a fresh one.
+            return ("restore_own_ipv4", lambda: hetzner.assign_primary_ip(replaced.id, server.id), {})
         labels = ownership_labels(association.instance_id, ROLE_SERVER_IPV4)
         return ("create_own_ipv4", lambda: hetzner.create_primary_ip(
             name=f"octoperf-{association.id}-ipv4", labels=labels, assignee_id=server.id, auto_delete=True), {})
@@ -224,26 +265,52 @@ def _run_step(association: Association, step: Step, now, report: PassReport) -> 
     report.actions.append(f"{association.id}: {name}")
     if name == "poweroff":
         instance_services.instance_note_power_off(instance_id=association.instance_id)
+    # Matched by the step itself, not the version: a dissociate may have moved the version meanwhile,
+    # and the next step must still see this one finished.
+    this_step = Association.objects.filter(pk=association.pk, step=name, step_at=now)
     try:
         call()
     except HetznerError as exc:
         # `locked`, `server_not_stopped` and outages are waited out: forget the step so that the
         # next pass decides again from what it sees.
-        Association.objects.filter(pk=association.pk, version=association.version + 1).update(
-            step="", step_at=None, step_done=True, last_error=exc.message
-        )
+        this_step.update(step="", step_at=None, step_done=True, last_error=exc.message)
         logger.info("Association %s: %s not done yet (%s)", association.id, name, exc.message)
         return
-    Association.objects.filter(pk=association.pk, version=association.version + 1).update(step_done=True)
+    this_step.update(step_done=True)
     logger.info("Association %s: %s sent", association.id, name)
 
 
-def _delete_replaced_ip(association: Association, ips: dict[int, hetzner.PrimaryIP], report: PassReport) -> None:
-    replaced = ips.get(association.replaced_hetzner_ip_id) if association.replaced_hetzner_ip_id else None
-    if replaced is None or replaced.assignee_id is not None or replaced.labels.get(LABEL_ROLE) != ROLE_SERVER_IPV4:
+def _settle_replaced_ip(association: Association, server: hetzner.Server | None,
+                        ips: dict[int, hetzner.PrimaryIP], report: PassReport) -> None:
+    """Delete the server's own IPv4 that an ended association took away, then forget it.
+
+    It stays billed while unassigned: deleted when seen unassigned; forgotten once gone from the
+    listing or back on its live server (which deletes it in the end, auto_delete).
+    """
+    if association.replaced_hetzner_ip_id is None:
         return
+    replaced = ips.get(association.replaced_hetzner_ip_id)
+    forget = Association.objects.filter(pk=association.pk, replaced_hetzner_ip_id=association.replaced_hetzner_ip_id)
+    if replaced is None or replaced.labels.get(LABEL_ROLE) != ROLE_SERVER_IPV4:
+        forget.update(replaced_hetzner_ip_id=None)
+        return
+    if replaced.assignee_id is not None:
+        if server is not None and replaced.assignee_id == server.id and association.instance.status not in GONE:
+            forget.update(replaced_hetzner_ip_id=None)
+        return  # on a server being deleted: Hetzner lets go of it shortly
     report.actions.append(f"{association.id}: delete_own_ipv4")
     try:
         hetzner.delete_primary_ip(replaced.id)
     except HetznerError as exc:
         report.errors.append(f"{association.id}: delete of replaced IPv4 {replaced.id}: {exc.message}")
+        return
+    forget.update(replaced_hetzner_ip_id=None)
+
+
+def _release_once_vacated(association: Association) -> None:
+    """Send the release a live server's move off the IP was holding back, now that it is over."""
+    if not association.internal:
+        return
+    static_ip = StaticIP.objects.get(pk=association.static_ip_id)
+    if static_ip.status == StaticIP.Status.RELEASING and static_ip.hetzner_id is not None:
+        release_at_hetzner(static_ip, assignee_id=None)

@@ -7,8 +7,14 @@ at Hetzner (level-triggered): a crash at any point is picked up where Hetzner ac
 
 Associate:  power off -> label the server's own IPv4 as ours -> unassign it -> delete it
             -> assign the static IP -> power on.
-Dissociate: power off -> unassign the static IP -> give the server a fresh auto-deleting IPv4
-            -> power on (its agent must keep reaching OctoPerf).
+Dissociate: power off -> unassign the static IP -> give the server its own IPv4 back (or a fresh
+            auto-deleting one) -> power on (its agent must keep reaching OctoPerf).
+
+Most of that power cycle is avoided. A create in a location with a free static IP gives the server
+that Primary IP from the start (`PreAttach`), and an ipId is only a handle on one of the allocated
+addresses (OctoPerf never learns which): associating ipId A with a server that already holds the
+address behind another free ipId B swaps what A and B stand for, with no Hetzner call. Every swap is
+kept in `AddressChange` and announced by `static_ips_swapped` (the audit log listens).
 """
 
 import logging
@@ -17,7 +23,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Q
+from django.dispatch import Signal
 
 from instances.models import Instance
 from octoprovider import hetzner
@@ -30,7 +37,7 @@ from octoprovider.core.exceptions import (
     NotFound,
 )
 from octoprovider.hetzner import catalog
-from staticips.models import Association, StaticIP
+from staticips.models import AddressChange, Association, StaticIP
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +52,11 @@ STEP_TIMEOUT = timedelta(seconds=120)
 RELEASE_RETRY_AFTER = timedelta(seconds=30)
 
 GONE = [Instance.Status.DELETING, Instance.Status.TERMINATED]
+
+# Sent (inside the swap's transaction) when two static IPs exchange the Primary IPs they stand for:
+# `first`, `second` (ipIds), `instance_id` (whose associate or release caused it), `reason`. The audit
+# log, a layer above, records it.
+static_ips_swapped = Signal()
 
 
 def _get_static_ip(static_ip_id: str) -> StaticIP:
@@ -106,6 +118,8 @@ def static_ip_allocate(*, region: str, zone: str = "") -> StaticIP:
     StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.ALLOCATING).update(
         status=StaticIP.Status.ALLOCATED, hetzner_id=primary_ip.id, address=primary_ip.ip, observed_at=clock.now()
     )
+    AddressChange.objects.create(static_ip=static_ip, address=primary_ip.ip, hetzner_id=primary_ip.id,
+                                 reason="allocated")
     logger.info("Allocated static IP %s as Hetzner Primary IP %s in %s", static_ip.id, primary_ip.id, location)
     static_ip.refresh_from_db()
     return static_ip
@@ -116,32 +130,197 @@ def location_holds_static_ips(location: str) -> bool:
     return StaticIP.objects.filter(location=location).exclude(status=StaticIP.Status.RELEASED).exists()
 
 
+# --- which static IPs are free -----------------------------------------------------------------------
+
+
+def _active_associations_of_ip():
+    return Association.objects.filter(static_ip=OuterRef("pk"), status__in=Association.ACTIVE)
+
+
+def _holder_gone() -> Q:
+    """A holder whose server is gone lets go of the IP (Hetzner unassigns it when it deletes the server)."""
+    return Q(holder__isnull=True) | Q(holder__status=Instance.Status.TERMINATED)
+
+
+def free_in_octoperfs_view():
+    """Static IPs OctoPerf may associate: allocated and in no association it made."""
+    return StaticIP.objects.filter(status=StaticIP.Status.ALLOCATED).exclude(
+        Exists(_active_associations_of_ip().filter(internal=False))
+    )
+
+
+def unattached():
+    """Static IPs on no server and in no association at all: free to give a new server, or to swap."""
+    return (
+        StaticIP.objects.filter(status=StaticIP.Status.ALLOCATED, hetzner_id__isnull=False)
+        .filter(_holder_gone())
+        .exclude(Exists(_active_associations_of_ip()))
+    )
+
+
+def _lock_one_unattached(location: str, *, exclude: list[str] = (), exclude_hetzner_ids: list[int] = ()) -> StaticIP | None:
+    """Lock an unattached static IP of the location, skipping the ones other transactions hold.
+
+    Taking it (as a new server's IPv4, or in a swap) is then safe from a concurrent create, associate
+    or release: they lock it too. SQLite has no row locks but runs one writing transaction at a time.
+    Never on a server first, then the ones whose server went longest ago (Hetzner may still report
+    an IP assigned for a moment after its server's delete), then the oldest.
+    """
+    candidates = (
+        unattached().filter(location=location).exclude(pk__in=list(exclude))
+        .exclude(hetzner_id__in=list(exclude_hetzner_ids))
+        .order_by(F("holder__terminated_at").asc(nulls_first=True), "created_at")
+    )
+    for candidate in candidates.select_for_update(skip_locked=True, of=("self",))[:5]:
+        # Row locks stop writers, not a read made before the lock: look again now that it is ours.
+        if unattached().filter(pk=candidate.pk).exists():
+            return candidate
+    return None
+
+
+class PreAttach:
+    """Give a new server a free static IP as its public IPv4 (`instances.services.PublicIPv4Source`)."""
+
+    def take(self, *, instance: Instance, exclude: list[int]) -> int | None:
+        """Take a free static IP of the instance's location for it; None when there is none.
+
+        With STATIC_IP_STRICT, a location that has static IPs but none free refuses the create (409),
+        so that no agent ever leaves from an address outside the allow-list.
+        """
+        static_ip = _lock_one_unattached(instance.location, exclude_hetzner_ids=exclude)
+        if static_ip is None:
+            if settings.STATIC_IP_STRICT:
+                live = StaticIP.objects.filter(location=instance.location, status__in=StaticIP.LIVE).count()
+                if live:
+                    raise Conflict(
+                        f"All {live} static IPs in {instance.location} are in use; STATIC_IP_STRICT refuses a "
+                        f"server without one. Allocate another static IP, or wait for one to be dissociated.",
+                        code="no_free_static_ip",
+                    )
+            return None
+        StaticIP.objects.filter(pk=static_ip.pk).update(holder=instance)
+        logger.info("Instance %s gets static IP %s (%s) at create", instance.id, static_ip.id, static_ip.address)
+        return static_ip.hetzner_id
+
+    def give_back(self, *, instance: Instance) -> None:
+        StaticIP.objects.filter(holder=instance).update(holder=None)
+
+
+def _swap(a: StaticIP, b: StaticIP, *, instance_id: str, reason: str) -> None:
+    """Exchange what two locked, allocated static IPs of one location stand for. No Hetzner call.
+
+    The Primary IPs keep their names and labels (those of the ipId they were allocated for): the
+    database, matching by Hetzner id, is what maps an ipId to its address.
+    """
+    moved = ("hetzner_id", "address", "assignee_hetzner_id", "holder_id", "observed_at")
+    of_a = {field: getattr(a, field) for field in moved}
+    of_b = {field: getattr(b, field) for field in moved}
+    StaticIP.objects.filter(pk=b.pk).update(hetzner_id=None)  # hetzner_id is unique
+    StaticIP.objects.filter(pk=a.pk).update(**of_b)
+    StaticIP.objects.filter(pk=b.pk).update(**of_a)
+    for static_ip, now_of, other in ((a, of_b, b), (b, of_a, a)):
+        for field, value in now_of.items():
+            setattr(static_ip, field, value)
+        AddressChange.objects.create(static_ip=static_ip, address=now_of["address"], hetzner_id=now_of["hetzner_id"],
+                                     swapped_with=other, reason=reason[:200])
+    logger.info("Static IPs %s and %s swapped addresses (%s)", a.id, b.id, reason)
+    # Inside the transaction: the audit row stands or falls with the swap.
+    static_ips_swapped.send(sender=StaticIP, first=a.id, second=b.id, instance_id=instance_id, reason=reason)
+
+
+def _vacate(static_ip: StaticIP, *, why: str) -> Association:
+    """Start moving a static IP off the live server it was given at create (OctoPerf thinks it free).
+
+    An internal dissociation: that server is powered off, given its own IPv4 and powered on again.
+    """
+    logger.info("Static IP %s moves off instance %s first (%s)", static_ip.id, static_ip.holder_id, why)
+    return Association.objects.create(
+        static_ip=static_ip, instance_id=static_ip.holder_id, status=Association.Status.DISSOCIATING, internal=True,
+        last_error=why[:200],
+    )
+
+
+def _held_by_live_server(static_ip: StaticIP) -> bool:
+    return static_ip.holder_id is not None and Instance.objects.filter(
+        pk=static_ip.holder_id, status__in=Instance.LIVE
+    ).exists()
+
+
 # --- associate and dissociate ----------------------------------------------------------------------
 
 
 def static_ip_associate(*, static_ip_id: str, instance_id: str, region: str, zone: str = "") -> Association:
     """Record that the static IP should be the instance's public IPv4; the reconciler makes it so.
 
-    Associating the pair again answers the existing association, with no power cycle.
+    When the instance's server already has the address behind another free static IP, the two swap
+    what they stand for and the association is done at once, with no Hetzner call. Associating the
+    pair again answers the existing association, with no power cycle.
     """
     location = catalog.location_for(region)
-    try:
-        with transaction.atomic():
-            # Row locks serialise this with release and with another associate of the same IP.
-            static_ip = _locked(StaticIP, static_ip_id, "static IP")
-            instance = _locked(Instance, instance_id, "instance")
-            existing = _active_association(static_ip=static_ip)
-            if existing is not None and existing.instance_id == instance.pk and existing.status != Association.Status.DISSOCIATING:
+    for _ in range(3):
+        # The static IP the instance's server holds is swapped with this one: lock both rows in one
+        # order (by id), or two associates swapping the same pair the other way round deadlock.
+        held_id = (
+            free_in_octoperfs_view().filter(holder_id=instance_id).exclude(pk=static_ip_id)
+            .values_list("pk", flat=True).first()
+        )
+        try:
+            with transaction.atomic():
+                locked = {
+                    row.pk: row for row in StaticIP.objects.select_for_update()
+                    .filter(pk__in=[static_ip_id] + ([held_id] if held_id else [])).order_by("pk")
+                }
+                if static_ip_id not in locked:
+                    raise NotFound(f"No static IP {static_ip_id!r} exists here.")
+                static_ip = locked[static_ip_id]
+                instance = _locked(Instance, instance_id, "instance")
+                existing = _active_association(static_ip=static_ip)
+                if existing is not None and existing.instance_id == instance.pk and existing.status != Association.Status.DISSOCIATING:
+                    return existing
+                _check_associable(static_ip, instance, location, existing)
+                held = _held_free(instance, static_ip)
+                if held is not None and held.pk not in locked:
+                    continue  # it changed since we looked: look again
+                return _associate(static_ip, instance, locked.get(held.pk) if held else None)
+        except IntegrityError:
+            # Another associate won the race between our check and our insert (one live association
+            # per IP and per instance is a database constraint).
+            existing = _active_association(static_ip_id=static_ip_id)
+            if existing is not None and existing.instance_id == instance_id:
                 return existing
-            _check_associable(static_ip, instance, location, existing)
-            return Association.objects.create(static_ip=static_ip, instance=instance)
-    except IntegrityError:
-        # Another associate won the race between our check and our insert (one live association
-        # per IP and per instance is a database constraint).
-        existing = _active_association(static_ip_id=static_ip_id)
-        if existing is not None and existing.instance_id == instance_id:
-            return existing
-        raise Conflict(f"Static IP {static_ip_id} or instance {instance_id} was just associated elsewhere.") from None
+            raise Conflict(f"Static IP {static_ip_id} or instance {instance_id} was just associated elsewhere.") from None
+    raise Conflict(f"Static IP {static_ip_id} and instance {instance_id} keep changing; try again.", code="busy")
+
+
+def _held_free(instance: Instance, other_than: StaticIP) -> StaticIP | None:
+    """The static IP the instance's server has and OctoPerf considers free, if any."""
+    return (
+        free_in_octoperfs_view().filter(holder=instance).exclude(pk=other_than.pk)
+        .exclude(Exists(_active_associations_of_ip())).first()
+    )
+
+
+def _associate(static_ip: StaticIP, instance: Instance, held: StaticIP | None) -> Association:
+    """Decide how the association comes true, inside the transaction that locked both static IPs."""
+    now = clock.now()
+    done = {"status": Association.Status.ASSOCIATED, "step": "", "step_done": True}
+    if static_ip.holder_id == instance.pk and static_ip.status == StaticIP.Status.ALLOCATED:
+        logger.info("Static IP %s is already instance %s's address: associated at once", static_ip.id, instance.id)
+        return Association.objects.create(static_ip=static_ip, instance=instance, **done)
+    if held is not None and static_ip.status == StaticIP.Status.ALLOCATED:
+        # The server has B's address; OctoPerf wants A. Let A stand for that address and B for A's.
+        _swap(static_ip, held, instance_id=instance.id, reason=f"associate {static_ip.id} with {instance.id}, which had {held.address}")
+        return Association.objects.create(static_ip=static_ip, instance=instance, **done)
+    if static_ip.status == StaticIP.Status.ALLOCATED and _held_by_live_server(static_ip):
+        # OctoPerf thinks A free, but another live server got it at create. Swap A with an address on
+        # no server when there is one; otherwise that server must let go of it (a power cycle) first.
+        spare = _lock_one_unattached(static_ip.location, exclude=[static_ip.pk])
+        if spare is not None:
+            _swap(static_ip, spare, instance_id=instance.id, reason=f"associate {static_ip.id} with {instance.id}; its address stays on "
+                                           f"{static_ip.holder_id}")
+        else:
+            _vacate(static_ip, why=f"associated with {instance.id} at {now:%H:%M:%S}")
+    return Association.objects.create(static_ip=static_ip, instance=instance)
 
 
 def _locked(model, pk: str, what: str):
@@ -152,8 +331,10 @@ def _locked(model, pk: str, what: str):
 
 
 def _active_association(*, static_ip=None, static_ip_id=None) -> Association | None:
+    """The association OctoPerf made that is not over (internal ones are not OctoPerf's)."""
     return (
-        Association.objects.filter(static_ip_id=static_ip_id or static_ip.pk, status__in=Association.ACTIVE)
+        Association.objects.filter(static_ip_id=static_ip_id or static_ip.pk, status__in=Association.ACTIVE,
+                                   internal=False)
         .first()
     )
 
@@ -179,7 +360,7 @@ def _check_associable(static_ip: StaticIP, instance: Instance, location: str, ex
             f"Static IP {static_ip.id} is associated with instance {existing.instance_id}; dissociate it first.",
             code="static_ip_in_use",
         )
-    held = Association.objects.filter(instance=instance, status__in=Association.ACTIVE).first()
+    held = Association.objects.filter(instance=instance, status__in=Association.ACTIVE, internal=False).first()
     if held is not None:
         raise Conflict(
             f"Instance {instance.id} already holds static IP {held.static_ip_id}; a server has one IPv4.",
@@ -211,19 +392,27 @@ def static_ip_dissociate(*, static_ip_id: str, instance_id: str, association_id:
         )
         if association is None:
             return None
-    if association.status in (Association.Status.ENDED, Association.Status.DISSOCIATING):
-        return association
-    if association.instance.status in GONE:
-        end_association(association, reason="instance terminated")
-    else:
-        Association.objects.filter(pk=association.pk, version=association.version).update(
-            status=Association.Status.DISSOCIATING, step="", step_at=None, version=F("version") + 1
-        )
+    with transaction.atomic():
+        # The row lock makes the change stick whatever the reconciler claims meanwhile: its steps are
+        # compare-and-set on `version`, so a step claimed before this commit finds the version moved
+        # and the next pass decides from the new status. A 200 always means the dissociation happens.
+        association = Association.objects.select_for_update().get(pk=association.pk)
+        if association.status in (Association.Status.ENDED, Association.Status.DISSOCIATING):
+            return association
+        instance_status = Instance.objects.filter(pk=association.instance_id).values_list("status", flat=True).get()
+        if instance_status in GONE:
+            end_association(association, reason="instance terminated")
+        else:
+            # The step in flight, if any, stays recorded: the next step waits for its effect.
+            Association.objects.filter(pk=association.pk).update(
+                status=Association.Status.DISSOCIATING, version=F("version") + 1
+            )
     association.refresh_from_db()
     return association
 
 
 def end_association(association: Association, *, reason: str) -> bool:
+    """End it by compare-and-set; the reconciler still deletes the IPv4 it took from the server, if any."""
     updated = Association.objects.filter(pk=association.pk, version=association.version).exclude(
         status=Association.Status.ENDED
     ).update(status=Association.Status.ENDED, ended_at=clock.now(), step="", version=F("version") + 1)
@@ -237,12 +426,18 @@ def end_association(association: Association, *, reason: str) -> bool:
 
 
 def static_ip_release(*, static_ip_id: str, region: str = "", zone: str = "") -> StaticIP:
-    """Delete the static IP's Primary IP. Idempotent; the reconciler finishes what Hetzner refuses now."""
+    """Delete the static IP's Primary IP. Idempotent; the reconciler finishes what Hetzner refuses now.
+
+    An IP that OctoPerf considers free may sit on a live server that got it at create: that server
+    is never cut off. The ipId swaps with an address on no server when there is one (which is then
+    deleted); otherwise the server is given its own IPv4 first and the IP deleted after.
+    """
     with transaction.atomic():
         static_ip = _locked(StaticIP, static_ip_id, "static IP")
         if static_ip.status == StaticIP.Status.RELEASED:
             return static_ip
-        for association in Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE).select_related("instance"):
+        for association in Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE,
+                                                      internal=False).select_related("instance"):
             if association.instance.status not in GONE:
                 raise Conflict(
                     f"Static IP {static_ip.id} is associated with instance {association.instance_id} "
@@ -250,10 +445,18 @@ def static_ip_release(*, static_ip_id: str, region: str = "", zone: str = "") ->
                     code="static_ip_in_use",
                 )
             end_association(association, reason="static IP released")
+        vacating = Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE, internal=True)
+        if static_ip.status == StaticIP.Status.ALLOCATED and not vacating.exists() and _held_by_live_server(static_ip):
+            spare = _lock_one_unattached(static_ip.location, exclude=[static_ip.pk])
+            if spare is not None:
+                _swap(static_ip, spare, instance_id=static_ip.holder_id, reason=f"release {static_ip.id}; its address stays on {static_ip.holder_id}")
+            else:
+                _vacate(static_ip, why="released while on a live server")
         now = clock.now()
         StaticIP.objects.filter(pk=static_ip.pk).update(status=StaticIP.Status.RELEASING, release_requested_at=now)
+        waits = vacating.exists()
     static_ip.refresh_from_db()
-    if static_ip.hetzner_id is not None:
+    if static_ip.hetzner_id is not None and not waits:
         release_at_hetzner(static_ip, assignee_id=static_ip.assignee_hetzner_id)
         static_ip.refresh_from_db()
     return static_ip
@@ -262,8 +465,11 @@ def static_ip_release(*, static_ip_id: str, region: str = "", zone: str = "") ->
 def release_at_hetzner(static_ip: StaticIP, *, assignee_id: int | None) -> HetznerError | None:
     """Delete the Primary IP, unassigning it first when its server is gone or going.
 
-    Return what held the release back (the reconciler tries again), or None.
+    Return what held the release back (the reconciler tries again), or None. Not while a live
+    server is being moved off it (an internal association): the end of that move sends the release.
     """
+    if Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE).exists():
+        return None
     try:
         if assignee_id is not None:
             hetzner.unassign_primary_ip(static_ip.hetzner_id)
@@ -322,3 +528,20 @@ def static_ip_mark_released(*, static_ip_id: str, reason: str) -> bool:
     for association in Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE):
         end_association(association, reason=reason)
     return updated == 1
+
+
+# --- the allow-list ----------------------------------------------------------------------------------
+
+
+def static_ip_allow_list(*, location: str = "") -> dict[str, list[StaticIP]]:
+    """Return the allocated static IPs with an address, by location: what users put in allow-lists.
+
+    OctoPerf's agents leave from these addresses (any of them: an ipId is only a handle on one).
+    """
+    rows = StaticIP.objects.filter(status=StaticIP.Status.ALLOCATED, address__isnull=False).select_related("holder")
+    if location:
+        rows = rows.filter(location=location)
+    by_location: dict[str, list[StaticIP]] = {}
+    for row in rows.order_by("location", "address"):
+        by_location.setdefault(row.location, []).append(row)
+    return by_location

@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite: a fresh simulated Hetzner Cloud per test, and OctoPerf's client."""
 
+import os
 import sys
 import time
 from urllib.parse import urlencode
@@ -24,6 +25,8 @@ def sandbox():
     """Route every Hetzner call to a fresh in-memory cloud whose clock the test drives."""
     # Both clocks start now and move together (settle), so Hetzner's timestamps and ours agree.
     cloud = SandboxCloud(clock=FakeClock(start=time.time()))
+    # SANDBOX_LATENCY=0.05 makes every Hetzner answer travel that long (wall clock), for hunting races.
+    cloud.latency = float(os.environ.get("SANDBOX_LATENCY", "0"))
     hetzner.use_sandbox(cloud)
     cache.clear()  # what the gateway cached came from another test's cloud
     hooks = hetzner.registered_hooks()
@@ -111,6 +114,43 @@ def associated(octoperf, settle, running):
     for _ in range(12):
         settle(10)
     return ip_id, running, association_id
+
+
+@pytest.fixture
+def with_latency(sandbox):
+    """Let every Hetzner answer take a little wall-clock time (more with SANDBOX_LATENCY), as Hetzner's do.
+
+    Races between a request and what happens while its answer travels only show with it.
+    """
+    sandbox.latency = max(sandbox.latency, 0.001)
+    return sandbox
+
+
+@pytest.fixture
+def no_leftovers(sandbox, settle):
+    """After the test, do what OctoPerf does at the end of a run, then check Hetzner bills nothing more.
+
+    Every instance is deleted and every static IP released (dissociated first where needed); a few
+    reconcile passes later no server and no Primary IP (static, or a server's own IPv4) may be left.
+    """
+    yield
+    from instances import services as instance_services
+    from instances.models import Instance
+    from staticips import services as static_ip_services
+    from staticips.models import Association, StaticIP
+
+    sandbox.calm()
+    for instance_id in Instance.objects.exclude(status="terminated").values_list("pk", flat=True):
+        instance_services.instance_delete(instance_id=instance_id)
+    for association in Association.objects.filter(status__in=Association.ACTIVE, internal=False):
+        static_ip_services.static_ip_dissociate(static_ip_id=association.static_ip_id,
+                                                instance_id=association.instance_id, association_id=association.id)
+    for static_ip_id in StaticIP.objects.exclude(status="released").values_list("pk", flat=True):
+        static_ip_services.static_ip_release(static_ip_id=static_ip_id)
+    for _ in range(8):
+        settle(40, full=True)
+    assert sandbox.servers == {}, "servers left at Hetzner"
+    assert sandbox.primary_ips == {}, "Primary IPs left at Hetzner"
 
 
 @pytest.fixture

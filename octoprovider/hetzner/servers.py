@@ -8,9 +8,11 @@ from django.core.cache import cache
 from hcloud.firewalls import Firewall
 from hcloud.images import Image
 from hcloud.locations import Location
+from hcloud.primary_ips import PrimaryIP as HcloudPrimaryIP
 from hcloud.server_types import ServerType
 from hcloud.servers import BoundServer
 from hcloud.servers import Server as HcloudServer
+from hcloud.servers import ServerCreatePublicNetwork
 from hcloud.ssh_keys import SSHKey
 
 from octoprovider.core.exceptions import (
@@ -101,8 +103,12 @@ def create_server(
     labels: dict[str, str],
     ssh_keys: list[str],
     firewalls: list[str],
+    public_ipv4_id: int | None = None,
 ) -> Server:
     """Create a server and return it without waiting for it to boot.
+
+    With `public_ipv4_id`, that (unassigned) Primary IP in the same location becomes its public
+    IPv4, and Hetzner makes no IPv4 of its own for it.
 
     hcloud retries a timed-out POST; when the first try did create the server, the retry answers
     `uniqueness_error`. Names are deterministic, so the server found by that name is ours.
@@ -118,6 +124,8 @@ def create_server(
         ssh_keys=[SSHKey(name=key) for key in ssh_keys] or None,
         firewalls=_firewalls(firewalls) or None,
     )
+    if public_ipv4_id is not None:
+        kwargs["public_net"] = ServerCreatePublicNetwork(ipv4=HcloudPrimaryIP(id=public_ipv4_id))
     try:
         with translated(f"create server {name}"):
             response = client().servers.create(**kwargs)

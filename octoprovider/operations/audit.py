@@ -80,6 +80,15 @@ def _ids(candidates: list) -> str:
     return " ".join(seen)[:300]
 
 
+# --- static IP swaps ---------------------------------------------------------------------------------
+
+
+def record_static_ip_swap(sender, *, first: str, second: str, instance_id: str, **signal) -> None:
+    """Record that two ipIds exchanged the addresses they stand for (bookkeeping, no Hetzner call)."""
+    _record(kind=AuditEvent.Kind.SWAP, method="", route="static-ip swap", our_ids=_ids([first, second, instance_id]),
+            outcome="ok")
+
+
 # --- Hetzner mutations --------------------------------------------------------------------------------
 
 

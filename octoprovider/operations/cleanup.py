@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import Q
 
 from instances import services as instance_services
 from instances.models import Instance
@@ -71,7 +72,11 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
     servers = [s for s in hetzner.list_servers(label_selector=hetzner.managed_selector()) if hetzner.is_ours(s.labels)]
     ips = [ip for ip in hetzner.list_primary_ips(label_selector=hetzner.managed_selector()) if hetzner.is_ours(ip.labels)]
     instances = {row.pk: row for row in Instance.objects.filter(pk__in=[s.our_id for s in servers])}
-    static_ips = {row.pk: row for row in StaticIP.objects.filter(pk__in=[ip.our_id for ip in ips])}
+    # A swap moves an ipId to another Primary IP, whose label still names the ipId it was allocated
+    # for: rows are matched by Hetzner id, and by label only while they have none.
+    static_rows = StaticIP.objects.filter(Q(hetzner_id__in=[ip.id for ip in ips]) | Q(pk__in=[ip.our_id for ip in ips]))
+    static_by_hetzner_id = {row.hetzner_id: row for row in static_rows if row.hetzner_id is not None}
+    static_by_label = {row.pk: row for row in static_rows if row.hetzner_id is None}
 
     def server_price(server: hetzner.Server) -> Decimal | None:
         return prices.server(server.server_type, server.location) if prices else None
@@ -103,7 +108,7 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
         role = ip.labels.get(LABEL_ROLE)
         what = f"primary IP {ip.id} ({ip.ip} in {ip.location})"
         if role == ROLE_STATIC:
-            row = static_ips.get(ip.our_id)
+            row = static_by_hetzner_id.get(ip.id) or static_by_label.get(ip.our_id)
             if row is None and _age(ip.created, now) > grace:
                 why = "unknown to the database"
             elif row is not None and row.status == StaticIP.Status.RELEASED:
@@ -138,9 +143,8 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
             "end", f"instance {row.pk}", f"its Hetzner server {row.hetzner_id} is gone", Decimal(0),
             lambda row=row: instance_services.instance_mark_terminated(instance_id=row.pk, reason="server gone (cleanup)"),
         ))
-    seen_ips = {ip.our_id for ip in ips}
     gone_ips = StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).filter(hetzner_id__isnull=False)
-    for row in gone_ips.exclude(pk__in=seen_ips):
+    for row in gone_ips.exclude(hetzner_id__in=[ip.id for ip in ips]).filter(observed_at__lt=now):
         findings.append(Finding(
             "end", f"static IP {row.pk}", f"its Primary IP {row.hetzner_id} is gone", Decimal(0),
             lambda row=row: static_ip_services.static_ip_mark_released(static_ip_id=row.pk, reason="IP gone (cleanup)"),

@@ -90,6 +90,7 @@ class AuditEvent(models.Model):
     class Kind(models.TextChoices):
         CONTRACT = "contract", "contract call (OctoPerf)"
         HETZNER = "hetzner", "Hetzner mutation"
+        SWAP = "swap", "static IP swap (no Hetzner call)"
 
     at = models.DateTimeField(db_index=True)
     kind = models.CharField(max_length=8, choices=Kind.choices, db_index=True)

@@ -106,3 +106,44 @@ def test_dissociate_gives_the_instance_its_own_ipv4_back_through_the_reconciler(
     assert octoperf.state(instance_id) == "running"
     server = sandbox.servers[Instance.objects.get(pk=instance_id).hetzner_id]
     assert server["public_net"]["ipv4"]["ip"] != static_address
+
+
+# --- the allow-list and each ipId's address history ------------------------------------------------------
+
+
+def test_the_allow_list_shows_every_allocated_address_by_location(admin_client, octoperf):
+    fsn, nbg = octoperf.allocate(), octoperf.allocate(region="nbg1")
+    released = octoperf.allocate()
+    octoperf.release(released)
+
+    page = admin_client.get(IPS + "allow-list/").content.decode()
+    as_json = admin_client.get(IPS + "allow-list/", {"format": "json"}).json()
+
+    assert StaticIP.objects.get(pk=fsn).address in page and StaticIP.objects.get(pk=nbg).address in page
+    assert StaticIP.objects.get(pk=released).address not in page
+    assert as_json == {"fsn1": [StaticIP.objects.get(pk=fsn).address], "nbg1": [StaticIP.objects.get(pk=nbg).address]}
+    assert "allow-list/" in admin_client.get(IPS).content.decode()
+
+
+def test_the_allow_list_needs_the_view_permission(client, django_user_model, octoperf):
+    octoperf.allocate()
+    staff = django_user_model.objects.create_user("staff", password="x", is_staff=True)
+    client.force_login(staff)
+
+    assert client.get(IPS + "allow-list/").status_code == 403
+
+
+def test_a_static_ips_page_shows_the_addresses_it_stood_for(admin_client, octoperf, settle):
+    first_ip, second_ip = octoperf.allocate(), octoperf.allocate()
+    first, second = octoperf.create(), octoperf.create()
+    settle(60)
+    first_address = StaticIP.objects.get(pk=first_ip).address
+    holder_of_first = StaticIP.objects.get(pk=first_ip).holder_id
+    other = second if holder_of_first == first else first
+    octoperf.associate(first_ip, other)  # swaps: first_ip now stands for the other server's address
+
+    page = admin_client.get(f"{IPS}{first_ip}/change/").content.decode()
+
+    assert StaticIP.objects.get(pk=first_ip).address != first_address
+    assert first_address in page and StaticIP.objects.get(pk=first_ip).address in page
+    assert second_ip in page  # swapped with

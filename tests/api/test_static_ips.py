@@ -5,7 +5,8 @@ import pytest
 from instances.models import Instance
 from staticips.models import Association, StaticIP
 
-pytestmark = pytest.mark.django_db
+# Hetzner's answers take a little time, and every test ends with nothing left billed at Hetzner.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("with_latency", "no_leftovers")]
 
 
 def server_of(sandbox, instance_id: str) -> dict:

@@ -73,7 +73,7 @@ def test_create_takes_form_json_and_multipart_bodies_and_answers_a_value(documen
     assert create["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/InstanceIdValue"
     }
-    assert set(create["responses"]) == {"200", "400", "401", "429", "503"}
+    assert set(create["responses"]) == {"200", "400", "401", "409", "429", "503"}
 
 
 def test_void_answers_are_documented_without_a_body(document):

@@ -19,6 +19,9 @@ from tests.faults import ProcessDied
 ASSOCIATE_STEPS = ["poweroff", "label own IPv4", "unassign own IPv4", "delete own IPv4", "assign", "poweron"]
 DISSOCIATE_STEPS = ["poweroff", "unassign", "create fresh IPv4", "poweron"]
 
+# Hetzner's answers take a little time, as they do for real: races between passes show with it.
+pytestmark = pytest.mark.usefixtures("with_latency")
+
 on_postgresql = pytest.mark.skipif(
     "postgresql" not in django_settings.DATABASES["default"]["ENGINE"],
     reason="row locks and concurrent connections: PostgreSQL only (CI runs it)",

@@ -149,6 +149,14 @@ class _Fault:
 
 
 @dataclass
+class _Slow:
+    method: str
+    pattern: re.Pattern[str]
+    seconds: float
+    times: int | None
+
+
+@dataclass
 class _Route:
     pattern: re.Pattern[str]
     handlers: dict[str, str] = field(default_factory=dict)
@@ -224,6 +232,9 @@ class SandboxCloud:
         self.requests: list[RequestRecord] = []
         self._lock = threading.RLock()
         self._faults: list[_Fault] = []
+        # Seconds every answer takes to come back, and slower answers for some paths (see latency()).
+        self.latency: float = 0.0
+        self._slow: list[_Slow] = []
         self._user_data: dict[int, str] = {}
         self._now = self.clock.now()
         self._reply_headers: dict[str, str] = {}
@@ -291,6 +302,36 @@ class SandboxCloud:
                 method=method.upper(), pattern=re.compile(path_regex), code=code,
                 status=status, times=times, after=after, timeout=timeout,
                 message=message or _DEFAULT_MESSAGES.get(code, code.replace("_", " "))))
+
+    def slow_down(self, method: str, path_regex: str, *, seconds: float, times: int | None = None) -> None:
+        """Make the answers to matching requests arrive ``seconds`` late (all of them by default).
+
+        The answer is what the cloud held when the request arrived: whatever changes during the
+        delay is not in it, as with a slow listing at Hetzner.
+        """
+        with self._lock:
+            self._slow.append(_Slow(method=method.upper(), pattern=re.compile(path_regex),
+                                    seconds=seconds, times=times))
+
+    def calm(self) -> None:
+        """Drop every injected fault and delay: Hetzner answers at once and without error again."""
+        with self._lock:
+            self._faults.clear()
+            self._slow.clear()
+            self.latency = 0.0
+
+    def latency_for(self, method: str, path: str) -> float:
+        """Return how long the answer to this request travels (wall-clock seconds): see slow_down()."""
+        with self._lock:
+            delay = self.latency
+            for slow in list(self._slow):
+                if slow.method in ("*", method.upper()) and slow.pattern.fullmatch(path):
+                    delay += slow.seconds
+                    if slow.times is not None:
+                        slow.times -= 1
+                        if slow.times <= 0:
+                            self._slow.remove(slow)
+            return delay
 
     def set_quota(self, *, servers: int | None = None, primary_ips: int | None = None) -> None:
         """Limit how many servers and Primary IPs the project may hold (None: no limit)."""

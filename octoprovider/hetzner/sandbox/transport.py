@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -93,6 +94,11 @@ class SandboxAdapter(BaseAdapter):
         try:
             status, response_headers, payload = self.cloud.handle(
                 method, path, query, body, headers)
+            # The answer was decided when the request arrived; it reaches the client this much later
+            # (the cloud's lock is not held meanwhile, so other requests go on).
+            delay = getattr(self.cloud, "latency_for", lambda *_: 0.0)(method, path)
+            if delay > 0:
+                time.sleep(delay)
         except SimulatedTimeout as timeout_error:
             self._observe(Exchange(method, path, query, body, headers, None, {}, None))
             if timeout_error.after_effect:

@@ -1,0 +1,41 @@
+"""Answers that take time to travel: the sandbox's latency and its slow-listing fault."""
+
+import threading
+import time
+
+from hcloud.locations import Location
+
+
+def test_every_answer_takes_the_configured_latency(cloud, client):
+    cloud.latency = 0.05
+
+    started = time.monotonic()
+    client.primary_ips.get_all()
+
+    assert time.monotonic() - started >= 0.05
+
+
+def test_a_slow_listing_answers_what_existed_when_it_was_asked(cloud, client):
+    cloud.slow_down("GET", r"/primary_ips", seconds=0.3, times=1)
+    listed = []
+    listing = threading.Thread(target=lambda: listed.extend(client.primary_ips.get_all()))
+
+    listing.start()
+    time.sleep(0.1)  # the listing's answer is on its way
+    created = client.primary_ips.create(type="ipv4", name="meanwhile", location=Location(name="fsn1")).primary_ip
+    listing.join()
+
+    assert created.id not in [ip.id for ip in listed]
+    assert [ip.id for ip in client.primary_ips.get_all()] == [created.id]  # the fault was used up
+
+
+def test_calm_drops_latency_and_faults(cloud, client):
+    cloud.latency = 5
+    cloud.slow_down("*", r".*", seconds=5)
+    cloud.inject_fault("GET", r"/primary_ips", times=5)
+
+    cloud.calm()
+
+    started = time.monotonic()
+    assert client.primary_ips.get_all() == []
+    assert time.monotonic() - started < 1
