@@ -69,8 +69,9 @@ class AddressChangeInline(admin.TabularInline):
 
 @admin.register(StaticIP)
 class StaticIPAdmin(OperatorsModelAdmin):
-    list_display = ["id", "status", "location", "address", "instance", "holder_link", "hetzner_id", "created_at",
-                    "has_error"]
+    # Whose server holds each address (given at create) is on each IP's page and in the allow-list:
+    # one more column would not fit a 1280 px screen.
+    list_display = ["id", "status", "location", "address", "instance", "hetzner_id", "created_at", "has_error"]
     list_filter = [StatusFilter, UseFilter, "location", "region", AgeFilter]
     search_fields = ["id", "hetzner_id__exact", "address"]
     search_help_text = "Our id (ip-…), Hetzner Primary IP id or name (octoperf-ip-…), or address."
