@@ -39,6 +39,11 @@ def sandbox():
     clock.reset()
 
 
+def ipv4s(sandbox) -> list[dict]:
+    """The Primary IPv4s at Hetzner (servers also get an auto-deleted IPv6 one, free of charge)."""
+    return [ip for ip in sandbox.primary_ips.values() if ip["type"] == "ipv4"]
+
+
 class OctoPerf:
     """Call the contract the way OctoPerf's Java backend does: form bodies, Java's Accept header."""
 

@@ -117,20 +117,8 @@ EXPECTED_GATEWAY_VIOLATIONS: list[tuple[str, str, str]] = []
 # Tests outside the sandbox that fail since the sandbox answers like Hetzner, and that only a change
 # of the gateway or of the test itself (not the sandbox's to make) can make pass again. Marked as
 # strict expected failures: an XPASS means the fix landed and the entry must go.
-_IPV6 = ("servers now get an auto-deleted IPv6 Primary IP as at Hetzner; the test counts every "
-         "Primary IP as IPv4 (test fix, or the gateway creating servers with "
-         "public_net.enable_ipv6=false, pending)")
-EXPECTED_SUITE_FAILURES: dict[str, str] = {
-    "tests/api/test_static_ips.py::test_associate_answers_at_once_and_the_reconciler_moves_the_ip": _IPV6,
-    "tests/api/test_static_ips.py::test_release_of_an_ip_on_a_live_instance_is_409_saying_to_dissociate": _IPV6,
-    **{f"tests/services/test_static_ip_reconciler.py::"
-       f"test_associate_killed_after_any_step_ends_associated_with_no_ip_left_over[{step}]": _IPV6
-       for step in ("poweroff", "label own IPv4", "unassign own IPv4", "delete own IPv4", "assign",
-                    "poweron")},
-    **{f"tests/services/test_static_ip_reconciler.py::"
-       f"test_dissociate_killed_after_any_step_ends_with_a_fresh_ipv4_and_no_ip_left_over[{step}]": _IPV6
-       for step in ("poweroff", "unassign", "create fresh IPv4", "poweron")},
-}
+# Tests that fail for a reason outside the sandbox (marked strict: remove an entry once it passes).
+EXPECTED_SUITE_FAILURES: dict[str, str] = {}
 
 
 def _to_json_schema(node: Any, *, strict: bool) -> Any:

@@ -5,7 +5,6 @@ import logging
 import pytest
 from django.test import Client
 
-
 from octoprovider.core.staticfiles import StaticFilesStorage
 
 

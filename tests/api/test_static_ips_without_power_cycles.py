@@ -12,6 +12,7 @@ from django.core.management import call_command
 from instances.models import Instance
 from octoprovider.operations.models import AuditEvent
 from staticips.models import AddressChange, Association, StaticIP
+from tests.conftest import ipv4s
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("with_latency", "no_leftovers")]
 
@@ -27,11 +28,6 @@ def public_ipv4(sandbox, instance_id: str) -> str | None:
 
 def address_of(ip_id: str) -> str:
     return StaticIP.objects.get(pk=ip_id).address
-
-
-def ipv4s(sandbox) -> list[dict]:
-    """The Primary IPv4s at Hetzner (servers also get an auto-deleted IPv6 one, free of charge)."""
-    return [ip for ip in sandbox.primary_ips.values() if ip["type"] == "ipv4"]
 
 
 def power_offs(sandbox) -> int:

@@ -14,6 +14,7 @@ from octoprovider.core import clock
 from octoprovider.operations.reconciler import reconcile_pass
 from staticips import services
 from staticips.models import Association, StaticIP
+from tests.conftest import ipv4s
 from tests.faults import ProcessDied
 
 ASSOCIATE_STEPS = ["poweroff", "label own IPv4", "unassign own IPv4", "delete own IPv4", "assign", "poweron"]
@@ -82,7 +83,7 @@ def test_associate_killed_after_any_step_ends_associated_with_no_ip_left_over(sa
     assert Association.objects.get().status == "associated"
     assert Instance.objects.get(pk=instance.pk).status == "running"
     assert server_ipv4(sandbox, instance)["ip"] == StaticIP.objects.get().address
-    assert [ip["ip"] for ip in sandbox.primary_ips.values()] == [StaticIP.objects.get().address]
+    assert [ip["ip"] for ip in ipv4s(sandbox)] == [StaticIP.objects.get().address]
 
 
 @pytest.mark.django_db
@@ -106,7 +107,7 @@ def test_dissociate_killed_after_any_step_ends_with_a_fresh_ipv4_and_no_ip_left_
     static = next(ip for ip in sandbox.primary_ips.values() if ip["ip"] == StaticIP.objects.get().address)
     assert static["assignee_id"] is None
     # The static IP, and the fresh one that dies with its server: nothing else is billed.
-    assert sorted(ip["auto_delete"] for ip in sandbox.primary_ips.values()) == [False, True]
+    assert sorted(ip["auto_delete"] for ip in ipv4s(sandbox)) == [False, True]
 
 
 # --- concurrency, on PostgreSQL ----------------------------------------------------------------------
