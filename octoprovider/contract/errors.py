@@ -7,9 +7,11 @@ OctoPerf's contract (DESIGN §1) wants `application/json; charset=utf-8` on ever
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -49,10 +51,13 @@ def _validation_message(detail) -> str:
 def exception_handler(exc, context):
     """Map domain and DRF exceptions to the contract's error shape; leave the rest a logged 500."""
     if isinstance(exc, ServiceError):
-        response = Response(error_body(exc.code, exc.message), status=exc.status_code)
+        response = Response(error_body(exc.code, exc.public_message), status=exc.status_code)
         if exc.retry_after is not None:
             response["Retry-After"] = str(exc.retry_after)
         return response
+    refused = refused_request(exc)
+    if refused is not None:
+        return Response(error_body(refused[1], refused[2]), status=refused[0])
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -74,14 +79,29 @@ def exception_handler(exc, context):
     return None
 
 
+# Never the path: a base URL typed with a trailing slash or a typo after the token still carries it.
+_NO_ENDPOINT = (
+    "No contract endpoint here. The base URL must be https://<host>/octoperf/<token> with no trailing "
+    "slash; the contract's paths start with /instances or /static-ips."
+)
+
+
+def refused_request(exc: BaseException) -> tuple[int, str, str] | None:
+    """Say how to answer a request Django refused to read (too large, too many fields), or None."""
+    if isinstance(exc, RequestDataTooBig):
+        return 413, "request_too_large", (
+            f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; userData may be 32 KiB at most."
+        )
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return 400, "too_many_fields", "The request has too many parameters; the contract has at most five."
+    return None
+
+
+@csrf_exempt  # a POST to a mistyped path must get this JSON 404, not Django's HTML CSRF page
 def not_found(request, exception=None):
     """Answer JSON under /octoperf/, and Django's own page elsewhere (the admin)."""
     if is_contract_path(request.path):
-        return JsonResponse(
-            error_body("not_found", f"No contract endpoint at {request.path}."),
-            status=404,
-            content_type=CONTENT_TYPE,
-        )
+        return JsonResponse(error_body("not_found", _NO_ENDPOINT), status=404, content_type=CONTENT_TYPE)
     return defaults.page_not_found(request, exception)
 
 
@@ -112,5 +132,8 @@ class ContractErrorMiddleware:
     def process_exception(self, request, exception):
         if not is_contract_path(request.path):
             return None
+        refused = refused_request(exception)
+        if refused is not None:
+            return JsonResponse(error_body(refused[1], refused[2]), status=refused[0], content_type=CONTENT_TYPE)
         logger.error("Internal Server Error: %s", request.path, exc_info=exception)
         return server_error(request)
