@@ -49,6 +49,12 @@ def _die_after(cloud: SandboxCloud, method: str, path: str) -> None:
     hetzner.add_response_hook(hook)
 
 
+def _lost_then_rate_limited(cloud: SandboxCloud, method: str, path: str) -> None:
+    """The first try is carried out but its answer is lost (504); hcloud's retries hear 429."""
+    cloud.inject_fault(method, path, code="timeout", status=504, after=True, times=1)
+    cloud.inject_fault(method, path, code="rate_limit_exceeded", status=429, times=3)
+
+
 FAULTS = [
     # (a) Hetzner did nothing.
     Fault("unavailable before", _sandbox_fault(code="unavailable", status=503)),
@@ -58,10 +64,14 @@ FAULTS = [
     Fault("maintenance", _sandbox_fault(code="maintenance", status=403)),
     Fault("service_error", _sandbox_fault(code="service_error", status=422)),
     Fault("504 timeout", _sandbox_fault(code="timeout", status=504)),
+    # Hetzner says a resource that exists is not there: one answer proves nothing.
+    Fault("not found", _sandbox_fault(code="not_found", status=404, times=1)),
     # (b) Hetzner did it, the answer was lost.
     Fault("timeout after", _sandbox_fault(timeout=True, after=True, times=1)),
     Fault("5xx after", _sandbox_fault(code="unavailable", status=503, after=True, times=1)),
     Fault("server_error after", _sandbox_fault(code="server_error", status=500, after=True, times=1)),
+    # ... and hcloud's retries then heard a refusal, which says nothing of the first try.
+    Fault("lost then rate limited", _lost_then_rate_limited),
     # (c) the process died between Hetzner's answer and the database write.
     Fault("died after", _die_after),
 ]
