@@ -6,9 +6,11 @@ OctoPerf's contract (DESIGN §1) wants `application/json; charset=utf-8` on ever
 """
 
 import logging
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -57,7 +59,10 @@ def exception_handler(exc, context):
         return response
     refused = refused_request(exc)
     if refused is not None:
-        return Response(error_body(refused[1], refused[2]), status=refused[0])
+        response = Response(error_body(refused.code, refused.message), status=refused.status)
+        if refused.retry_after is not None:
+            response["Retry-After"] = str(refused.retry_after)
+        return response
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -86,14 +91,31 @@ _NO_ENDPOINT = (
 )
 
 
-def refused_request(exc: BaseException) -> tuple[int, str, str] | None:
-    """Say how to answer a request Django refused to read (too large, too many fields), or None."""
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str
+    message: str
+    retry_after: int | None = None
+
+
+# Seconds OctoPerf is asked to wait while the database is unreachable (a restart, a failover).
+DATABASE_RETRY_AFTER = 10
+
+
+def refused_request(exc: BaseException) -> Refusal | None:
+    """Say how to answer what is not a bug of ours: a request too large to read, a database gone away."""
     if isinstance(exc, RequestDataTooBig):
-        return 413, "request_too_large", (
-            f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; userData may be 32 KiB at most."
-        )
+        return Refusal(413, "request_too_large",
+                       f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; "
+                       "userData may be 32 KiB at most.")
     if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
-        return 400, "too_many_fields", "The request has too many parameters; the contract has at most five."
+        return Refusal(400, "too_many_fields", "The request has too many parameters; the contract has at most five.")
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # Django closes the broken connection when the request ends; the next one reconnects.
+        logger.warning("The database is unavailable: %s", type(exc).__name__)
+        return Refusal(503, "database_unavailable", "octoprovider's database is unavailable; try again shortly.",
+                       retry_after=DATABASE_RETRY_AFTER)
     return None
 
 
@@ -134,6 +156,10 @@ class ContractErrorMiddleware:
             return None
         refused = refused_request(exception)
         if refused is not None:
-            return JsonResponse(error_body(refused[1], refused[2]), status=refused[0], content_type=CONTENT_TYPE)
+            response = JsonResponse(error_body(refused.code, refused.message), status=refused.status,
+                                    content_type=CONTENT_TYPE)
+            if refused.retry_after is not None:
+                response["Retry-After"] = str(refused.retry_after)
+            return response
         logger.error("Internal Server Error: %s", request.path, exc_info=exception)
         return server_error(request)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import InterfaceError, OperationalError, connection
 from django.test import Client
 from gunicorn.config import Config
 
@@ -166,3 +167,38 @@ def test_hetzner_errors_reach_octoperf_without_hetzner_ids(octoperf, sandbox, ru
 
         assert response.status_code >= 400, code
         assert server_id not in response.content.decode(), code
+
+
+# --- the database goes away --------------------------------------------------------------------------
+
+
+def database_down(error=OperationalError):
+    def fail(execute, sql, params, many, context):
+        raise error("server closed the connection unexpectedly")
+
+    return connection.execute_wrapper(fail)
+
+
+@pytest.mark.parametrize("error", [OperationalError, InterfaceError])
+def test_octoperf_gets_503_with_retry_after_while_the_database_is_down(octoperf, error):
+    instance_id = octoperf.create()
+
+    with database_down(error):
+        state = octoperf.call("GET", f"/instances/{instance_id}/state")
+        created = octoperf.call("POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"})
+
+    for response in (state, created):
+        assert response.status_code == 503
+        assert response["Retry-After"] == "10"
+        assert response.json()["error"]["code"] == "database_unavailable"
+    assert octoperf.state(instance_id) == "pending"  # and all is well once it is back
+
+
+@pytest.mark.parametrize("error", [OperationalError, InterfaceError])
+def test_readyz_reports_the_database_down(error):
+    with database_down(error):
+        response = Client().get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["database"]
+    assert response.json()["checks"]["database"] == f"unreachable ({error.__name__})"
