@@ -172,7 +172,9 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
     # Read before the lock: no transaction stays open across a Hetzner call (both are cached).
     prices = hetzner.hourly_prices() if guardrails.budgets_set() else None
     with guardrails.guarded("instances"):
-        live = Instance.objects.filter(status__in=Instance.LIVE)
+        # Every row whose server may still exist bills: a delete Hetzner refuses keeps its row
+        # `deleting`, and a cap that left those out would let create/delete loops pile servers up.
+        live = Instance.objects.exclude(status=Status.TERMINATED)
         guardrails.check_count(name="MAX_INSTANCES", current=live.count(), limit=settings.MAX_INSTANCES,
                                what="instances")
         guardrails.check_count(name="MAX_INSTANCES_PER_REGION", current=live.filter(location=location).count(),
@@ -399,12 +401,28 @@ def reboot_at_hetzner(instance: Instance) -> bool:
         logger.info("Reboot of %s postponed: another Hetzner action is running", instance.id)
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now())
         return False
-    except HetznerNotFound:
-        _mark_gone(instance)
-        raise Conflict(f"Instance {instance.id} is terminated; it cannot be rebooted.", code="instance_gone") from None
+    except HetznerNotFound as exc:
+        # One `not_found` proves nothing: Hetzner has answered one for a server that kept running.
+        # Only a listing made after it, without the server, does.
+        if server_confirmed_gone(instance):
+            _mark_gone(instance)
+            raise Conflict(f"Instance {instance.id} is terminated; it cannot be rebooted.", code="instance_gone") from None
+        logger.warning("Reboot of %s: Hetzner answered not found, yet lists the server; the reconciler retries",
+                       instance.id)
+        Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now(), last_error=exc.message)
+        return False
     Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=None, last_error="")
     logger.info("Rebooted instance %s", instance.id)
     return True
+
+
+def server_confirmed_gone(instance: Instance) -> bool:
+    """Tell whether a listing of Hetzner, made now, lacks the instance's server (False when it cannot be asked)."""
+    try:
+        servers = hetzner.list_servers(label_selector=hetzner.managed_selector(ids=[instance.id]))
+    except HetznerError:
+        return False
+    return not any(server.id == instance.hetzner_id for server in servers)
 
 
 def instance_delete(*, instance_id: str) -> Instance:
@@ -440,7 +458,12 @@ def delete_at_hetzner(instance: Instance) -> HetznerError | None:
         Instance.objects.filter(pk=instance.pk).update(last_error=exc.message)
         return exc
     if action_id is None:
-        _mark_gone(instance)
+        # Hetzner answered `not_found`. One such answer proves nothing (the server may still run and
+        # bill): the row stays `deleting` until a listing shows the server gone.
+        logger.warning("Delete of %s: Hetzner answered not found; the reconciler confirms", instance.id)
+        Instance.objects.filter(pk=instance.pk, status=Status.DELETING).update(
+            hetzner_status="", last_error="Hetzner answered not found to the delete; waiting for a listing to confirm"
+        )
     else:
         logger.info("Deleting instance %s (Hetzner action %s)", instance.id, action_id)
         Instance.objects.filter(pk=instance.pk, status=Status.DELETING).update(

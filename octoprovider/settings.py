@@ -151,7 +151,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["octoprovider.contract.rendering.ContractJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.JSONParser",
+        "octoprovider.contract.rendering.ContractJSONParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "octoprovider.contract.rendering.AlwaysJSONNegotiation",

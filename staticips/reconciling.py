@@ -84,7 +84,43 @@ def static_ips_reconcile(*, full: bool, associations: list[Association], report:
                 _advance(association, servers.get(association.instance_id), by_hetzner_id, now, report)
         except HetznerError as exc:
             report.errors.append(f"{association.id}: {exc.message}")
+    if full:
+        _delete_orphans(ips, now, report)
     return report
+
+
+def _delete_orphans(ips: list[hetzner.PrimaryIP], now, report: PassReport) -> None:
+    """Delete the Primary IPs of ours that no live row owns: they bill for nothing.
+
+    A static IP under a released row was made by a create that reached Hetzner after its row gave
+    up on it (answered late, after the client timed out). One with no row at all, or a server's own
+    IPv4 left unassigned that no association is about to delete, is waited for CREATE_GRACE first,
+    as the servers of creates in flight are.
+    """
+    grace_over = now - timedelta(seconds=settings.CREATE_GRACE)
+    ours = [ip for ip in ips if ip.our_id]
+    rows = dict(StaticIP.objects.filter(pk__in=[ip.our_id for ip in ours]).values_list("pk", "status"))
+    needed = set(
+        Association.objects.filter(status__in=Association.ACTIVE, replaced_hetzner_ip_id__isnull=False)
+        .values_list("replaced_hetzner_ip_id", flat=True)
+    )
+    for ip in ours:
+        role = ip.labels.get(LABEL_ROLE)
+        old = ip.created is None or ip.created < grace_over
+        if role == ROLE_STATIC and rows.get(ip.our_id) == StaticIP.Status.RELEASED:
+            why = f"its static IP {ip.our_id} is released"
+        elif role == ROLE_STATIC and ip.our_id not in rows and old:
+            why = "no static IP row owns it"
+        elif role == ROLE_SERVER_IPV4 and ip.assignee_id is None and ip.id not in needed and old:
+            why = "a server's own IPv4, unassigned, that no association needs"
+        else:
+            continue
+        logger.warning("Deleting Primary IP %s (%s): %s", ip.id, ip.our_id, why)
+        report.actions.append(f"delete orphan primary IP {ip.id}")
+        try:
+            hetzner.delete_primary_ip(ip.id)
+        except HetznerError as exc:
+            report.errors.append(f"delete of orphan primary IP {ip.id}: {exc.message}")
 
 
 def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None, now, report) -> None:

@@ -493,10 +493,15 @@ def release_at_hetzner(static_ip: StaticIP, *, assignee_id: int | None) -> Hetzn
         logger.info("Release of %s not done yet (%s); the reconciler retries it", static_ip.id, exc.message)
         StaticIP.objects.filter(pk=static_ip.pk).update(last_error=exc.message)
         return exc
+    if not deleted:
+        # One `not_found` proves nothing while the IP may still bill: the reconciler's listing decides.
+        logger.warning("Release of %s: Hetzner answered not found; the reconciler confirms", static_ip.id)
+        StaticIP.objects.filter(pk=static_ip.pk).update(last_error="Hetzner answered not found to the delete")
+        return None
     StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.RELEASING).update(
         status=StaticIP.Status.RELEASED, released_at=clock.now(), assignee_hetzner_id=None, last_error=""
     )
-    logger.info("Released static IP %s (%s)", static_ip.id, "deleted" if deleted else "already gone")
+    logger.info("Released static IP %s", static_ip.id)
     return None
 
 

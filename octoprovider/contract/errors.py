@@ -6,10 +6,14 @@ OctoPerf's contract (DESIGN §1) wants `application/json; charset=utf-8` on ever
 """
 
 import logging
+from dataclasses import dataclass
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -49,9 +53,15 @@ def _validation_message(detail) -> str:
 def exception_handler(exc, context):
     """Map domain and DRF exceptions to the contract's error shape; leave the rest a logged 500."""
     if isinstance(exc, ServiceError):
-        response = Response(error_body(exc.code, exc.message), status=exc.status_code)
+        response = Response(error_body(exc.code, exc.public_message), status=exc.status_code)
         if exc.retry_after is not None:
             response["Retry-After"] = str(exc.retry_after)
+        return response
+    refused = refused_request(exc)
+    if refused is not None:
+        response = Response(error_body(refused.code, refused.message), status=refused.status)
+        if refused.retry_after is not None:
+            response["Retry-After"] = str(refused.retry_after)
         return response
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
@@ -74,14 +84,46 @@ def exception_handler(exc, context):
     return None
 
 
+# Never the path: a base URL typed with a trailing slash or a typo after the token still carries it.
+_NO_ENDPOINT = (
+    "No contract endpoint here. The base URL must be https://<host>/octoperf/<token> with no trailing "
+    "slash; the contract's paths start with /instances or /static-ips."
+)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str
+    message: str
+    retry_after: int | None = None
+
+
+# Seconds OctoPerf is asked to wait while the database is unreachable (a restart, a failover).
+DATABASE_RETRY_AFTER = 10
+
+
+def refused_request(exc: BaseException) -> Refusal | None:
+    """Say how to answer what is not a bug of ours: a request too large to read, a database gone away."""
+    if isinstance(exc, RequestDataTooBig):
+        return Refusal(413, "request_too_large",
+                       f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; "
+                       "userData may be 32 KiB at most.")
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return Refusal(400, "too_many_fields", "The request has too many parameters; the contract has at most five.")
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # Django closes the broken connection when the request ends; the next one reconnects.
+        logger.warning("The database is unavailable: %s", type(exc).__name__)
+        return Refusal(503, "database_unavailable", "octoprovider's database is unavailable; try again shortly.",
+                       retry_after=DATABASE_RETRY_AFTER)
+    return None
+
+
+@csrf_exempt  # a POST to a mistyped path must get this JSON 404, not Django's HTML CSRF page
 def not_found(request, exception=None):
     """Answer JSON under /octoperf/, and Django's own page elsewhere (the admin)."""
     if is_contract_path(request.path):
-        return JsonResponse(
-            error_body("not_found", f"No contract endpoint at {request.path}."),
-            status=404,
-            content_type=CONTENT_TYPE,
-        )
+        return JsonResponse(error_body("not_found", _NO_ENDPOINT), status=404, content_type=CONTENT_TYPE)
     return defaults.page_not_found(request, exception)
 
 
@@ -112,5 +154,12 @@ class ContractErrorMiddleware:
     def process_exception(self, request, exception):
         if not is_contract_path(request.path):
             return None
+        refused = refused_request(exception)
+        if refused is not None:
+            response = JsonResponse(error_body(refused.code, refused.message), status=refused.status,
+                                    content_type=CONTENT_TYPE)
+            if refused.retry_after is not None:
+                response["Retry-After"] = str(refused.retry_after)
+            return response
         logger.error("Internal Server Error: %s", request.path, exc_info=exception)
         return server_error(request)

@@ -52,7 +52,7 @@ ERROR_MEANINGS = {
     409: "A conflict: the resource is terminated or being deleted, or is in use elsewhere.",
     429: "An operator's guardrail is reached (maximum instances, static IPs...).",
     503: "Hetzner is rate-limited, unavailable, out of capacity or over quota, or rejects the operator's "
-    "Hetzner token. Retry after `Retry-After` seconds.",
+    "Hetzner token, or octoprovider's database is unreachable. Retry after `Retry-After` seconds.",
 }
 ALWAYS = (401, 503)
 

@@ -19,6 +19,11 @@ class ServiceError(Exception):
             self.code = code
         self.retry_after = retry_after
 
+    @property
+    def public_message(self) -> str:
+        """The message OctoPerf gets (`message` is logged and shown to operators)."""
+        return self.message
+
 
 class InvalidInput(ServiceError):
     status_code = 400
@@ -46,15 +51,26 @@ class LimitReached(ServiceError):
 
 
 class HetznerError(ServiceError):
-    """Hetzner answered an error we have no better meaning for."""
+    """Hetzner answered an error we have no better meaning for.
+
+    `message` names the call and Hetzner's ids for the logs and the operators; `public` is what
+    OctoPerf reads, with no Hetzner id (the contract exposes none). `earlier_answer_lost` says that
+    an earlier try of the same call (hcloud retries) got no answer or a 5xx: it may have had its effect.
+    """
 
     status_code = 502
     code = "hetzner_error"
 
     def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None,
-                 hetzner_code: str | None = None):
+                 hetzner_code: str | None = None, public: str | None = None):
         super().__init__(message, code=code, retry_after=retry_after)
         self.hetzner_code = hetzner_code
+        self.public = public
+        self.earlier_answer_lost = False
+
+    @property
+    def public_message(self) -> str:
+        return self.public or self.message
 
 
 class HetznerUnavailable(HetznerError):

@@ -8,11 +8,18 @@ import re
 
 # The contract's resources; a token can never be one of these words (settings refuse it).
 RESOURCES = r"(?:instances|static-ips)"
-_TOKEN_ANYWHERE = re.compile(rf"/octoperf/(?!{RESOURCES}(?:[/?\s]|$))[^/\s?]+(?=/{RESOURCES})")
+# Every first segment after /octoperf/ that may be logged as it is. Anything else may be a token:
+# OctoPerf's base URL with a trailing slash (`/octoperf/<token>//instances`), a typo after the token
+# (`/octoperf/<token>/instance/…`) or the bare base URL (`/octoperf/<token>`) carry it there too.
+_CONTRACT_WORDS = r"(?:instances|static-ips|openapi\.json|\*\*\*)"
+_END_OF_SEGMENT = r"""(?=[/?#\s"'<>]|$)"""
+_TOKEN_ANYWHERE = re.compile(
+    rf"""/octoperf/(?!{_CONTRACT_WORDS}{_END_OF_SEGMENT})[^/?#\s"'<>]+{_END_OF_SEGMENT}"""
+)
 
 
 def mask_path(text: str) -> str:
-    """Replace the token segment of every contract path in `text` with `***`."""
+    """Replace with `***` the first segment after `/octoperf/` of every path in `text`, unless a contract word."""
     return _TOKEN_ANYWHERE.sub("/octoperf/***", text)
 
 

@@ -10,10 +10,11 @@ hook here instead of reaching into the session: `add_response_hook(fn)` is calle
 `requests.Response`, `add_failure_hook(fn)` with `(request, exception, seconds)` when no answer came.
 """
 
+import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import requests
 from django.conf import settings
@@ -107,7 +108,28 @@ def _bases(client: Client) -> list:
     return bases
 
 
+@contextlib.contextmanager
+def recording_answers() -> Iterator[list[int | None]]:
+    """Collect, in this thread, the HTTP status of every try made in the block (None: no answer came).
+
+    hcloud retries inside one call; this is how its caller learns what the earlier tries heard.
+    """
+    outer = getattr(_local, "answers", None)
+    _local.answers = answers = []
+    try:
+        yield answers
+    finally:
+        _local.answers = outer
+
+
+def _note_answer(status: int | None) -> None:
+    answers = getattr(_local, "answers", None)
+    if answers is not None:
+        answers.append(status)
+
+
 def _dispatch_response(response: requests.Response, *args, **kwargs) -> requests.Response:
+    _note_answer(response.status_code)
     for hook in list(_response_hooks):
         hook(response)
     return response
@@ -123,6 +145,7 @@ def _observe(session: requests.Session) -> None:
         try:
             return send(request, **kwargs)
         except requests.RequestException as exc:
+            _note_answer(None)
             seconds = time.perf_counter() - started
             for hook in list(_failure_hooks):
                 hook(request, exc, seconds)

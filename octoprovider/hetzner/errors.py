@@ -16,6 +16,7 @@ from octoprovider.core.exceptions import (
     HetznerUnavailable,
 )
 from octoprovider.hetzner import budget
+from octoprovider.hetzner.connection import recording_answers
 
 logger = logging.getLogger("octoprovider.hetzner")
 
@@ -44,40 +45,57 @@ def translated(what: str, *, refresh: bool = False):
     """Ask the rate budget, then turn hcloud's and requests' exceptions into ours, naming what we were doing.
 
     `refresh` marks calls that only keep the database fresh (listings): they wait while the budget
-    is below the reserve kept for mutations.
+    is below the reserve kept for mutations. The message names `what` (with Hetzner's ids) for the
+    logs; the public message OctoPerf gets does not.
     """
     budget.admit(refresh=refresh, what=what)
-    try:
-        yield
-    except APIException as exc:
-        code = exc.code if isinstance(exc.code, str) else str(exc.code)
-        logger.warning("Hetzner %s failed: %s (%s)", what, exc.message, code)
-        if code in _UNAVAILABLE:
-            message, retry_after = _UNAVAILABLE[code]
-            raise HetznerUnavailable(
-                f"{message} ({what}: {exc.message})", retry_after=retry_after,
-                code=f"hetzner_{code}", hetzner_code=code,
-            ) from exc
-        if code.isdigit() and int(code) >= 500:
-            raise HetznerTimeout(f"Hetzner answered HTTP {code} ({what}).", retry_after=15,
-                                 hetzner_code=code) from exc
-        if code == "not_found":
-            raise HetznerNotFound(f"{what}: not found at Hetzner.", hetzner_code=code) from exc
-        if code == "locked":
-            raise HetznerLocked(f"{what}: another action is running on it.", hetzner_code=code) from exc
-        if code in _CONFLICT:
-            raise HetznerConflict(f"{what}: {exc.message}", hetzner_code=code) from exc
-        if code in ("invalid_input", "json_error", "invalid_server_type"):
-            raise HetznerRejected(f"{what}: {exc.message}", hetzner_code=code) from exc
-        raise HetznerError(f"{what}: Hetzner answered {code}: {exc.message}", hetzner_code=code) from exc
-    except requests.Timeout as exc:
-        logger.warning("Hetzner %s timed out", what)
-        raise HetznerTimeout(f"Hetzner did not answer in time ({what}).", retry_after=15,
-                             hetzner_code="timeout") from exc
-    except requests.RequestException as exc:
-        logger.warning("Hetzner %s failed: %s", what, type(exc).__name__)
-        raise HetznerTimeout(f"Hetzner could not be reached ({what}).", retry_after=15,
-                             hetzner_code="connection") from exc
+    with recording_answers() as answers:
+        try:
+            yield
+        except APIException as exc:
+            cause, error = exc, _translate_api_error(exc, what)
+        except requests.Timeout as exc:
+            cause = exc
+            logger.warning("Hetzner %s timed out", what)
+            error = HetznerTimeout(f"Hetzner did not answer in time ({what}).", retry_after=15,
+                                   hetzner_code="timeout", public="Hetzner did not answer in time.")
+        except requests.RequestException as exc:
+            cause = exc
+            logger.warning("Hetzner %s failed: %s", what, type(exc).__name__)
+            error = HetznerTimeout(f"Hetzner could not be reached ({what}).", retry_after=15,
+                                   hetzner_code="connection", public="Hetzner could not be reached.")
+        else:
+            return
+    # hcloud retried the call: a try before the last one that got no answer (or a 5xx) may have
+    # done what was asked, whatever the last try heard (a 429, a `locked`).
+    error.earlier_answer_lost = any(status is None or status >= 500 for status in answers[:-1])
+    raise error from cause
+
+
+def _translate_api_error(exc: APIException, what: str) -> HetznerError:
+    code = exc.code if isinstance(exc.code, str) else str(exc.code)
+    logger.warning("Hetzner %s failed: %s (%s)", what, exc.message, code)
+    if code in _UNAVAILABLE:
+        message, retry_after = _UNAVAILABLE[code]
+        return HetznerUnavailable(
+            f"{message} ({what}: {exc.message})", retry_after=retry_after,
+            code=f"hetzner_{code}", hetzner_code=code, public=message,
+        )
+    if code.isdigit() and int(code) >= 500:
+        return HetznerTimeout(f"Hetzner answered HTTP {code} ({what}).", retry_after=15, hetzner_code=code,
+                              public=f"Hetzner answered HTTP {code}.")
+    if code == "not_found":
+        return HetznerNotFound(f"{what}: not found at Hetzner.", hetzner_code=code, public="Not found at Hetzner.")
+    if code == "locked":
+        return HetznerLocked(f"{what}: another action is running on it.", hetzner_code=code,
+                             public="Another Hetzner action is running on it; try again shortly.")
+    if code in _CONFLICT:
+        return HetznerConflict(f"{what}: {exc.message}", hetzner_code=code, public=f"Hetzner refused ({code}).")
+    if code in ("invalid_input", "json_error", "invalid_server_type"):
+        return HetznerRejected(f"{what}: {exc.message}", hetzner_code=code,
+                               public=f"Hetzner rejected the request ({code}).")
+    return HetznerError(f"{what}: Hetzner answered {code}: {exc.message}", hetzner_code=code,
+                        public=f"Hetzner answered {code}.")
 
 
 # Hetzner answered these before doing anything: a create that met one of them created nothing.
@@ -91,8 +109,12 @@ _REFUSALS = {
 
 
 def refused_without_effect(exc: HetznerError) -> bool:
-    """Tell whether Hetzner certainly did nothing for the request that raised `exc`."""
-    return exc.hetzner_code in _REFUSALS
+    """Tell whether Hetzner certainly did nothing for the request that raised `exc`.
+
+    A refusal heard by a retry proves nothing when an earlier try's answer was lost (a 504, then a
+    429: the 504 may have created the resource).
+    """
+    return exc.hetzner_code in _REFUSALS and not exc.earlier_answer_lost
 
 
 def all_pages(what: str, get_list, **filters) -> tuple[list, int]:

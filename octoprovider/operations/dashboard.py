@@ -163,10 +163,12 @@ def rate_budget() -> dict | None:
     return shared
 
 
-def last_errors() -> list[LastError]:
-    """Return the rows whose last Hetzner operation failed, most recently updated first."""
+def last_errors(*, kinds: set[str]) -> list[LastError]:
+    """Return the rows of the given kinds whose last Hetzner operation failed, most recently updated first."""
     rows = []
     for model, kind in ((Instance, "instance"), (StaticIP, "static IP"), (Association, "association")):
+        if kind not in kinds:
+            continue
         opts = model._meta
         for pk, status, error, at in (
             model.objects.exclude(last_error="").order_by("-updated_at")
@@ -177,16 +179,32 @@ def last_errors() -> list[LastError]:
     return sorted(rows, key=lambda row: row.at, reverse=True)[:_LAST_ERRORS]
 
 
-def figures() -> dict:
-    """Return everything the dashboard shows."""
+def visible_to(user) -> dict[str, bool]:
+    """Say which figures `user` may see: each needs the view permission of the rows it sums up.
+
+    The admin lets any staff user in; one without permissions must not learn the fleet, what it
+    costs, nor the reconciler's errors (they name instances and Hetzner's answers).
+    """
+    instances = user.has_perm("instances.view_instance")
+    static_ips = user.has_perm("staticips.view_staticip")
+    return {"instances": instances, "static_ips": static_ips, "spend": instances and static_ips,
+            "reconciler": instances}
+
+
+def figures(*, user) -> dict:
+    """Return what the dashboard shows `user`; figures the user may not see are not even computed."""
+    show = visible_to(user)
+    kinds = {kind for kind, perm in (("instance", "instances.view_instance"), ("static IP", "staticips.view_staticip"),
+                                     ("association", "staticips.view_association")) if user.has_perm(perm)}
     return {
-        "instances_by_status": instances_by_status(),
-        "instances_by_location": instances_by_location(),
-        "static_ips": static_ip_use(),
-        "spend": hourly_spend(),
-        "budgets": budgets(),
-        "rate_budget": rate_budget(),
-        "reconciler_runs": list(ReconcilerRun.objects.all()),
-        "last_errors": last_errors(),
+        "show": show,
+        "instances_by_status": instances_by_status() if show["instances"] else [],
+        "instances_by_location": instances_by_location() if show["instances"] else [],
+        "static_ips": static_ip_use() if show["static_ips"] else {},
+        "spend": hourly_spend() if show["spend"] else None,
+        "budgets": budgets() if show["spend"] else None,
+        "rate_budget": rate_budget() if show["reconciler"] else None,
+        "reconciler_runs": list(ReconcilerRun.objects.all()) if show["reconciler"] else [],
+        "last_errors": last_errors(kinds=kinds),
         "sandbox": hetzner.is_sandbox(),
     }

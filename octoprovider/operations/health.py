@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, connection
+from django.db import Error, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import resolve
 from django.views.decorators.cache import never_cache
@@ -46,7 +46,7 @@ def check_database() -> str:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-    except DatabaseError as exc:
+    except Error as exc:  # a connection closed under us raises InterfaceError, which is no DatabaseError
         logger.warning("Readiness: the database does not answer: %s", type(exc).__name__)
         return f"unreachable ({type(exc).__name__})"
     return OK
@@ -111,12 +111,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     """Answer 200 when the database answers, Hetzner accepts our token and has what servers need, else 503."""
-    checks = {"database": check_database(), "hetzner": check_hetzner()}
+    database = check_database()
+    # Hetzner's rate budget is kept in the database: without it, Hetzner cannot be asked.
+    checks = {"database": database, "hetzner": check_hetzner() if database == OK else "not checked"}
     if checks["hetzner"] == OK:
         checks["configuration"] = check_server_settings()
     failed = sorted(
         name for name, outcome in checks.items()
-        if outcome != OK and not outcome.startswith(("unavailable", "unknown"))
+        if outcome != OK and not outcome.startswith(("unavailable", "unknown", "not checked"))
     )
     if failed:
         return _json({"status": "unavailable", "failed": failed, "checks": checks}, 503)

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Iterator
 from datetime import timedelta
 
+from django.db.models import Q
+
 from instances import reconciling as instances_reconciling
 from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError
@@ -24,6 +26,9 @@ from staticips import reconciling as static_ips_reconciling
 from staticips.models import StaticIP
 
 logger = logging.getLogger(__name__)
+
+# How long after the last release the sweeps keep listing Primary IPs when no static IP is live.
+ORPHANS_LOOKED_FOR = timedelta(hours=1)
 
 
 @observed_reconcile_pass
@@ -73,8 +78,11 @@ def _run(report: PassReport, *, full: bool) -> None:
         instances_reconciling.instances_refresh(
             full=full, also=[association.instance_id for association in associations], report=report
         )
-        # With no static IP to check, listing the Primary IPs would cost a request and tell nothing.
-        ips_full = full and StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).exists()
+        # With no static IP to check, listing the Primary IPs would cost a request and tell nothing;
+        # for an hour after a release, a create answered late may still leave an IP to delete.
+        ips_full = full and StaticIP.objects.filter(
+            ~Q(status=StaticIP.Status.RELEASED) | Q(released_at__gte=clock.now() - ORPHANS_LOOKED_FOR)
+        ).exists()
         static_ips_reconciling.static_ips_reconcile(full=ips_full, associations=associations, report=report)
     except HetznerError as exc:
         logger.warning("Reconcile pass stopped early: %s", exc.message)

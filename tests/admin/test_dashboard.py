@@ -201,3 +201,45 @@ def test_the_dashboard_shows_each_budget_and_what_is_left(admin_client, octoperf
 
 def test_the_dashboard_says_when_no_budget_is_set(admin_client):
     assert "None set" in module(dashboard(admin_client), "budgets")
+
+
+# --- who sees what -------------------------------------------------------------------------------
+
+
+def staff_client(client, django_user_model, *perms: str):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("viewer", password="x" * 12, is_staff=True)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    client.force_login(user)
+    return client
+
+
+def test_a_staff_user_without_permissions_sees_no_figure_of_the_fleet(client, django_user_model, octoperf, sandbox,
+                                                                     running):
+    octoperf.allocate()
+    sandbox.inject_fault("DELETE", r"/servers/\d+", code="unavailable", status=503, times=5)
+    octoperf.delete(running)
+    page = dashboard(staff_client(client, django_user_model))
+
+    for module_id in ("instances-by-status", "instances-by-location", "static-ips", "spend", "budgets",
+                      "rate-budget", "reconciler", "last-errors"):
+        assert f'id="{module_id}"' not in page
+    assert running not in page
+    assert "unavailable" not in page
+    assert "EUR/h" not in page and "Hourly spend" not in page
+
+
+def test_a_staff_user_sees_the_figures_of_what_they_may_view(client, django_user_model, octoperf, sandbox, running):
+    octoperf.allocate()
+    sandbox.inject_fault("DELETE", r"/servers/\d+", code="unavailable", status=503, times=5)
+    octoperf.delete(running)
+    page = dashboard(staff_client(client, django_user_model, "instances.view_instance"))
+
+    assert "shutting-down" in module(page, "instances-by-status") or "deleting" in module(page, "instances-by-status")
+    assert running in module(page, "last-errors")
+    assert 'id="reconciler"' in page
+    assert 'id="static-ips"' not in page
+    assert 'id="spend"' not in page  # the spend sums static IPs too

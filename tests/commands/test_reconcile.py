@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import OperationalError, connection
 
 from instances.models import Instance
+from octoprovider.operations.models import ReconcilerRun
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -108,3 +110,80 @@ def test_the_loop_stops_cleanly_on_sigterm(tmp_path, migrated):
 
     assert loop.returncode == 0, err
     assert "Stopped." in out
+
+
+# --- the database goes away ---------------------------------------------------------------------
+
+
+class Outage:
+    """Fail the next `queries` queries as a database that went away does; stop the loop after a pass recorded."""
+
+    def __init__(self, queries: int):
+        self.left = queries
+        self.failed = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        if self.left > 0:
+            self.left -= 1
+            self.failed += 1
+            raise OperationalError("server closed the connection unexpectedly")
+        result = execute(sql, params, many, context)
+        if ReconcilerRun._meta.db_table in sql and sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            os.kill(os.getpid(), signal.SIGTERM)  # a pass went through: stop the loop
+        return result
+
+
+@pytest.fixture
+def restore_signals():
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_loop_survives_a_database_outage_backs_off_and_carries_on(octoperf, sandbox, capsys, restore_signals):
+    instance_id = octoperf.create()
+    sandbox.clock.advance(60)
+    outage = Outage(queries=3)
+
+    with connection.execute_wrapper(outage):
+        call_command("reconcile", "--loop", "--interval", "0.01")
+
+    out, err = capsys.readouterr()
+    assert outage.failed == 3
+    assert err.count("The database is unavailable (OperationalError") == 3
+    assert "next try in 0.02 s" in err and "next try in 0.08 s" in err  # doubling each time
+    assert "The database is back after 3 failed passes." in out
+    assert "Stopped." in out
+    assert Instance.objects.get(pk=instance_id).status == "running"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a server-side disconnect: PostgreSQL only")
+@pytest.mark.django_db(transaction=True)
+def test_the_loop_reconnects_after_postgresql_killed_its_connection(octoperf, sandbox, capsys, restore_signals):
+    import psycopg
+
+    instance_id = octoperf.create()
+    sandbox.clock.advance(60)
+    params = connection.get_connection_params()
+    # From another connection, end this test's own (only its own test database is touched).
+    with psycopg.connect(**params, autocommit=True) as other:
+        other.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+
+    with connection.execute_wrapper(Outage(queries=0)):
+        call_command("reconcile", "--loop", "--interval", "0.01")
+
+    out, err = capsys.readouterr()
+    assert "The database is unavailable" in err
+    assert "The database is back after 1 failed passes." in out
+    assert Instance.objects.get(pk=instance_id).status == "running"
+
+
+def test_one_pass_fails_with_a_clear_message_when_the_database_is_down(octoperf, sandbox):
+    with connection.execute_wrapper(Outage(queries=10**6)):
+        with pytest.raises(CommandError, match="The database is unavailable"):
+            call_command("reconcile")

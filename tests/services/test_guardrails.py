@@ -53,7 +53,11 @@ def test_terminated_instances_do_not_count_against_the_limit(octoperf, settle, s
     settings.MAX_INSTANCES = 1
     first = octoperf.create()
     octoperf.delete(first)
+    assert octoperf.call("POST", "/instances", form=FORM).status_code == 429  # its server still bills
+    settle(60)
+    settle(60)  # Hetzner may have answered `locked` (the server was booting): the reconciler retries
 
+    assert octoperf.state(first) == "terminated"
     assert octoperf.call("POST", "/instances", form=FORM).status_code == 200
 
 

@@ -7,7 +7,7 @@ from octoprovider.operations import dashboard as figures_module
 register = template.Library()
 
 
-@register.simple_tag
-def dashboard() -> dict:
-    """Return the dashboard's figures (a handful of aggregate queries)."""
-    return figures_module.figures()
+@register.simple_tag(takes_context=True)
+def dashboard(context) -> dict:
+    """Return the dashboard's figures that the signed-in user may see (a handful of aggregate queries)."""
+    return figures_module.figures(user=context["request"].user)

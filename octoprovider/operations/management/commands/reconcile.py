@@ -3,10 +3,17 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import Error, InterfaceError, OperationalError, connection
 
 from octoprovider import hetzner
 from octoprovider.core.reports import PassReport
 from octoprovider.operations.reconciler import reconcile_once, reconcile_pass
+
+# What a database that went away raises: the server restarting or failing over, the network, a
+# connection it killed. Anything else is a bug and ends the loop.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+# Seconds at most between two tries while the database is down.
+MAX_BACKOFF = 60.0
 
 
 class Command(BaseCommand):
@@ -15,7 +22,8 @@ class Command(BaseCommand):
         "One pass by default, which waits up to --wait seconds for deletes and releases Hetzner holds back "
         "while another action runs (locked), and exits non-zero when Hetzner could not be reached or work is "
         "left undone; --loop keeps going until SIGTERM or SIGINT, finishing the current step. "
-        "Passes wait while Hetzner's rate budget is below HCLOUD_RATE_RESERVE, and say so."
+        "Passes wait while Hetzner's rate budget is below HCLOUD_RATE_RESERVE, and say so; while the database is "
+        "unavailable the loop waits (doubling the wait up to a minute) and reconnects."
     )
 
     def add_arguments(self, parser):
@@ -52,30 +60,57 @@ class Command(BaseCommand):
                 f"{settings.HCLOUD_SANDBOX_FILE.resolve()}: nothing real is created or billed."
             )
         last_sweep = None
+        failures = 0
         while True:
             full = last_sweep is None or time.monotonic() - last_sweep >= sweep_interval
+            try:
+                report = reconcile_pass(full=full)
+            except DATABASE_DOWN as exc:
+                # A database restart or failover must not end the loop (nothing would move after
+                # it): wait, longer each time, and reconnect. The pass after it sweeps in full.
+                failures += 1
+                delay = min(interval * 2**failures, MAX_BACKOFF)
+                self.stderr.write(self.style.ERROR(
+                    f"The database is unavailable ({type(exc).__name__}: {_first_line(exc)}); "
+                    f"next try in {delay:.3g} s"
+                ))
+                _drop_connection()
+                last_sweep = None
+                if self._wait(delay):
+                    return
+                continue
             if full:
                 last_sweep = time.monotonic()
-            report = reconcile_pass(full=full)
+            if failures:
+                self.stdout.write(f"The database is back after {failures} failed passes.")
+                failures = 0
             if verbosity >= 2 or (verbosity >= 1 and (report.changed or report.actions)):
                 self._say(report, full=full)
             for error in report.errors:
                 self.stderr.write(self.style.WARNING(error))
-            deadline = time.monotonic() + interval
-            while not self.stopping and time.monotonic() < deadline:
-                time.sleep(min(0.2, interval))
-            if self.stopping:
-                self.stdout.write("Stopped.")
+            if self._wait(interval):
                 return
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking on SIGTERM/SIGINT; return True (having said so) when asked to stop."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.2, seconds))
+        if self.stopping:
+            self.stdout.write("Stopped.")
+        return self.stopping
 
     def _once(self, *, wait, interval, verbosity):
         """Run one pass (waiting out locked), and fail so that cron and systemd see what is left undone."""
         report = None
-        for number, report in enumerate(reconcile_once(wait=wait, interval=interval)):
-            if verbosity >= 1:
-                self._say(report, full=number == 0)
-            if report.locked and verbosity >= 1:
-                self.stdout.write(f"locked by running Hetzner actions: {', '.join(report.locked)}")
+        try:
+            for number, report in enumerate(reconcile_once(wait=wait, interval=interval)):
+                if verbosity >= 1:
+                    self._say(report, full=number == 0)
+                if report.locked and verbosity >= 1:
+                    self.stdout.write(f"locked by running Hetzner actions: {', '.join(report.locked)}")
+        except DATABASE_DOWN as exc:
+            raise CommandError(f"The database is unavailable: {_first_line(exc)}") from exc
         for error in report.errors:
             self.stderr.write(self.style.WARNING(error))
         if report.errors:
@@ -95,3 +130,15 @@ class Command(BaseCommand):
 
     def _stop(self, signum, frame):
         self.stopping = True
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+def _drop_connection() -> None:
+    """Close this process's database connection, broken or not, so that the next query opens a new one."""
+    try:
+        connection.close()
+    except Error:
+        pass
