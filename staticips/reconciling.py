@@ -92,26 +92,31 @@ def static_ips_reconcile(*, full: bool, associations: list[Association], report:
 def _delete_orphans(ips: list[hetzner.PrimaryIP], now, report: PassReport) -> None:
     """Delete the Primary IPs of ours that no live row owns: they bill for nothing.
 
-    A static IP under a released row was made by a create that reached Hetzner after its row gave
-    up on it (answered late, after the client timed out). One with no row at all, or a server's own
-    IPv4 left unassigned that no association is about to delete, is waited for CREATE_GRACE first,
-    as the servers of creates in flight are.
+    Ownership is by Hetzner id: a swap leaves an IP labelled with the ipId it was allocated for while
+    another ipId stands for it, so a released label says nothing. A static IP no live row holds, its
+    label's row released, was made by a create that reached Hetzner after its row gave up on it
+    (answered late). One with no row at all, or a server's own IPv4 left unassigned that no association
+    is taking care of, is waited for CREATE_GRACE first, as the servers of creates in flight are.
     """
     grace_over = now - timedelta(seconds=settings.CREATE_GRACE)
     ours = [ip for ip in ips if ip.our_id]
+    live = StaticIP.objects.exclude(status=StaticIP.Status.RELEASED)
+    owned = set(live.exclude(hetzner_id=None).values_list("hetzner_id", flat=True))
     rows = dict(StaticIP.objects.filter(pk__in=[ip.our_id for ip in ours]).values_list("pk", "status"))
+    # An association that took a server's own IPv4 puts it back or deletes it itself, ended or not.
     needed = set(
-        Association.objects.filter(status__in=Association.ACTIVE, replaced_hetzner_ip_id__isnull=False)
-        .values_list("replaced_hetzner_ip_id", flat=True)
+        Association.objects.filter(replaced_hetzner_ip_id__isnull=False).values_list("replaced_hetzner_ip_id", flat=True)
     )
     for ip in ours:
         role = ip.labels.get(LABEL_ROLE)
         old = ip.created is None or ip.created < grace_over
+        if ip.id in owned or ip.id in needed:
+            continue
         if role == ROLE_STATIC and rows.get(ip.our_id) == StaticIP.Status.RELEASED:
-            why = f"its static IP {ip.our_id} is released"
+            why = f"no live static IP holds it (its label's {ip.our_id} is released)"
         elif role == ROLE_STATIC and ip.our_id not in rows and old:
             why = "no static IP row owns it"
-        elif role == ROLE_SERVER_IPV4 and ip.assignee_id is None and ip.id not in needed and old:
+        elif role == ROLE_SERVER_IPV4 and ip.assignee_id is None and old:
             why = "a server's own IPv4, unassigned, that no association needs"
         else:
             continue

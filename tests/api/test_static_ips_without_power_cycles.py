@@ -207,6 +207,32 @@ def test_releasing_an_ip_a_running_server_has_swaps_it_with_one_on_no_server(oct
     assert power_offs(sandbox) == 0
 
 
+def test_the_orphan_sweep_keeps_an_address_a_swap_gave_to_another_ipid(octoperf, sandbox, settle):
+    # The Primary IP keeps the label of the ipId it was allocated for; after a release by swap that
+    # ipId is released while another one owns the address, which must survive every full pass.
+    ip_id = octoperf.allocate()
+    instance_id = octoperf.create()
+    settle(60)
+    spare_ip = octoperf.allocate()
+    address = public_ipv4(sandbox, instance_id)
+    assert octoperf.release(ip_id).status_code == 200
+
+    live_ip_id = StaticIP.objects.get(pk=spare_ip).hetzner_id
+    for _ in range(3):
+        settle(30, full=True)
+
+    assert public_ipv4(sandbox, instance_id) == address
+    assert address_of(spare_ip) == address
+    assert [ip["ip"] for ip in ipv4s(sandbox)] == [address]
+    assert not [r for r in sandbox.mutation_requests() if r.method == "DELETE" and r.path == f"/primary_ips/{live_ip_id}"]
+    # Once its server is gone the address is unassigned, and still the spare ipId's.
+    octoperf.delete(instance_id)
+    for _ in range(3):
+        settle(30, full=True)
+    assert [ip["ip"] for ip in ipv4s(sandbox)] == [address]
+    assert StaticIP.objects.get(pk=spare_ip).status == "allocated"
+
+
 def test_releasing_the_only_ip_a_running_server_has_gives_it_its_own_first(octoperf, sandbox, settle):
     ip_id = octoperf.allocate()
     instance_id = octoperf.create()
