@@ -2,6 +2,7 @@
 
 import os
 import sys
+import threading
 import time
 from urllib.parse import urlencode
 
@@ -42,6 +43,34 @@ def sandbox():
 def ipv4s(sandbox) -> list[dict]:
     """The Primary IPv4s at Hetzner (servers also get an auto-deleted IPv6 one, free of charge)."""
     return [ip for ip in sandbox.primary_ips.values() if ip["type"] == "ipv4"]
+
+
+def create_in_parallel(count: int, *, region: str = "fsn1") -> list[str]:
+    """Send `count` instance creates at once from as many threads; return "created" or "refused" for each."""
+    from django.db import connection
+
+    from instances import services
+    from octoprovider.core.exceptions import LimitReached
+
+    barrier = threading.Barrier(count)
+    outcomes = []
+
+    def create():
+        try:
+            barrier.wait()
+            services.instance_create(region=region, type="SMALL", user_data="x")
+            outcomes.append("created")
+        except LimitReached:
+            outcomes.append("refused")
+        finally:
+            connection.close()  # each thread has its own connection
+
+    threads = [threading.Thread(target=create) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return sorted(outcomes)
 
 
 class OctoPerf:

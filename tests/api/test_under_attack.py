@@ -12,7 +12,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.test import Client
 from gunicorn.config import Config
 
-from tests.conftest import TOKEN, OctoPerf
+from tests.conftest import TOKEN
 
 pytestmark = pytest.mark.django_db
 

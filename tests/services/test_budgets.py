@@ -14,6 +14,7 @@ from octoprovider import hetzner
 from octoprovider.core import clock
 from octoprovider.core.exceptions import LimitReached
 from octoprovider.operations import costing
+from tests.conftest import create_in_parallel
 
 on_postgresql = pytest.mark.skipif(
     "postgresql" not in django_settings.DATABASES["default"]["ENGINE"],
@@ -113,26 +114,9 @@ def test_parallel_creates_cannot_both_cross_the_hourly_budget(sandbox, settings)
     prices = hetzner.hourly_prices()  # warm the caches: the threads share this process's
     hetzner.server_type_orderable("cx23", "fsn1")
     settings.MAX_HOURLY_SPEND_EUR = 3 * (prices.server("cx23", "fsn1") + prices.ipv4("fsn1"))
-    barrier = threading.Barrier(10)
-    outcomes = []
+    outcomes = create_in_parallel(10)
 
-    def create():
-        try:
-            barrier.wait()
-            services.instance_create(region="fsn1", type="SMALL", user_data="x")
-            outcomes.append("created")
-        except LimitReached:
-            outcomes.append("refused")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=create) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert sorted(outcomes) == ["created"] * 3 + ["refused"] * 7
+    assert outcomes == ["created"] * 3 + ["refused"] * 7
     assert len(sandbox.servers) == 3
 
 

@@ -1,14 +1,10 @@
 """Spending limits answer 429 before any Hetzner call, and hold under parallel creates."""
 
-import threading
-
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
 
-from instances import services
 from instances.models import Instance
-from octoprovider.core.exceptions import LimitReached
+from tests.conftest import create_in_parallel
 
 on_postgresql = pytest.mark.skipif(
     "postgresql" not in django_settings.DATABASES["default"]["ENGINE"],
@@ -98,26 +94,9 @@ def test_static_ips_outside_allowed_regions_are_refused(octoperf, sandbox, setti
 @pytest.mark.django_db(transaction=True)
 def test_20_parallel_creates_against_a_limit_of_5_create_exactly_5(sandbox, settings):
     settings.MAX_INSTANCES = 5
-    barrier = threading.Barrier(20)
-    outcomes = []
+    outcomes = create_in_parallel(20)
 
-    def create():
-        try:
-            barrier.wait()
-            services.instance_create(region="fsn1", type="SMALL", user_data="x")
-            outcomes.append("created")
-        except LimitReached:
-            outcomes.append("refused")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=create) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert sorted(outcomes) == ["created"] * 5 + ["refused"] * 15
+    assert outcomes == ["created"] * 5 + ["refused"] * 15
     assert Instance.objects.exclude(status="terminated").count() == 5
     assert len(sandbox.servers) == 5
 

@@ -2,18 +2,16 @@
 create whose answer was lost is looked for, and whatever is left of ours without a live row is deleted.
 """
 
-import threading
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
 
 from instances import services as instance_services
 from instances.models import Instance
 from octoprovider import hetzner
-from octoprovider.core.exceptions import LimitReached
 from staticips.models import StaticIP
 from staticips.services import ROLE_SERVER_IPV4, ROLE_STATIC, ownership_labels
+from tests.conftest import create_in_parallel
 
 pytestmark = pytest.mark.django_db
 
@@ -88,26 +86,9 @@ def test_parallel_creates_count_the_servers_still_being_deleted(sandbox, setting
     for _ in range(3):
         instance = instance_services.instance_create(region="fsn1", type="SMALL", user_data="x")
         instance_services.instance_delete(instance_id=instance.id)
-    barrier = threading.Barrier(10)
-    outcomes = []
+    outcomes = create_in_parallel(10)
 
-    def create():
-        try:
-            barrier.wait()
-            instance_services.instance_create(region="fsn1", type="SMALL", user_data="x")
-            outcomes.append("created")
-        except LimitReached:
-            outcomes.append("refused")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=create) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert sorted(outcomes) == ["created"] * 2 + ["refused"] * 8
+    assert outcomes == ["created"] * 2 + ["refused"] * 8
     assert len(sandbox.servers) == 5
 
 
