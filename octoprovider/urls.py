@@ -9,10 +9,11 @@ from octoprovider.contract import schema as openapi
 from octoprovider.operations import health, metrics
 
 urlpatterns = [
+    # First: Django tries the patterns in order, and OctoPerf's state polls are most of the traffic.
+    path("octoperf/", include("instances.urls")),
     # What `make run` prints is the root: a person opening it wants the console.
     path("", RedirectView.as_view(pattern_name="admin:index"), name="root"),
     path("octoperf/openapi.json", openapi.ContractSchemaView.as_view(), name="openapi"),
-    path("octoperf/", include("instances.urls")),
     path("octoperf/", include("staticips.urls")),
     path("admin/", admin.site.urls),
     # Operations: unauthenticated probes, and the metrics behind METRICS_TOKEN.
