@@ -15,7 +15,8 @@ access log, each writing to its own file:
 wrk (Debian's `wrk`) drives both with the same script, `--connections` concurrent connections on
 loopback for `--seconds`, each request asking for a random instance with the token in the path.
 Many short rounds alternate which server goes first, so that a neighbour's load on the shared cores
-hits both alike; the summary is the mean of the rounds. Everything is removed at the end: the gunicorns, the database, the temporary directory.
+hits both alike; the summary is the median of the rounds and of each round's ratio. Everything is
+removed at the end: the gunicorns, the database, the temporary directory.
 """
 
 import argparse
@@ -42,6 +43,11 @@ GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
 SERVER = "postgres://postgres@127.0.0.1:5432"
 TOKEN = "bench-token-0123456789abcdef0123456789"
 JAVA_ACCEPT = "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2"
+# wrk opens its connections at once and keeps them; now and then one worker accepts nearly all of
+# them and serves a run alone, at a third of the speed, floor or state alike (seen here: a 5 s run in
+# about three). That measures gunicorn's accept luck, not a request's cost: such a run is done again.
+LOPSIDED = 0.75
+LOPSIDED_RETRIES = 3
 
 SEED = """
 import json, sys
@@ -115,14 +121,24 @@ def serve(app: str, *, env: dict, port: int, threads: int, run_dir: Path, log: P
     sys.exit(f"gunicorn {app} did not start:\n{log.read_text()}")
 
 
-def workers_cpu_seconds(master: subprocess.Popen) -> float:
-    """Return the CPU time (user and system) gunicorn's workers have used so far."""
+def workers_cpu_seconds(master: subprocess.Popen) -> dict[str, float]:
+    """Return the CPU time (user and system) each of gunicorn's workers has used so far, by pid."""
     workers = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
-    ticks = 0
+    seconds = {}
     for pid in workers:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def measure(master: subprocess.Popen, url: str, *, seconds: float, connections: int, script: Path) -> dict:
+    """Run wrk against one server; add its workers' CPU per request and the busiest worker's share."""
+    before = workers_cpu_seconds(master)
+    figures = wrk(url, seconds=seconds, connections=connections, script=script)
+    used = [cpu - before.get(pid, 0.0) for pid, cpu in workers_cpu_seconds(master).items()]
+    figures["cpu_us"] = sum(used) / figures["requests"] * 1e6
+    figures["busiest_share"] = max(used) / sum(used)
+    return figures
 
 
 def stop(process: subprocess.Popen | None) -> None:
@@ -197,11 +213,15 @@ def main() -> None:
         for name in base:  # warm every worker and thread
             wrk(base[name], seconds=2, connections=args.connections, script=script)
         runs: dict[str, list[dict]] = {"floor": [], "state": []}
+        lopsided: list[tuple[int, str, dict]] = []
         for round_number in range(args.rounds):
             for name in ("floor", "state") if round_number % 2 == 0 else ("state", "floor"):
-                cpu = workers_cpu_seconds(servers[name])
-                figures = wrk(base[name], seconds=args.seconds, connections=args.connections, script=script)
-                figures["cpu_us"] = (workers_cpu_seconds(servers[name]) - cpu) / figures["requests"] * 1e6
+                for _ in range(LOPSIDED_RETRIES + 1):
+                    figures = measure(servers[name], base[name], seconds=args.seconds,
+                                      connections=args.connections, script=script)
+                    if args.workers == 1 or figures["busiest_share"] <= LOPSIDED:
+                        break
+                    lopsided.append((round_number + 1, name, figures))
                 runs[name].append(figures)
     finally:
         for process in servers.values():
@@ -228,18 +248,24 @@ def main() -> None:
             + (f", socket errors {figures['socket_errors']}" if figures["socket_errors"] != "none" else "")
             for name, figures in (("floor", floor), ("state", state))
         ) + f" | throughput {state['rps'] / floor['rps']:.2f}")
-    summary = {}
+    for number, name, figures in lopsided:
+        print(f"  round {number}: {name} run again: one worker took {figures['busiest_share']:.0%} of the work "
+              f"({figures['rps']:.0f} requests/s)")
+    # Medians, and the ratios of each round's pair: a neighbour's burst on the shared cores (seen here:
+    # one 5 s run at a third of its usual speed, floor or state alike) moves one round, not the verdict.
     for name, label in (("floor", "floor (bare Django)"), ("state", "state endpoint")):
-        summary[name] = {key: statistics.mean(run[key] for run in runs[name]) for key in ("rps", "p50", "p99", "cpu_us")}
-        print(f"{label}: {summary[name]['rps']:.0f} requests/s, p50 {summary[name]['p50']:.2f} ms, "
-              f"p99 {summary[name]['p99']:.2f} ms, {summary[name]['cpu_us']:.0f} us of the workers' CPU per request "
-              f"(mean of {args.rounds})")
-    throughput = summary["state"]["rps"] / summary["floor"]["rps"]
-    p99 = summary["state"]["p99"] / summary["floor"]["p99"]
+        middle = {key: statistics.median(run[key] for run in runs[name]) for key in ("rps", "p50", "p99", "cpu_us")}
+        print(f"{label}: {middle['rps']:.0f} requests/s, p50 {middle['p50']:.2f} ms, p99 {middle['p99']:.2f} ms, "
+              f"{middle['cpu_us']:.0f} us of the workers' CPU per request (median of {args.rounds})")
+    pairs = list(zip(runs["floor"], runs["state"]))
+    throughput = statistics.median(state["rps"] / floor["rps"] for floor, state in pairs)
+    p99 = statistics.median(state["p99"] / floor["p99"] for floor, state in pairs)
     # CPU per request depends less on what the neighbours do than requests per second.
-    cpu = summary["floor"]["cpu_us"] / summary["state"]["cpu_us"]
-    print(f"state / floor: throughput {throughput:.2f} (target >= 0.80), p99 {p99:.2f}x (target <= 1.5x); "
-          f"floor's CPU per request / state's {cpu:.2f}")
+    cpu = statistics.median(floor["cpu_us"] / state["cpu_us"] for floor, state in pairs)
+    print(f"state / floor, median of the rounds: throughput {throughput:.2f} (target >= 0.80), "
+          f"p99 {p99:.2f}x (target <= 1.5x); floor's CPU per request / state's {cpu:.2f}")
+    met = throughput >= 0.80 and p99 <= 1.5
+    print("targets met" if met else "targets NOT met")
 
 
 if __name__ == "__main__":
