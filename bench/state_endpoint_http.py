@@ -1,6 +1,6 @@
 """The state endpoint over HTTP against the floor: a bare Django project under the same gunicorn.
 
-    .venv/bin/python bench/state_endpoint_http.py [--seconds 5] [--rounds 6] [--connections 64] [--threads 4]
+    .venv/bin/python bench/state_endpoint_http.py [--seconds 5] [--rounds 8] [--connections 64] [--threads 4]
 
 Creates a throw-away PostgreSQL database (postgres://postgres@127.0.0.1:5432, trust auth), migrates
 it and stores `--instances` running instances. Then it starts two gunicorns with the same command
@@ -162,7 +162,7 @@ def sample_answer(url: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each wrk run")
-    parser.add_argument("--rounds", type=int, default=6, help="measured runs of each server, alternating")
+    parser.add_argument("--rounds", type=int, default=8, help="measured runs of each server, alternating")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker, for both servers")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, for both servers")
