@@ -45,32 +45,71 @@ def ipv4s(sandbox) -> list[dict]:
     return [ip for ip in sandbox.primary_ips.values() if ip["type"] == "ipv4"]
 
 
-def create_in_parallel(count: int, *, region: str = "fsn1") -> list[str]:
-    """Send `count` instance creates at once from as many threads; return "created" or "refused" for each."""
+def in_threads(count: int, target) -> list:
+    """Run `target(index)` in `count` threads started together; return what each returned or raised."""
     from django.db import connection
 
-    from instances import services
-    from octoprovider.core.exceptions import LimitReached
-
     barrier = threading.Barrier(count)
-    outcomes = []
+    results: list = [None] * count
 
-    def create():
+    def run(index):
         try:
             barrier.wait()
-            services.instance_create(region=region, type="SMALL", user_data="x")
-            outcomes.append("created")
-        except LimitReached:
-            outcomes.append("refused")
+            results[index] = target(index)
+        except Exception as exc:  # collected for the assertions
+            results[index] = exc
         finally:
             connection.close()  # each thread has its own connection
 
-    threads = [threading.Thread(target=create) for _ in range(count)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    return sorted(outcomes)
+    return results
+
+
+def succeeded(results: list) -> list:
+    """Return `results` from `in_threads`, raising the first exception among them."""
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
+
+
+def create_in_parallel(count: int, *, region: str = "fsn1") -> list[str]:
+    """Send `count` instance creates at once from as many threads; return "created" or "refused" for each."""
+    from instances import services
+    from octoprovider.core.exceptions import LimitReached
+
+    def create(index: int) -> str:
+        try:
+            services.instance_create(region=region, type="SMALL", user_data="x")
+        except LimitReached:
+            return "refused"
+        return "created"
+
+    return sorted(succeeded(in_threads(count, create)))
+
+
+def server_of(sandbox, instance_id: str) -> dict:
+    """The sandbox's server behind an instance."""
+    from instances.models import Instance
+
+    return sandbox.servers[Instance.objects.get(pk=instance_id).hetzner_id]
+
+
+def public_ipv4(sandbox, instance_id: str) -> str | None:
+    """The public IPv4 address an instance's server has at Hetzner, if any."""
+    ipv4 = server_of(sandbox, instance_id)["public_net"]["ipv4"]
+    return ipv4["ip"] if ipv4 else None
+
+
+def address_of(ip_id: str) -> str:
+    """The address a static IP stands for now."""
+    from staticips.models import StaticIP
+
+    return StaticIP.objects.get(pk=ip_id).address
 
 
 class OctoPerf:

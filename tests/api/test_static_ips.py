@@ -4,23 +4,10 @@ import pytest
 
 from instances.models import Instance
 from staticips.models import Association, StaticIP
-from tests.conftest import ipv4s
+from tests.conftest import address_of, ipv4s, public_ipv4, server_of
 
 # Hetzner's answers take a little time, and every test ends with nothing left billed at Hetzner.
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("with_latency", "no_leftovers")]
-
-
-def server_of(sandbox, instance_id: str) -> dict:
-    return sandbox.servers[Instance.objects.get(pk=instance_id).hetzner_id]
-
-
-def public_ipv4(sandbox, instance_id: str) -> str | None:
-    ipv4 = server_of(sandbox, instance_id)["public_net"]["ipv4"]
-    return ipv4["ip"] if ipv4 else None
-
-
-def address_of(ip_id: str) -> str:
-    return StaticIP.objects.get(pk=ip_id).address
 
 
 def run_until_settled(settle, passes: int = 12, seconds: float = 10) -> list[str]:

@@ -16,6 +16,7 @@ from octoprovider.core import clock
 from octoprovider.operations.reconciler import reconcile_pass
 from staticips import services
 from staticips.models import Association, StaticIP
+from tests.conftest import in_threads, succeeded
 
 pytestmark = pytest.mark.usefixtures("with_latency", "no_leftovers")
 
@@ -78,7 +79,7 @@ def test_bursts_of_allocations_during_slow_listings_by_two_reconcilers_leave_not
     allocated = []
     try:
         for _ in range(3):
-            allocated += in_threads(4, lambda i: services.static_ip_allocate(region="fsn1").id)
+            allocated += succeeded(in_threads(4, lambda i: services.static_ip_allocate(region="fsn1").id))
             stop.wait(0.2)
         stop.wait(0.4)
     finally:
@@ -189,37 +190,12 @@ def test_a_dissociate_racing_a_step_claimed_by_the_reconciler_still_happens(octo
 # --- two creates never take the same static IP -------------------------------------------------------------
 
 
-def in_threads(count: int, target) -> list:
-    """Run `target(index)` in `count` threads started together; return results (exceptions raise)."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def run(index):
-        try:
-            barrier.wait()
-            results[index] = target(index)
-        except Exception as exc:  # collected for the assertions
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    errors = [result for result in results if isinstance(result, Exception)]
-    if errors:
-        raise errors[0]
-    return results
-
-
 @on_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_creates_never_take_the_same_static_ip(sandbox):
     static_ips = [services.static_ip_allocate(region="fsn1") for _ in range(3)]
 
-    in_threads(6, lambda i: instance_services.instance_create(region="fsn1", type="SMALL", user_data="#!/bin/sh"))
+    succeeded(in_threads(6, lambda i: instance_services.instance_create(region="fsn1", type="SMALL", user_data="#!/bin/sh")))
 
     given = [r.body.get("public_net", {}).get("ipv4") for r in sandbox.mutation_requests() if r.path == "/servers"]
     assert sorted(filter(None, given)) == sorted(ip.hetzner_id for ip in static_ips)
@@ -236,8 +212,8 @@ def test_concurrent_associates_swapping_the_same_pair_both_succeed(sandbox):
     pairs = [(ip, next(i for i in instances if i.pk != ip.holder_id)) for ip in StaticIP.objects.all()]
     assert len(pairs) == 2 and static_ips
 
-    results = in_threads(2, lambda i: services.static_ip_associate(
-        static_ip_id=pairs[i][0].pk, instance_id=pairs[i][1].pk, region="fsn1"))
+    results = succeeded(in_threads(2, lambda i: services.static_ip_associate(
+        static_ip_id=pairs[i][0].pk, instance_id=pairs[i][1].pk, region="fsn1")))
 
     assert [association.status for association in results] == ["associated", "associated"]
     for ip in StaticIP.objects.all():

@@ -1,11 +1,9 @@
 """The reconciler survives being killed at any step, and concurrent reconcilers never act twice."""
 
-import threading
 from collections import Counter
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
 
 from instances import services as instance_services
 from instances.models import Instance
@@ -14,7 +12,7 @@ from octoprovider.core import clock
 from octoprovider.operations.reconciler import reconcile_pass
 from staticips import services
 from staticips.models import Association, StaticIP
-from tests.conftest import ipv4s
+from tests.conftest import in_threads, ipv4s
 from tests.faults import ProcessDied
 
 ASSOCIATE_STEPS = ["poweroff", "label own IPv4", "unassign own IPv4", "delete own IPv4", "assign", "poweron"]
@@ -111,28 +109,6 @@ def test_dissociate_killed_after_any_step_ends_with_a_fresh_ipv4_and_no_ip_left_
 
 
 # --- concurrency, on PostgreSQL ----------------------------------------------------------------------
-
-
-def in_threads(count: int, target) -> list:
-    """Run `target(index)` in `count` threads started together; return results or exceptions."""
-    barrier = threading.Barrier(count)
-    results: list = [None] * count
-
-    def run(index):
-        try:
-            barrier.wait()
-            results[index] = target(index)
-        except Exception as exc:  # collected for the assertions
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 @on_postgresql
