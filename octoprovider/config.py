@@ -127,6 +127,54 @@ def read_json_object(name: str) -> dict:
     return parsed
 
 
+def read_server_type_candidates(name: str, defaults: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Read JSON like ``{"SMALL": ["cpx22", "cx23"]}`` merged over `defaults`, whose keys are the sizes."""
+    candidates = {size: list(names) for size, names in defaults.items()}
+    for size, names in read_json_object(name).items():
+        if size not in defaults or not isinstance(names, list) or not names or not all(
+            isinstance(server_type, str) and server_type for server_type in names
+        ):
+            raise ImproperlyConfigured(f"{name} must map some of {', '.join(defaults)} to lists of server types")
+        candidates[size] = list(names)
+    return candidates
+
+
+def read_per_location(
+    name: str, *, locations: list[str], sizes: list[str], lists: bool = False
+) -> dict[str, dict[str, str | list[str]]]:
+    """Read JSON like ``{"*": {"XLARGE": "ccx33"}, "ash": {"SMALL": "cpx32"}}``: per location, per size,
+    a server type name (or, with `lists`, a list of names).
+
+    "*" applies to every location in `locations`; a location's own entries win over it; a key that is
+    not in `locations` adds a location.
+    """
+    what = "lists of server types" if lists else "server type names"
+
+    def valid(value) -> bool:
+        if lists:
+            return isinstance(value, list) and all(isinstance(item, str) and item for item in value)
+        return isinstance(value, str) and bool(value)
+
+    given = read_json_object(name)
+    for key, entries in given.items():
+        if not isinstance(entries, dict) or not all(size in sizes and valid(value) for size, value in entries.items()):
+            raise ImproperlyConfigured(f"{name}[{key!r}] must map some of {', '.join(sizes)} to {what}")
+    per_location = {location: dict(given.get("*", {})) for location in locations}
+    for key, entries in given.items():
+        if key != "*":
+            per_location.setdefault(key, {}).update(entries)
+    return per_location
+
+
+def read_choices(name: str, default: list[str], choices: tuple[str, ...]) -> list[str]:
+    """Read a comma-separated list (lower-cased) whose every item is one of `choices`."""
+    values = [value.lower() for value in read_list(name, default)]
+    for value in values:
+        if value not in choices:
+            raise ImproperlyConfigured(f"{name} names {value!r}; expected {', '.join(choices)} or several")
+    return values
+
+
 def read_database(name: str, default: str) -> dict:
     value = _raw(name) or default
     scheme = value.split(":", 1)[0]

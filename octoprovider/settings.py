@@ -14,15 +14,17 @@ from octoprovider.config import (
     read_api_tokens,
     read_bool,
     read_choice,
+    read_choices,
     read_database,
     read_decimal,
     read_fallbacks,
     read_float,
     read_int,
-    read_json_object,
     read_list,
     read_mapping,
+    read_per_location,
     read_reserve,
+    read_server_type_candidates,
     read_str,
 )
 
@@ -212,40 +214,17 @@ REGION_ALIASES = read_mapping("REGION_ALIASES")
 # location, of an architecture in SERVER_ARCHITECTURES (OctoPerf's agent image is x86).
 # SERVER_TYPE_CANDIDATES is JSON merged over the defaults: {"SMALL": ["cpx22", "cx23"]}.
 INSTANCE_TYPES = ["SMALL", "MEDIUM", "LARGE", "XLARGE"]
-SERVER_TYPE_CANDIDATES = {
+SERVER_TYPE_CANDIDATES = read_server_type_candidates("SERVER_TYPE_CANDIDATES", {
     "SMALL": ["cx23", "cpx22", "cax11"],
     "MEDIUM": ["cx33", "cpx32", "cax21"],
     "LARGE": ["cx43", "cpx42", "cax31"],
     "XLARGE": ["cx53", "cpx52", "cax41"],
-}
-_candidates = read_json_object("SERVER_TYPE_CANDIDATES")
-for _size, _names in _candidates.items():
-    if _size not in INSTANCE_TYPES or not isinstance(_names, list) or not _names or not all(
-        isinstance(name, str) and name for name in _names
-    ):
-        raise ImproperlyConfigured(
-            f"SERVER_TYPE_CANDIDATES must map some of {', '.join(INSTANCE_TYPES)} to lists of server types"
-        )
-    SERVER_TYPE_CANDIDATES[_size] = list(_names)
-SERVER_ARCHITECTURES = [arch.lower() for arch in read_list("SERVER_ARCHITECTURES", ["x86"])]
-for _arch in SERVER_ARCHITECTURES:
-    if _arch not in ("x86", "arm"):
-        raise ImproperlyConfigured(f"SERVER_ARCHITECTURES names {_arch!r}; expected x86, arm or both")
+})
+SERVER_ARCHITECTURES = read_choices("SERVER_ARCHITECTURES", ["x86"], ("x86", "arm"))
 
 # SERVER_TYPES pins a size to one server type, per location, over the candidates: JSON like
 # {"*": {"XLARGE": "ccx33"}, "ash": {"SMALL": "cpx32"}}; a key that is not a known location adds one.
-SERVER_TYPES = {location: {} for location in HETZNER_LOCATIONS}
-_overrides = read_json_object("SERVER_TYPES")
-for _key, _sizes in _overrides.items():
-    if not isinstance(_sizes, dict) or not all(
-        size in INSTANCE_TYPES and isinstance(name, str) and name for size, name in _sizes.items()
-    ):
-        raise ImproperlyConfigured(
-            f"SERVER_TYPES[{_key!r}] must map some of {', '.join(INSTANCE_TYPES)} to server type names"
-        )
-for _key in [key for key in _overrides if key == "*"] + [key for key in _overrides if key != "*"]:
-    for _location in HETZNER_LOCATIONS if _key == "*" else [_key]:
-        SERVER_TYPES.setdefault(_location, {}).update(_overrides[_key])
+SERVER_TYPES = read_per_location("SERVER_TYPES", locations=HETZNER_LOCATIONS, sizes=INSTANCE_TYPES)
 for _alias, _location in REGION_ALIASES.items():
     if _location not in SERVER_TYPES:
         raise ImproperlyConfigured(f"REGION_ALIASES maps {_alias!r} to {_location!r}, which is not a location")
@@ -270,18 +249,9 @@ for _size in ALLOWED_TYPES:
 
 # A type pinned by SERVER_TYPES falls back along these lists when Hetzner cannot deliver it (sold
 # out, deprecated). JSON like SERVER_TYPES, with lists: {"*": {"SMALL": ["cpx22"]}}. None by default.
-SERVER_TYPE_FALLBACKS = {location: {} for location in SERVER_TYPES}
-_fallbacks = read_json_object("SERVER_TYPE_FALLBACKS")
-for _key, _sizes in _fallbacks.items():
-    if not isinstance(_sizes, dict) or not all(
-        size in INSTANCE_TYPES and isinstance(names, list) and all(isinstance(n, str) for n in names)
-        for size, names in _sizes.items()
-    ):
-        raise ImproperlyConfigured(
-            f"SERVER_TYPE_FALLBACKS[{_key!r}] must map some of {', '.join(INSTANCE_TYPES)} to lists of server types"
-        )
-    for _location in SERVER_TYPES if _key == "*" else [_key]:
-        SERVER_TYPE_FALLBACKS.setdefault(_location, {}).update(_sizes)
+SERVER_TYPE_FALLBACKS = read_per_location(
+    "SERVER_TYPE_FALLBACKS", locations=list(SERVER_TYPES), sizes=INSTANCE_TYPES, lists=True
+)
 
 # Opt-in: when no candidate type can be had in a location (resource_unavailable), try the next
 # locations: "fsn1:nbg1,hel1;ash:hil". Never for a location holding static IPs (OctoPerf associates

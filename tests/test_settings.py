@@ -1,11 +1,14 @@
 """Start-up refuses bad configuration, naming the variable, and runs with none at all in DEBUG."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from octoprovider import config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,3 +83,24 @@ def test_budgets_runs_and_fallbacks_start_with_good_values():
     )
 
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", ["SERVER_TYPES", "SERVER_TYPE_FALLBACKS"])
+@pytest.mark.parametrize("order", ["star first", "star last"])
+def test_a_location_own_pins_win_over_the_star_whatever_the_order(monkeypatch, name, order):
+    lists = name == "SERVER_TYPE_FALLBACKS"
+    star, own = ({"SMALL": ["cx23"]}, {"SMALL": ["cpx22"]}) if lists else ({"SMALL": "cx23"}, {"SMALL": "cpx22"})
+    given = {"*": star, "ash": own} if order == "star first" else {"ash": own, "*": star}
+    monkeypatch.setenv(name, json.dumps(given))
+
+    read = config.read_per_location(name, locations=["fsn1", "ash"], sizes=["SMALL", "LARGE"], lists=lists)
+
+    assert read == {"fsn1": star, "ash": own}
+
+
+def test_a_location_not_known_is_added_without_the_star(monkeypatch):
+    monkeypatch.setenv("SERVER_TYPES", '{"*": {"SMALL": "cx23"}, "fsn9": {"LARGE": "cx43"}}')
+
+    read = config.read_per_location("SERVER_TYPES", locations=["fsn1"], sizes=["SMALL", "LARGE"])
+
+    assert read == {"fsn1": {"SMALL": "cx23"}, "fsn9": {"LARGE": "cx43"}}
