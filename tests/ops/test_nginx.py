@@ -32,7 +32,7 @@ HOST = "octoprovider.example.com"
 # Long, and unlike anything else in the logs: a line holding it is a leak.
 TOKEN = "Nginx-Test-Token-5f2c9a71e04b4d8e9c3a6b1d"
 
-pytestmark = pytest.mark.skipif(
+needs_nginx = pytest.mark.skipif(
     NGINX is None, reason="no nginx binary: apt-get install nginx-light (.ci/run installs it)"
 )
 
@@ -248,6 +248,7 @@ def assert_no_line_carries_the_token(nginx: Nginx, requests_sent: int) -> None:
     assert any("/octoperf/***/instances" in line for line in logs["octoprovider.access.log"])
 
 
+@needs_nginx
 def test_the_shipped_site_passes_nginx_t(tmp_path):
     nginx = Nginx(tmp_path, upstream_port=free_port())
 
@@ -258,6 +259,7 @@ def test_the_shipped_site_passes_nginx_t(tmp_path):
     assert "syntax is ok" in result.stderr
 
 
+@needs_nginx
 def test_an_acme_challenge_is_served_over_plain_http_and_everything_else_redirects(site):
     (site.webroot / ".well-known" / "acme-challenge" / "t0k3n-abc").write_text("t0k3n-abc.thumbprint")
 
@@ -270,6 +272,7 @@ def test_an_acme_challenge_is_served_over_plain_http_and_everything_else_redirec
     assert other[0] == 301 and other[1]["Location"] == f"https://{HOST}/.well-known/security.txt"
 
 
+@needs_nginx
 def test_the_contract_is_proxied_to_gunicorn_over_https(site):
     status, headers, body = site.request("GET", f"/octoperf/{TOKEN}{STATE}")
     refused, _, _ = site.request("GET", f"/octoperf/not-the-token{STATE}")
@@ -281,6 +284,7 @@ def test_the_contract_is_proxied_to_gunicorn_over_https(site):
     assert refused == 401
 
 
+@needs_nginx
 def test_no_line_of_nginx_logs_carries_the_token_whatever_the_path(site):
     for method, path in PATH_SHAPES:
         site.request(method, path, body="" if method in ("POST", "PUT", "PATCH") else None)
@@ -289,9 +293,25 @@ def test_no_line_of_nginx_logs_carries_the_token_whatever_the_path(site):
     assert_no_line_carries_the_token(site, 2 * len(PATH_SHAPES))
 
 
+@needs_nginx
 def test_no_line_of_nginx_logs_carries_the_token_when_gunicorn_is_down(site_without_upstream):
     statuses = {site_without_upstream.request(method, path)[0] for method, path in PATH_SHAPES}
 
     assert statuses == {502}
     assert_no_line_carries_the_token(site_without_upstream, len(PATH_SHAPES))
     assert all(line.endswith("upstream_status=502") for line in site_without_upstream.access_lines())
+
+
+def test_the_certbot_steps_of_deployment_md_match_the_site():
+    # The site serves the challenges from the webroot certbot writes them to, for the name it certifies,
+    # and loads the certificate from where certbot puts it; renewal reloads nginx to read the new one.
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
+    site = SITE.read_text()
+    [certonly] = [line for line in deployment.splitlines() if "certbot certonly" in line]
+    webroot, domain = re.search(r"--webroot -w (\S+) -d (\S+)", certonly).groups()
+
+    assert re.search(rf"location \^~ /\.well-known/acme-challenge/ \{{\s*root {re.escape(webroot)};", site)
+    assert site.count(f"server_name {domain};") == 2
+    assert f"ssl_certificate     /etc/letsencrypt/live/{domain}/fullchain.pem;" in site
+    assert f"ssl_certificate_key /etc/letsencrypt/live/{domain}/privkey.pem;" in site
+    assert '--deploy-hook "systemctl reload nginx"' in certonly
