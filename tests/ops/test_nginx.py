@@ -114,9 +114,10 @@ class Nginx:
         site = substitute(site, "http://127.0.0.1:8000;", f"http://127.0.0.1:{upstream_port};")
         (directory / "site.conf").write_text(site)
 
+        missing = missing_modules()
         temp_paths = "".join(
             f"    {module}_temp_path {directory / 'temp' / module};\n"
-            for module in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi") if module not in missing_modules()
+            for module in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi") if module not in missing
         )
         # As root, nginx's workers would run as nobody, who may not read a private temporary directory.
         user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
