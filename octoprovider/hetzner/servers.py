@@ -227,8 +227,8 @@ def list_servers_counted(*, label_selector: str, statuses: list[str] | None = No
     return [_server(server) for server in bound], calls
 
 
-def count_servers(*, label_selector: str) -> int | None:
-    """Count the servers matching the selector in one request (a page of one, and its total).
+def count_servers(*, label_selector: str | None = None) -> int | None:
+    """Count the servers matching the selector (all the project's without one) in one request.
 
     Return None when Hetzner does not say: its `total_entries` may be null, and the page's length
     (one) says nothing of the fleet. Whoever asked must list the servers to know.
