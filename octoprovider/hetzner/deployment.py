@@ -10,6 +10,7 @@ to start records the label in the database, and a process started under another 
 """
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -28,6 +29,13 @@ from octoprovider.hetzner.servers import list_servers
 logger = logging.getLogger(__name__)
 
 _ROW = 1  # the one row
+# Hetzner's rule for a label value (as settings check OCTOPROVIDER_DEPLOYMENT).
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+
+
+def is_label_value(value: str) -> bool:
+    """Tell whether Hetzner accepts `value` as a label value (1-63 letters, digits, '-', '_', '.')."""
+    return bool(_LABEL_VALUE.match(value))
 
 
 def deployment_label_recorded() -> str | None:

@@ -1,9 +1,7 @@
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from octoprovider.config import check_label_value
 from octoprovider.core.exceptions import HetznerError
-from octoprovider.hetzner.deployment import deployment_relabel
+from octoprovider.hetzner.deployment import deployment_relabel, is_label_value
 
 
 class Command(BaseCommand):
@@ -25,11 +23,11 @@ class Command(BaseCommand):
                             help="Print what would be relabelled; change nothing at Hetzner nor in the database.")
 
     def handle(self, *args, to, old, dry_run, verbosity, **options):
-        try:
-            new = check_label_value("--to", to)
-            old = check_label_value("--from", old) if old is not None else None
-        except ImproperlyConfigured as exc:
-            raise CommandError(str(exc)) from None
+        for option, value in (("--to", to), ("--from", old)):
+            if value is not None and not is_label_value(value):
+                raise CommandError(f"{option} must be a valid Hetzner label value (1-63 letters, digits, '-', '_', "
+                                   f"'.'), not {value!r}")
+        new = to
         try:
             done = deployment_relabel(new=new, old=old, dry_run=dry_run)
         except HetznerError as exc:
