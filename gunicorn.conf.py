@@ -1,11 +1,13 @@
 """gunicorn settings for the web process: `gunicorn octoprovider.wsgi --config gunicorn.conf.py`."""
 
+import functools
 import gc
 import os
 
 from gunicorn.glogging import Logger
 
-from octoprovider.core.logmask import mask_path
+from octoprovider.core import gunicorn_errors
+from octoprovider.core.logmask import MaskTokensFilter, mask_path
 from octoprovider.core.logs import JsonFormatter
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
@@ -22,10 +24,14 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
 class TokenMaskingLogger(Logger):
-    """Mask OctoPerf's path token in access-log lines; with LOG_FORMAT=json, write gunicorn's own lines as JSON."""
+    """Mask OctoPerf's path token in every line gunicorn writes; with LOG_FORMAT=json, write its own lines as JSON."""
 
     def setup(self, cfg):
         super().setup(cfg)
+        # Access lines quote the request line and the Referer; error lines quote a malformed request
+        # line or the URI of a request that failed: any of them may carry the token.
+        for handler in self.error_log.handlers + self.access_log.handlers:
+            handler.addFilter(MaskTokensFilter())
         if JSON_LOGS:
             for handler in self.error_log.handlers:
                 handler.setFormatter(JsonFormatter())
@@ -42,7 +48,11 @@ logger_class = TokenMaskingLogger
 
 
 def post_worker_init(worker):
-    """Freeze what the worker loaded at start-up out of the garbage collector's reach."""
+    """Answer gunicorn's own errors as the contract does; freeze what the worker loaded out of the collector's reach."""
+    # gunicorn's own answers (a malformed request line, a URL over its limit) in the contract's JSON,
+    # the request line never echoed. An instance attribute, so that any worker class (sync, gthread) has it.
+    worker.handle_error = functools.partial(gunicorn_errors.handle_error, worker)
+
     # A full collection walks every tracked object, and the worker's threads all wait meanwhile.
     # Django, DRF, the admin and octoprovider make that tens of milliseconds: the slowest state
     # polls were those waiting for it. What start-up loads lives as long as the worker; the

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 from octoprovider import hetzner
+from octoprovider.hetzner.deployment import deployment_label_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +82,17 @@ def contract_middleware(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register()
+def deployment_label(app_configs, **kwargs):
+    """Refuse to start under another OCTOPROVIDER_DEPLOYMENT than the one this database's fleet carries.
+
+    An error, which stops `migrate` (the web unit's first step), `runserver` and every command but
+    `relabel-deployment`: under a new label the reconciler would mark the whole fleet terminated while
+    it runs on at Hetzner. Nothing is said while the database cannot tell (empty, unreachable).
+    """
+    refusal = deployment_label_refusal()
+    if refusal is None:
+        return []
+    return [Error(refusal, hint="See 'Changing the deployment label' in docs/deployment.md.", id="octoprovider.E010")]

@@ -4,7 +4,9 @@ Django finds an app's models through this module; the tables keep their `octopro
 """
 
 from octoprovider.contract.models import ApiToken
-from octoprovider.hetzner.models import HetznerRateBudget, RegionAlias, ServerTypeMapping
+from octoprovider.hetzner.models import DeploymentLabel, HetznerRateBudget, RegionAlias, ServerTypeMapping
 from octoprovider.operations.models import AuditEvent, ReconcilerRun
 
-__all__ = ["ApiToken", "AuditEvent", "HetznerRateBudget", "ReconcilerRun", "RegionAlias", "ServerTypeMapping"]
+__all__ = [
+    "ApiToken", "AuditEvent", "DeploymentLabel", "HetznerRateBudget", "ReconcilerRun", "RegionAlias", "ServerTypeMapping",
+]

@@ -7,6 +7,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from octoprovider.core.admin import AgeFilter, LiveStatusFilter, OperatorsModelAdmin, confirmation_page, run_per_row
+from octoprovider.core.exceptions import InvalidInput
+from octoprovider.hetzner import catalog
 from staticips import services
 from staticips.models import AddressChange, Association, StaticIP
 
@@ -98,16 +100,28 @@ class StaticIPAdmin(OperatorsModelAdmin):
         """Show the addresses of every allocated static IP, by location (`?format=json` for a script)."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        by_location = services.static_ip_allow_list(location=request.GET.get("location", ""))
-        if request.GET.get("format") == "json":
+        as_json = request.GET.get("format") == "json"
+        region, location, error = request.GET.get("location", ""), "", None
+        if region:
+            # As `manage.py static-ips --region` does: any case, the operator's aliases.
+            try:
+                location = catalog.location_for(region)
+            except InvalidInput as exc:  # its message names the known regions
+                error = str(exc)
+        if error and as_json:
+            return JsonResponse({"error": {"code": "unknown_region", "message": error}}, status=400)
+        by_location = {} if error else services.static_ip_allow_list(location=location)
+        if as_json:
             return JsonResponse({location: [row.address for row in rows] for location, rows in by_location.items()})
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": "Allow-list: the addresses of the allocated static IPs",
             "by_location": by_location,
+            "error": error,
         }
-        return TemplateResponse(request, "admin/staticips/staticip/allow_list.html", context)
+        return TemplateResponse(request, "admin/staticips/staticip/allow_list.html", context,
+                                status=400 if error else 200)
 
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).annotate(

@@ -149,6 +149,13 @@ class ContractErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if request.META.get("QUERY_STRING"):
+            # A query string over DATA_UPLOAD_MAX_NUMBER_FIELDS is refused as such a body is, and here,
+            # where the refusal is answered in JSON, whichever view would have read it (or none).
+            try:
+                request.GET  # noqa: B018 (parses it)
+            except TooManyFieldsSent as exc:
+                return self.process_exception(request, exc)
         return self.get_response(request)
 
     def process_exception(self, request, exception):

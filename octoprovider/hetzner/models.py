@@ -88,3 +88,16 @@ class HetznerRateBudget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.remaining} / {self.limit} as of {self.observed_at}"
+
+
+class DeploymentLabel(models.Model):
+    """The OCTOPROVIDER_DEPLOYMENT this database's fleet is labelled with at Hetzner: one row (pk 1).
+
+    The first process to start records it; `octoprovider.hetzner.deployment` says why the label matters.
+    """
+
+    label = models.CharField(max_length=63)
+    recorded_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.label

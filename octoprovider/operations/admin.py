@@ -1,6 +1,6 @@
 """The audit log in the console (read-only, searchable by our ids and request ids), and the test runs."""
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib import admin
@@ -70,17 +70,29 @@ def runs_view(request: HttpRequest):
     if not request.user.has_perm("instances.view_instance"):
         raise PermissionDenied
     since_text = request.GET.get("since", "")
-    since_date = parse_date(since_text) if since_text else None
+    since_date, status, error = _day(since_text), 200, None
     if since_date is None:
+        if since_text:
+            status, error = 400, f"{since_text!r} is not a date like 2026-05-01; the runs of the last {RUNS_DEFAULT_DAYS} days:"
         since_date = (clock.now() - timedelta(days=RUNS_DEFAULT_DAYS)).date()
     since = datetime.combine(since_date, time.min, tzinfo=UTC)
     context = {**admin.site.each_context(request), "title": "Test runs", "since": since_date,
-               "gap": settings.RUN_GAP}
+               "gap": settings.RUN_GAP, "date_error": error,
+               # The dashboard's rule: euros of static IPs only to whom may view static IPs (a total would tell them).
+               "show_static_ips": request.user.has_perm("staticips.view_staticip")}
     try:
         context["runs"] = costing.runs(since=since)
     except HetznerError as exc:
         context["error"] = f"No prices from Hetzner: {exc.message}"
-    return TemplateResponse(request, "admin/operations/runs.html", context)
+    return TemplateResponse(request, "admin/operations/runs.html", context, status=status)
+
+
+def _day(text: str) -> date | None:
+    """Return the day `text` names (YYYY-MM-DD), or None: `2026-02-30` is well formed but no day."""
+    try:
+        return parse_date(text) if text else None
+    except ValueError:
+        return None
 
 
 _site_urls = admin.site.get_urls

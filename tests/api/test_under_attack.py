@@ -89,6 +89,39 @@ def test_the_access_log_masks_the_token_of_a_mistyped_base_url(path):
     assert "/octoperf/***" in atoms["r"]
 
 
+# What Django itself routes elsewhere or refuses, and logs ("Not Found: <path>"): doubled slashes,
+# capitals, percent-encoding, the token where an id goes.
+OTHER_SHAPES = [
+    f"/octoperf//{TOKEN}/instances",
+    f"/octoperf///{TOKEN}//instances/i-0/state",
+    f"/OCTOPERF/{TOKEN}/instances",
+    f"/Octoperf/{TOKEN}/static-ips/allocate",
+    f"/octoperf%2F{TOKEN}/instances",
+    f"/octoperf/instances/{TOKEN}/state",
+    f"/octoperf/{TOKEN}/typo/x",
+]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "PROPFIND"])
+@pytest.mark.parametrize("path", OTHER_SHAPES)
+def test_no_path_shape_puts_the_token_in_djangos_lines_or_answer(path, method, all_logs):
+    response = Client().generic(method, path, "region=fsn1", content_type="application/x-www-form-urlencoded")
+
+    assert 400 <= response.status_code < 500
+    assert TOKEN not in response.content.decode()
+    assert TOKEN not in all_logs.getvalue()
+
+
+def test_every_segment_that_may_be_a_token_is_masked_in_any_case_and_encoding():
+    from octoprovider.core.logmask import mask_path
+
+    assert mask_path(f"Not Found: /octoperf//{TOKEN}/instances") == "Not Found: /octoperf//***/instances"
+    assert mask_path(f'"GET /OCTOPERF/{TOKEN}/instances HTTP/1.1"') == '"GET /OCTOPERF/***/instances HTTP/1.1"'
+    assert mask_path(f"/%6Fctoperf%2F{TOKEN}/instances?x=1") == "/%6Fctoperf%2F***/instances?x=1"
+    assert mask_path(f"'GET /octoperf/{TOKEN}\\x01/instances'") == "'GET /octoperf/***/instances'"
+    assert mask_path(f"/octoperf/{TOKEN}/typo/instances/i-1") == "/octoperf/***/***/instances/i-1"
+
+
 def test_contract_words_and_the_openapi_document_are_not_masked():
     from octoprovider.core.logmask import mask_path
 

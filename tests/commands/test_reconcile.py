@@ -10,6 +10,8 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError, connection
 
 from instances.models import Instance
+from octoprovider.hetzner.deployment import deployment_label_refusal
+from octoprovider.hetzner.models import DeploymentLabel
 from octoprovider.operations.models import ReconcilerRun
 
 pytestmark = pytest.mark.django_db
@@ -123,6 +125,8 @@ class Outage:
         self.failed = 0
 
     def __call__(self, execute, sql, params, many, context):
+        if DeploymentLabel._meta.db_table in sql:
+            return execute(sql, params, many, context)  # the label check at start, before the first pass
         if self.left > 0:
             self.left -= 1
             self.failed += 1
@@ -146,6 +150,7 @@ def test_the_loop_survives_a_database_outage_backs_off_and_carries_on(octoperf, 
     instance_id = octoperf.create()
     sandbox.clock.advance(60)
     outage = Outage(queries=3)
+    deployment_label_refusal()  # recorded by an earlier start: the check at start is one SELECT, let through
 
     with connection.execute_wrapper(outage):
         call_command("reconcile", "--loop", "--interval", "0.01")

@@ -4,6 +4,7 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandError
 
 from octoprovider.core.exceptions import HetznerError
+from octoprovider.hetzner.deployment import deployment_label_refusal
 from octoprovider.operations.cleanup import audit_events_to_prune, cleanup_findings
 
 
@@ -30,6 +31,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, dry_run, grace, wait, verbosity, **options):
+        if refusal := deployment_label_refusal():  # another label would orphan the fleet
+            raise CommandError(refusal)
         if grace < 0:
             raise CommandError("--grace must be zero or more minutes")
         if wait < 0:

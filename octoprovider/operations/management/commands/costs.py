@@ -23,7 +23,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print one JSON object (runs and totals).")
 
     def handle(self, *args, since, json: bool, verbosity, **options):
-        day = parse_date(since) if since else None
+        try:
+            day = parse_date(since) if since else None
+        except ValueError:  # well formed, but no day: 2026-02-30, 2026-13-01
+            day = None
         if day is None:
             raise CommandError(f"--since must be a date like 2026-05-01, not {since!r}")
         try:

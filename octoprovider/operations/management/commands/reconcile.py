@@ -7,6 +7,7 @@ from django.db import Error, InterfaceError, OperationalError, connection
 
 from octoprovider import hetzner
 from octoprovider.core.reports import PassReport
+from octoprovider.hetzner.deployment import deployment_label_refusal
 from octoprovider.operations.reconciler import reconcile_once, reconcile_pass
 
 # What a database that went away raises: the server restarting or failing over, the network, a
@@ -47,6 +48,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, loop, interval, sweep_interval, wait, verbosity, **options):
+        if refusal := deployment_label_refusal():  # another label would orphan the fleet
+            raise CommandError(refusal)
         if not loop:
             self._once(wait=wait, interval=interval, verbosity=verbosity)
             return
