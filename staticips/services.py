@@ -592,12 +592,15 @@ def static_ip_mark_released(*, static_ip_id: str, reason: str) -> bool:
 def static_ip_allow_list(*, location: str = "") -> dict[str, list[StaticIP]]:
     """Return the allocated static IPs with an address, by location: what users put in allow-lists.
 
-    OctoPerf's agents leave from these addresses (any of them: an ipId is only a handle on one).
+    OctoPerf's agents leave from these addresses (any of them: an ipId is only a handle on one). Each
+    row's `on_instance` is the instance whose server uses the address, or None: never a terminated
+    one (Hetzner let go of the address when it deleted the server).
     """
     rows = StaticIP.objects.filter(status=StaticIP.Status.ALLOCATED, address__isnull=False).select_related("holder")
     if location:
         rows = rows.filter(location=location)
     by_location: dict[str, list[StaticIP]] = {}
     for row in rows.order_by("location", "address"):
+        row.on_instance = row.holder_id if row.holder_id and row.holder.status != Instance.Status.TERMINATED else None
         by_location.setdefault(row.location, []).append(row)
     return by_location
