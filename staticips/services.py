@@ -14,7 +14,20 @@ Most of that power cycle is avoided. A create in a location with a free static I
 that Primary IP from the start (`PreAttach`), and an ipId is only a handle on one of the allocated
 addresses (OctoPerf never learns which): associating ipId A with a server that already holds the
 address behind another free ipId B swaps what A and B stand for, with no Hetzner call. Every swap is
-kept in `AddressChange` and announced by `static_ips_swapped` (the audit log listens).
+kept in `AddressChange` and announced by `static_ips_swapped` (the audit log listens). A row whose
+move is in flight is never swapped: the move's steps are bound to the row, not to the address.
+
+Which server is disturbed: only the instance OctoPerf named, whenever possible (see `_associate`).
+A server X that got A at create keeps it when another static IP is on no server (A swaps with it);
+without one X is moved off A first, a power cycle onto an address outside the allow-list, which
+STATIC_IP_STRICT refuses (409 `static_ip_on_another_instance`, for an associate or a release).
+
+The state tells the truth at once: whatever answers a call that starts a power cycle (associate,
+dissociate, a move off X) records it on the instance in the same transaction
+(`instance_note_power_cycle_ahead`), and no poll says `running` until the reconciler has seen the
+server back up with its new address. A release that comes while a dissociation runs (OctoPerf's
+teardown order) is accepted and sent once that move has ended. `holder` follows Hetzner: the sweep
+corrects it from the Primary IPs' assignees.
 """
 
 import logging
