@@ -57,6 +57,11 @@ class Instance(models.Model):
     created_at = models.DateTimeField(default=clock.now, editable=False, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     observed_at = models.DateTimeField(null=True, blank=True, help_text="When Hetzner last reported on it.")
+    power_cycle_pending = models.BooleanField(
+        default=False,
+        help_text="A static IP is being moved on or off its server, which is powered off and on for it: the state "
+                  "does not say running until the move is over.",
+    )
     reboot_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="A reboot Hetzner could not take yet (locked); the reconciler retries it."
     )

@@ -154,8 +154,14 @@ def _observe(row: Instance, server: hetzner.Server | None, now, report: PassRepo
     fields = observed_fields(server, now)
     if row.status == Status.DELETING:
         fields["status"] = Status.DELETING
+    elif row.power_cycle_pending and fields["status"] == Status.RUNNING:
+        # A static-IP move will power it off, or has and is bringing it back: not `running` until it is over.
+        fields["status"] = Status.STOPPING if row.status in (Status.RUNNING, Status.STOPPING) else Status.PENDING
     changed = fields["status"] != row.status or row.hetzner_id != server.id or row.public_ipv4 != server.public_ipv4
-    if not set_status(row, row.status, **fields):
+    # The flag is part of the compare-and-set: a move recorded since the row was read keeps `running` away.
+    if not Instance.objects.filter(pk=row.pk, status=row.status, power_cycle_pending=row.power_cycle_pending).update(
+        updated_at=clock.now(), **fields
+    ):
         return
     report.changed += int(changed)
     row.hetzner_id = server.id

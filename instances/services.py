@@ -507,6 +507,28 @@ def instance_note_power_off(*, instance_id: str) -> bool:
     return Instance.objects.filter(pk=instance_id, status=Status.RUNNING).update(status=Status.STOPPING) == 1
 
 
+def instance_note_power_cycle_ahead(*, instance_id: str) -> None:
+    """Record, in the caller's transaction, that a static-IP move will power-cycle the instance.
+
+    From then on no poll says `running` (it says `stopping`) until `instance_note_power_cycle_over`:
+    otherwise a poller sees `running` just before the power goes off, until the reconciler's next pass.
+    """
+    Instance.objects.filter(pk=instance_id).update(power_cycle_pending=True)
+    instance_note_power_off(instance_id=instance_id)
+
+
+def instance_note_power_cycle_over(*, instance_id: str, server_running: bool) -> None:
+    """Record that the static-IP move is over; `server_running`: its server was just seen running.
+
+    Compare-and-set from the states the move showed, so that a delete meanwhile is never undone.
+    """
+    Instance.objects.filter(pk=instance_id, power_cycle_pending=True).update(power_cycle_pending=False)
+    if server_running:
+        Instance.objects.filter(pk=instance_id, status__in=[Status.STOPPING, Status.STOPPED, Status.PENDING]).update(
+            status=Status.RUNNING, hetzner_status="running", updated_at=clock.now()
+        )
+
+
 def _mark_gone(instance: Instance) -> bool:
     now = clock.now()
     updated = Instance.objects.filter(pk=instance.pk).exclude(status=Status.TERMINATED).update(

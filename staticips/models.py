@@ -46,6 +46,11 @@ class StaticIP(models.Model):
                   "there). OctoPerf may still consider it free: only an association tells OctoPerf's view.",
     )
 
+    holder_since = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When octoprovider last wrote `holder`: a Primary IP listing asked for before then may not show it.",
+    )
+
     created_at = models.DateTimeField(default=clock.now, editable=False, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     observed_at = models.DateTimeField(null=True, blank=True)

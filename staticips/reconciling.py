@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import F, Q
 
 from instances import services as instance_services
+from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError, HetznerLocked
@@ -26,6 +27,7 @@ from staticips.services import (
     STEP_TIMEOUT,
     end_association,
     ownership_labels,
+    power_cycle_over,
     release_at_hetzner,
 )
 
@@ -149,9 +151,10 @@ def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None
         fields = {"hetzner_id": primary_ip.id, "address": primary_ip.ip,
                   "assignee_hetzner_id": primary_ip.assignee_id, "observed_at": now}
         # Not over a swap made since the row was read (it would be another IP's news).
-        StaticIP.objects.filter(pk=static_ip.pk, status=static_ip.status, hetzner_id=static_ip.hetzner_id).update(
+        if StaticIP.objects.filter(pk=static_ip.pk, status=static_ip.status, hetzner_id=static_ip.hetzner_id).update(
             **fields
-        )
+        ) and static_ip.status == Status.ALLOCATED:
+            _follow_holder(static_ip, primary_ip, now)
         if static_ip.status == Status.RELEASING:
             if Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE).exists():
                 return  # a live server is being moved off it first; its end sends the release
@@ -187,13 +190,40 @@ def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None
                 end_association(association, reason="static IP vanished")
 
 
+def _follow_holder(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP, listed_at) -> None:
+    """Make `holder` name the instance whose server Hetzner shows the Primary IP on (None: on no server).
+
+    The next create and the next swap choose by it, and the allow-list shows it: a step lost, or a
+    move that ended otherwise than planned, must not leave it naming a server the address is not on.
+    Only a listing asked for after `holder` was last written tells (`holder_since`), and one asked
+    for before the holder's server was created (it got the IP with it) says nothing of that server.
+    """
+    assignee = primary_ip.assignee_id
+    holder_id = Instance.objects.filter(hetzner_id=assignee).values_list("pk", flat=True).first() if assignee else None
+    if holder_id == static_ip.holder_id:
+        return
+    if static_ip.holder_id is not None and holder_id is None and not Instance.objects.filter(
+        Q(status=Instance.Status.TERMINATED) | Q(observed_at__lt=listed_at), pk=static_ip.holder_id
+    ).exists():
+        return  # its server may have been created (with the IP) since the listing was asked for
+    if StaticIP.objects.filter(
+        Q(holder_since__lt=listed_at) | Q(holder_since__isnull=True),
+        pk=static_ip.pk, hetzner_id=primary_ip.id, holder=static_ip.holder_id,
+    ).update(holder=holder_id, holder_since=clock.now()):
+        logger.warning("Static IP %s is on the server of %s at Hetzner, not of %s: corrected", static_ip.id,
+                       holder_id or "no instance", static_ip.holder_id or "no instance")
+
+
 Step = tuple[str, Callable[[], object], dict]
 DONE = "done"
 
 
 def _advance(association: Association, server: hetzner.Server | None, ips: dict[int, hetzner.PrimaryIP], now,
              report: PassReport) -> None:
-    vacating_for_release = association.internal and association.static_ip.status == StaticIP.Status.RELEASING
+    # A release waits for the dissociation under way (OctoPerf's, or an internal one off a server that
+    # got the IP at create): the move finishes, so that the server is not left off or without an IPv4.
+    vacating_for_release = (association.status == Association.Status.DISSOCIATING
+                            and association.static_ip.status == StaticIP.Status.RELEASING)
     if association.instance.status in GONE or (
         association.static_ip.status not in StaticIP.LIVE and not vacating_for_release
     ):
@@ -226,11 +256,19 @@ def _advance(association: Association, server: hetzner.Server | None, ips: dict[
         ):
             report.changed += 1
             logger.info("Association %s is %s", association.id, final)
-            # Whose server has the address now, for the next create and the next swap.
+            # Whose server has the address now, for the next create and the next swap. A server has one
+            # IPv4: no other static IP is on it any more.
             if final == Association.Status.ASSOCIATED:
-                StaticIP.objects.filter(pk=association.static_ip_id).update(holder=association.instance_id)
+                StaticIP.objects.filter(holder=association.instance_id).exclude(pk=association.static_ip_id).update(
+                    holder=None, holder_since=now)
+                StaticIP.objects.filter(pk=association.static_ip_id).update(
+                    holder=association.instance_id, holder_since=now)
             else:
-                StaticIP.objects.filter(pk=association.static_ip_id, holder=association.instance_id).update(holder=None)
+                StaticIP.objects.filter(pk=association.static_ip_id, holder=association.instance_id).update(
+                    holder=None, holder_since=now)
+            # Seen running, with its new address: the state may say so.
+            power_cycle_over(association.instance_id, server_running=True)
+            if final == Association.Status.ENDED:
                 _release_once_vacated(association)
         return
     _run_step(association, step, now, report)
@@ -350,8 +388,6 @@ def _settle_replaced_ip(association: Association, server: hetzner.Server | None,
 
 def _release_once_vacated(association: Association) -> None:
     """Send the release a live server's move off the IP was holding back, now that it is over."""
-    if not association.internal:
-        return
     static_ip = StaticIP.objects.get(pk=association.static_ip_id)
     if static_ip.status == StaticIP.Status.RELEASING and static_ip.hetzner_id is not None:
         release_at_hetzner(static_ip, assignee_id=None)

@@ -14,7 +14,20 @@ Most of that power cycle is avoided. A create in a location with a free static I
 that Primary IP from the start (`PreAttach`), and an ipId is only a handle on one of the allocated
 addresses (OctoPerf never learns which): associating ipId A with a server that already holds the
 address behind another free ipId B swaps what A and B stand for, with no Hetzner call. Every swap is
-kept in `AddressChange` and announced by `static_ips_swapped` (the audit log listens).
+kept in `AddressChange` and announced by `static_ips_swapped` (the audit log listens). A row whose
+move is in flight is never swapped: the move's steps are bound to the row, not to the address.
+
+Which server is disturbed: only the instance OctoPerf named, whenever possible (see `_associate`).
+A server X that got A at create keeps it when another static IP is on no server (A swaps with it);
+without one X is moved off A first, a power cycle onto an address outside the allow-list, which
+STATIC_IP_STRICT refuses (409 `static_ip_on_another_instance`, for an associate or a release).
+
+The state tells the truth at once: whatever answers a call that starts a power cycle (associate,
+dissociate, a move off X) records it on the instance in the same transaction
+(`instance_note_power_cycle_ahead`), and no poll says `running` until the reconciler has seen the
+server back up with its new address. A release that comes while a dissociation runs (OctoPerf's
+teardown order) is accepted and sent once that move has ended. `holder` follows Hetzner: the sweep
+corrects it from the Primary IPs' assignees.
 """
 
 import logging
@@ -26,6 +39,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.dispatch import Signal
 
+from instances import services as instance_services
 from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core import clock, guardrails
@@ -198,12 +212,12 @@ class PreAttach:
                         code="no_free_static_ip",
                     )
             return None
-        StaticIP.objects.filter(pk=static_ip.pk).update(holder=instance)
+        StaticIP.objects.filter(pk=static_ip.pk).update(holder=instance, holder_since=clock.now())
         logger.info("Instance %s gets static IP %s (%s) at create", instance.id, static_ip.id, static_ip.address)
         return static_ip.hetzner_id
 
     def give_back(self, *, instance: Instance) -> None:
-        StaticIP.objects.filter(holder=instance).update(holder=None)
+        StaticIP.objects.filter(holder=instance).update(holder=None, holder_since=clock.now())
 
 
 def _swap(a: StaticIP, b: StaticIP, *, instance_id: str, reason: str) -> None:
@@ -212,7 +226,11 @@ def _swap(a: StaticIP, b: StaticIP, *, instance_id: str, reason: str) -> None:
     The Primary IPs keep their names and labels (those of the ipId they were allocated for): the
     database, matching by Hetzner id, is what maps an ipId to its address.
     """
-    moved = ("hetzner_id", "address", "assignee_hetzner_id", "holder_id", "observed_at")
+    # A move in flight is bound to the row, not to the address: swapping would send its next steps to
+    # another Primary IP and leave `holder` naming a server the address is no longer on.
+    if Association.objects.filter(static_ip__in=[a, b], status__in=Association.ACTIVE).exists():
+        raise Conflict(f"Static IP {a.id} or {b.id} is being moved; try again.", code="busy")
+    moved = ("hetzner_id", "address", "assignee_hetzner_id", "holder_id", "holder_since", "observed_at")
     of_a = {field: getattr(a, field) for field in moved}
     of_b = {field: getattr(b, field) for field in moved}
     StaticIP.objects.filter(pk=b.pk).update(hetzner_id=None)  # hetzner_id is unique
@@ -228,12 +246,20 @@ def _swap(a: StaticIP, b: StaticIP, *, instance_id: str, reason: str) -> None:
     static_ips_swapped.send(sender=StaticIP, first=a.id, second=b.id, instance_id=instance_id, reason=reason)
 
 
+def _moving(static_ip: StaticIP) -> bool:
+    """Tell whether a move of the static IP (OctoPerf's, or an internal one) is under way or due."""
+    return Association.objects.filter(static_ip=static_ip, status__in=Association.IN_FLIGHT).exists()
+
+
 def _vacate(static_ip: StaticIP, *, why: str) -> Association:
     """Start moving a static IP off the live server it was given at create (OctoPerf thinks it free).
 
     An internal dissociation: that server is powered off, given its own IPv4 and powered on again.
+    Never under STATIC_IP_STRICT (the callers refuse instead): the server would leave from an address
+    outside the allow-list.
     """
     logger.info("Static IP %s moves off instance %s first (%s)", static_ip.id, static_ip.holder_id, why)
+    instance_services.instance_note_power_cycle_ahead(instance_id=static_ip.holder_id)
     return Association.objects.create(
         static_ip=static_ip, instance_id=static_ip.holder_id, status=Association.Status.DISSOCIATING, internal=True,
         last_error=why[:200],
@@ -301,26 +327,50 @@ def _held_free(instance: Instance, other_than: StaticIP) -> StaticIP | None:
 
 
 def _associate(static_ip: StaticIP, instance: Instance, held: StaticIP | None) -> Association:
-    """Decide how the association comes true, inside the transaction that locked both static IPs."""
+    """Decide how the association comes true, inside the transaction that locked both static IPs.
+
+    The rule, cheapest first: no Hetzner call when the server already has A's address, or another
+    free ipId's (a swap); otherwise only the instance OctoPerf named is power-cycled, onto A's address
+    or, when A sits on another live server X that got it at create, onto the address of a static IP
+    on no server (A swaps with it). Without such a spare, X must let go of A first: X is power-cycled
+    onto an address of its own, outside the allow-list, which STATIC_IP_STRICT refuses (409
+    `static_ip_on_another_instance`). A row whose move is in flight is never swapped: the association
+    waits for that move instead.
+    """
     now = clock.now()
     done = {"status": Association.Status.ASSOCIATED, "step": "", "step_done": True}
-    if static_ip.holder_id == instance.pk and static_ip.status == StaticIP.Status.ALLOCATED:
+    allocated = static_ip.status == StaticIP.Status.ALLOCATED
+    if static_ip.holder_id == instance.pk and allocated and not _moving(static_ip):
         logger.info("Static IP %s is already instance %s's address: associated at once", static_ip.id, instance.id)
         return Association.objects.create(static_ip=static_ip, instance=instance, **done)
-    if held is not None and static_ip.status == StaticIP.Status.ALLOCATED:
+    if held is not None and allocated and not _moving(static_ip):
         # The server has B's address; OctoPerf wants A. Let A stand for that address and B for A's.
         _swap(static_ip, held, instance_id=instance.id, reason=f"associate {static_ip.id} with {instance.id}, which had {held.address}")
         return Association.objects.create(static_ip=static_ip, instance=instance, **done)
-    if static_ip.status == StaticIP.Status.ALLOCATED and _held_by_live_server(static_ip):
+    if allocated and not _moving(static_ip) and _held_by_live_server(static_ip):
         # OctoPerf thinks A free, but another live server got it at create. Swap A with an address on
         # no server when there is one; otherwise that server must let go of it (a power cycle) first.
         spare = _lock_one_unattached(static_ip.location, exclude=[static_ip.pk])
         if spare is not None:
             _swap(static_ip, spare, instance_id=instance.id, reason=f"associate {static_ip.id} with {instance.id}; its address stays on "
                                            f"{static_ip.holder_id}")
+        elif settings.STATIC_IP_STRICT:
+            raise _strict_refusal(static_ip, f"associating it with {instance.id}")
         else:
             _vacate(static_ip, why=f"associated with {instance.id} at {now:%H:%M:%S}")
+    # The move power-cycles the instance: from this answer on, no poll may say `running` until it is over.
+    instance_services.instance_note_power_cycle_ahead(instance_id=instance.pk)
     return Association.objects.create(static_ip=static_ip, instance=instance)
+
+
+def _strict_refusal(static_ip: StaticIP, doing: str) -> Conflict:
+    return Conflict(
+        f"Static IP {static_ip.id}'s address is the public IPv4 of running instance {static_ip.holder_id} "
+        f"(given when it was created), and no static IP of {static_ip.location} is on no server: {doing} would "
+        f"power-cycle {static_ip.holder_id} onto an address outside the allow-list, which STATIC_IP_STRICT "
+        f"refuses. Use another static IP, allocate one more, or wait until {static_ip.holder_id} is deleted.",
+        code="static_ip_on_another_instance",
+    )
 
 
 def _locked(model, pk: str, what: str):
@@ -407,6 +457,7 @@ def static_ip_dissociate(*, static_ip_id: str, instance_id: str, association_id:
             Association.objects.filter(pk=association.pk).update(
                 status=Association.Status.DISSOCIATING, version=F("version") + 1
             )
+            instance_services.instance_note_power_cycle_ahead(instance_id=association.instance_id)
     association.refresh_from_db()
     return association
 
@@ -419,7 +470,14 @@ def end_association(association: Association, *, reason: str) -> bool:
     if updated:
         logger.info("Association %s ended (%s)", association.id, reason)
         association.version += 1
+        power_cycle_over(association.instance_id, server_running=False)
     return updated == 1
+
+
+def power_cycle_over(instance_id: str, *, server_running: bool) -> None:
+    """Let the instance's state say `running` again, unless another move of a static IP still cycles it."""
+    if not Association.objects.filter(instance_id=instance_id, status__in=Association.IN_FLIGHT).exists():
+        instance_services.instance_note_power_cycle_over(instance_id=instance_id, server_running=server_running)
 
 
 # --- release ---------------------------------------------------------------------------------------
@@ -438,18 +496,23 @@ def static_ip_release(*, static_ip_id: str, region: str = "", zone: str = "") ->
             return static_ip
         for association in Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE,
                                                       internal=False).select_related("instance"):
-            if association.instance.status not in GONE:
+            if association.instance.status in GONE:
+                end_association(association, reason="static IP released")
+            elif association.status != Association.Status.DISSOCIATING:
                 raise Conflict(
                     f"Static IP {static_ip.id} is associated with instance {association.instance_id} "
                     f"({association.id}); dissociate it first.",
                     code="static_ip_in_use",
                 )
-            end_association(association, reason="static IP released")
-        vacating = Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE, internal=True)
+            # Dissociating (OctoPerf's teardown order: dissociate, then release at once): the server's
+            # power cycle is under way, and the end of that move sends the release.
+        vacating = Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE)
         if static_ip.status == StaticIP.Status.ALLOCATED and not vacating.exists() and _held_by_live_server(static_ip):
             spare = _lock_one_unattached(static_ip.location, exclude=[static_ip.pk])
             if spare is not None:
                 _swap(static_ip, spare, instance_id=static_ip.holder_id, reason=f"release {static_ip.id}; its address stays on {static_ip.holder_id}")
+            elif settings.STATIC_IP_STRICT:
+                raise _strict_refusal(static_ip, "releasing it")
             else:
                 _vacate(static_ip, why="released while on a live server")
         now = clock.now()
@@ -466,7 +529,8 @@ def release_at_hetzner(static_ip: StaticIP, *, assignee_id: int | None) -> Hetzn
     """Delete the Primary IP, unassigning it first when its server is gone or going.
 
     Return what held the release back (the reconciler tries again), or None. Not while a live
-    server is being moved off it (an internal association): the end of that move sends the release.
+    server is being moved off it (a dissociation, OctoPerf's or internal): the end of that move sends
+    the release.
     """
     if Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE).exists():
         return None
@@ -541,12 +605,15 @@ def static_ip_mark_released(*, static_ip_id: str, reason: str) -> bool:
 def static_ip_allow_list(*, location: str = "") -> dict[str, list[StaticIP]]:
     """Return the allocated static IPs with an address, by location: what users put in allow-lists.
 
-    OctoPerf's agents leave from these addresses (any of them: an ipId is only a handle on one).
+    OctoPerf's agents leave from these addresses (any of them: an ipId is only a handle on one). Each
+    row's `on_instance` is the instance whose server uses the address, or None: never a terminated
+    one (Hetzner let go of the address when it deleted the server).
     """
     rows = StaticIP.objects.filter(status=StaticIP.Status.ALLOCATED, address__isnull=False).select_related("holder")
     if location:
         rows = rows.filter(location=location)
     by_location: dict[str, list[StaticIP]] = {}
     for row in rows.order_by("location", "address"):
+        row.on_instance = row.holder_id if row.holder_id and row.holder.status != Instance.Status.TERMINATED else None
         by_location.setdefault(row.location, []).append(row)
     return by_location

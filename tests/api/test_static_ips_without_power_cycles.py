@@ -255,6 +255,58 @@ def test_strict_mode_refuses_a_create_that_would_leave_from_an_address_outside_t
     assert octoperf.create(region="nbg1").startswith("i-")
 
 
+def test_in_strict_mode_an_associate_that_would_power_cycle_another_agent_off_the_allow_list_is_409(
+    octoperf, sandbox, settle, settings
+):
+    settings.STATIC_IP_STRICT = True
+    bare = octoperf.create()  # before any static IP in fsn1: an IPv4 of its own
+    settle(60)
+    ip_id = octoperf.allocate()
+    agent = octoperf.create()  # gets the only static IP at create; no spare is left
+    settle(60)
+    address = address_of(ip_id)
+
+    response = octoperf.associate(ip_id, bare)
+    run_passes(settle, passes=10)
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "static_ip_on_another_instance"
+    assert agent in response.json()["error"]["message"] and "STATIC_IP_STRICT" in response.json()["error"]["message"]
+    assert power_offs(sandbox) == 0
+    assert octoperf.state(agent) == "running" and public_ipv4(sandbox, agent) == address
+    assert not Association.objects.exists()
+    # Once a static IP is on no server, the same associate goes through, disturbing only `bare`.
+    octoperf.allocate()
+    assert octoperf.associate(ip_id, bare).status_code == 200
+    run_passes(settle, passes=15)
+    assert public_ipv4(sandbox, agent) == address
+    assert public_ipv4(sandbox, bare) == address_of(ip_id)
+    assert {r.path for r in sandbox.mutation_requests() if r.path.endswith("/actions/poweroff")} == {
+        f"/servers/{Instance.objects.get(pk=bare).hetzner_id}/actions/poweroff"}
+
+
+def test_in_strict_mode_a_release_that_would_power_cycle_an_agent_off_the_allow_list_is_409(
+    octoperf, sandbox, settle, settings
+):
+    settings.STATIC_IP_STRICT = True
+    ip_id = octoperf.allocate()
+    agent = octoperf.create()
+    settle(60)
+
+    response = octoperf.release(ip_id)
+    run_passes(settle, passes=10)
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "static_ip_on_another_instance"
+    assert power_offs(sandbox) == 0
+    assert public_ipv4(sandbox, agent) == address_of(ip_id)
+    assert StaticIP.objects.get().status == "allocated"
+    # Once the agent is deleted, the release goes through.
+    octoperf.delete(agent)
+    run_passes(settle, passes=3)
+    assert octoperf.release(ip_id).status_code == 200
+
+
 # --- the allow-list ------------------------------------------------------------------------------------
 
 

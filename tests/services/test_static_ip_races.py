@@ -218,3 +218,123 @@ def test_concurrent_associates_swapping_the_same_pair_both_succeed(sandbox):
     assert [association.status for association in results] == ["associated", "associated"]
     for ip in StaticIP.objects.all():
         assert Association.objects.get(static_ip=ip).instance_id == ip.holder_id
+
+
+# --- OctoPerf's teardown and the holders, against two reconcilers and slow answers (issue 20) ---------------
+
+
+class Reconcilers:
+    """Two reconcile loops in threads, passes back to back, while simulated time moves a second at a time."""
+
+    def __init__(self, sandbox, *, count: int = 2, full: bool = False, tick: float = 0.02):
+        self.sandbox, self.count, self.full, self.tick = sandbox, count, full, tick
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def _loop(self):
+        try:
+            while not self.stop.is_set():
+                reconcile_pass(full=self.full)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.errors.append(exc)
+        finally:
+            connection.close()
+
+    def _time(self):
+        while not self.stop.wait(self.tick):
+            self.sandbox.clock.advance(1)
+            clock.advance(1)
+
+    def __enter__(self):
+        self.threads = [threading.Thread(target=self._loop) for _ in range(self.count)]
+        self.threads.append(threading.Thread(target=self._time))
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=60)
+        assert self.errors == []
+
+    def wait_for(self, condition, seconds: float = 30) -> None:
+        for _ in range(int(seconds / 0.05)):
+            if condition():
+                return
+            self.stop.wait(0.05)
+        raise AssertionError("not settled in time")
+
+
+def associated_instances(sandbox, settle, count: int) -> list[Association]:
+    """`count` running instances, each holding a static IP that OctoPerf associated with it."""
+    instances = [running_instance(settle) for _ in range(count)]
+    associations = []
+    for instance in instances:
+        static_ip = services.static_ip_allocate(region="fsn1")
+        associations.append(services.static_ip_associate(static_ip_id=static_ip.id, instance_id=instance.id,
+                                                         region="fsn1"))
+    for _ in range(15):
+        settle(5)
+    assert set(Association.objects.values_list("status", flat=True)) == {"associated"}
+    return associations
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("order", ["dissociate, release", "dissociate, delete, release", "dissociate, release, delete"])
+def test_octoperfs_teardown_order_against_two_reconcilers_answers_200_and_leaves_nothing_billed(
+    sandbox, settle, order
+):
+    associations = associated_instances(sandbox, settle, 3)
+    released = {a.static_ip_id: StaticIP.objects.get(pk=a.static_ip_id).hetzner_id for a in associations}
+    sandbox.latency = max(sandbox.latency, 0.02)  # every Hetzner answer travels, as Hetzner's do
+
+    def teardown(index: int) -> None:
+        association = associations[index]
+        services.static_ip_dissociate(static_ip_id=association.static_ip_id, instance_id=association.instance_id,
+                                      association_id=association.id)
+        if order == "dissociate, delete, release":
+            instance_services.instance_delete(instance_id=association.instance_id)
+        services.static_ip_release(static_ip_id=association.static_ip_id)
+        if order == "dissociate, release, delete":
+            instance_services.instance_delete(instance_id=association.instance_id)
+
+    with Reconcilers(sandbox) as reconcilers:
+        # Three teardowns at once, each meeting the reconcilers' passes at another moment.
+        succeeded(in_threads(len(associations), teardown))
+        reconcilers.wait_for(lambda: not StaticIP.objects.exclude(status="released").exists()
+                             and not [ip for ip in released.values() if ip in sandbox.primary_ips])
+
+    assert [ip for ip in released.values() if ip in sandbox.primary_ips] == []
+    if "delete" not in order:
+        for association in associations:
+            server = sandbox.servers[Instance.objects.get(pk=association.instance_id).hetzner_id]
+            assert server["public_net"]["ipv4"] is not None, "a server was left without an IPv4"
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_holders_follow_hetzner_while_creates_and_swaps_race_slow_full_passes(sandbox, settle, settings):
+    """Full passes whose Primary IP listings answer late never clear the holder of a create that took the IP."""
+    static_ips = [services.static_ip_allocate(region="fsn1") for _ in range(4)]
+    sandbox.slow_down("GET", r"/primary_ips", seconds=0.15)
+    sandbox.latency = max(sandbox.latency, 0.02)
+
+    with Reconcilers(sandbox, full=True):
+        created = [instance_services.instance_create(region="fsn1", type="SMALL", user_data="#!/bin/sh")
+                   for _ in range(4)]
+        # OctoPerf associates ipIds with instances holding other ones: swaps, while passes list the IPs.
+        for static_ip, instance in zip(static_ips, reversed(created)):
+            services.static_ip_associate(static_ip_id=static_ip.id, instance_id=instance.id, region="fsn1")
+    sandbox.calm()
+    settle(30, full=True)
+
+    given = [r.body.get("public_net", {}).get("ipv4") for r in sandbox.mutation_requests() if r.path == "/servers"]
+    assert sorted(filter(None, given)) == sorted(ip.hetzner_id for ip in StaticIP.objects.all())
+    assert not [r for r in sandbox.mutation_requests() if r.status == 412], "Hetzner refused an IP already given"
+    by_server = dict(Instance.objects.values_list("hetzner_id", "pk"))
+    for row in StaticIP.objects.all():
+        assert row.holder_id == by_server.get(sandbox.primary_ips[row.hetzner_id]["assignee_id"])
+        assert Association.objects.get(static_ip=row).instance_id == row.holder_id
+    assert all(a.status == "associated" for a in Association.objects.all())

@@ -35,7 +35,7 @@ class Command(BaseCommand):
         for loc, rows in by_location.items():
             self.stdout.write(f"{loc} ({len(rows)})")
             for row in rows:
-                detail = f"  {row.id}" + (f"  on {row.holder_id}" if row.holder_id else "") if verbosity >= 2 else ""
+                detail = f"  {row.id}" + (f"  on {row.on_instance}" if row.on_instance else "") if verbosity >= 2 else ""
                 self.stdout.write(f"  {row.address}{detail}")
 
 
