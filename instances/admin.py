@@ -101,16 +101,14 @@ class InstanceAdmin(OperatorsModelAdmin):
 
     @admin.display(description="EUR/h")
     def price_per_hour(self, instance: Instance) -> str:
-        """Price what Hetzner bills for this instance now: its server, and its own IPv4 unless it holds a static IP."""
+        """Price what Hetzner bills for this instance now: its server, and its own IPv4 if it has one."""
         if instance.status == Instance.Status.TERMINATED:
             return "-"
         prices = _hourly_prices()
-        price = prices.server(instance.server_type, instance.location) if prices else None
+        price = prices.instance(instance.server_type, instance.location, own_ipv4=instance.own_ipv4) if prices else None
         if price is None:
             return "?"
-        if not getattr(instance, "active_static_ip", None):
-            price += prices.primary_ipv4.get(instance.location, 0)
-        return f"{price:.4f}" if prices.currency == "EUR" else f"{price:.4f} {prices.currency}"
+        return f"{price.hourly:.4f}" if prices.currency == "EUR" else f"{price.hourly:.4f} {prices.currency}"
 
     @admin.action(description="Reboot selected instances", permissions=["operate"])
     def reboot(self, request: HttpRequest, queryset):
