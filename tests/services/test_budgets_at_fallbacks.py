@@ -36,7 +36,8 @@ def per_hour() -> Decimal:
 
 
 def with_ipv4(server_type: str, location: str) -> Decimal:
-    return hetzner.hourly_prices().instance(server_type, location, own_ipv4=True).hourly
+    prices = hetzner.hourly_prices()
+    return prices.server(server_type, location) + prices.ipv4(location)
 
 
 def test_a_type_fallback_that_would_cross_the_hourly_budget_is_refused_and_nothing_is_created(
