@@ -73,8 +73,17 @@ def _get(instance_id: str) -> Instance:
         raise NotFound(f"No instance {instance_id!r} was ever created here.") from None
 
 
-_STATE_SQL = f"SELECT status FROM {Instance._meta.db_table} WHERE id = %s"
-_LIVE_STATES_SQL = f"SELECT id, status FROM {Instance._meta.db_table} WHERE status <> %s"
+_TABLE = Instance._meta.db_table
+# `claimed_at IS NULL` rides along: the poll that first names an instance records its claim (see below).
+_STATE_SQL = f"SELECT status, claimed_at IS NULL FROM {_TABLE} WHERE id = %s"
+_LIVE_STATES_SQL = f"SELECT id, status, claimed_at IS NULL FROM {_TABLE} WHERE status <> %s"
+_CLAIM_SQL = f"UPDATE {_TABLE} SET claimed_at = %s WHERE claimed_at IS NULL AND id IN "
+
+
+def _record_claims(instance_ids: set[str]) -> None:
+    ids = sorted(instance_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL + f"({', '.join(['%s'] * len(ids))})", [clock.now(), *ids])
 
 
 class _StateSnapshot:
@@ -83,10 +92,16 @@ class _StateSnapshot:
     OctoPerf polls every instance every few seconds, and the poll is the service's hottest path.
     One query for the whole live fleet each second replaces one query per poll; a state may lag the
     database by that second, which is far less than Hetzner's own transitions take.
+
+    It also records claims without a write per poll: the ids it answered that were never claimed are
+    written in one UPDATE with the next read (OctoPerf keeps polling what it knows, so the next read
+    comes within a second or two; UNCLAIMED_INSTANCE_GRACE is minutes).
     """
 
     def __init__(self):
         self._states: dict[str, str] = {}
+        self._unclaimed: set[str] = set()
+        self._claimed: set[str] = set()  # answered, to be recorded with the next read
         self._read_at: datetime | None = None
         self._lock = threading.Lock()
 
@@ -99,20 +114,37 @@ class _StateSnapshot:
         if self._due() and self._lock.acquire(blocking=False):
             try:
                 if self._due():
-                    with connection.cursor() as cursor:
-                        cursor.execute(_LIVE_STATES_SQL, [Status.TERMINATED])
-                        self._states = dict(cursor.fetchall())
-                    self._read_at = clock.now()
+                    self._read()
             finally:
                 self._lock.release()
+        if instance_id in self._unclaimed:
+            self._claimed.add(instance_id)
         return self._states.get(instance_id)
+
+    def claimed(self, instance_id: str) -> None:
+        """Note a claim the database showed (an instance polled before it entered a read)."""
+        self._claimed.add(instance_id)
+
+    def _read(self) -> None:
+        claimed, self._claimed = self._claimed, set()
+        if claimed:
+            _record_claims(claimed)
+        with connection.cursor() as cursor:
+            cursor.execute(_LIVE_STATES_SQL, [Status.TERMINATED])
+            rows = cursor.fetchall()
+        self._states = {instance_id: status for instance_id, status, _ in rows}
+        self._unclaimed = {instance_id for instance_id, _, unclaimed in rows if unclaimed}
+        self._read_at = clock.now()
 
 
 _snapshot = _StateSnapshot()
 
 
 def instance_get_state(*, instance_id: str) -> str:
-    """Return the contract state of an instance from the database alone (polled often: no Hetzner call)."""
+    """Return the contract state of an instance from the database alone (polled often: no Hetzner call).
+
+    A poll claims the instance: OctoPerf received its id (see `instances_end_unclaimed`).
+    """
     status = _snapshot.status(instance_id) if settings.STATE_SNAPSHOT_SECONDS else None
     if status is None:
         # New since the snapshot, terminated, or never issued: ask the database itself. Building the
@@ -121,9 +153,61 @@ def instance_get_state(*, instance_id: str) -> str:
             cursor.execute(_STATE_SQL, [instance_id])
             found = cursor.fetchone()
         status = found[0] if found else None
+        if found and found[1]:
+            if settings.STATE_SNAPSHOT_SECONDS:
+                _snapshot.claimed(instance_id)
+            else:
+                _record_claims({instance_id})  # once in an instance's life
     if status is None:
         raise NotFound(f"No instance {instance_id!r} was ever created here.")
     return Instance.CONTRACT_STATES[status]
+
+
+def instance_claim(*, instance_id: str) -> None:
+    """Record that OctoPerf called with the instance's id (reboot, delete, associate): it knows the instance.
+
+    The contract's views call it, not the services: an operator's reboot or terminate claims nothing.
+    """
+    Instance.objects.filter(pk=instance_id, claimed_at__isnull=True).update(claimed_at=clock.now())
+
+
+# Statuses an unclaimed instance is ended from: created at Hetzner and not on its way out already.
+_CLAIMABLE = [Status.PENDING, Status.RUNNING, Status.STOPPING, Status.STOPPED]
+NEVER_CLAIMED = "never claimed: OctoPerf never called about it within UNCLAIMED_INSTANCE_GRACE (its create's answer was lost)"
+
+
+def instances_unclaimed():
+    """Return the live instances OctoPerf never called about within UNCLAIMED_INSTANCE_GRACE (none when 0).
+
+    OctoPerf polls every instance it knows about from its create on; one it never names is the
+    first of a create it retried because the answer came too late (its client gave up first).
+    """
+    if not settings.UNCLAIMED_INSTANCE_GRACE:
+        return Instance.objects.none()
+    cutoff = clock.now() - timedelta(seconds=settings.UNCLAIMED_INSTANCE_GRACE)
+    return Instance.objects.filter(status__in=_CLAIMABLE, claimed_at__isnull=True, created_at__lt=cutoff)
+
+
+def instance_end_unclaimed(*, instance_id: str) -> bool:
+    """End an instance OctoPerf never claimed, as a delete would; return False if it was claimed or moved meanwhile."""
+    now = clock.now()
+    # Compare-and-set on the claim too: a poll recorded since the listing keeps the instance.
+    if not Instance.objects.filter(pk=instance_id, status__in=_CLAIMABLE, claimed_at__isnull=True).update(
+        status=Status.DELETING, delete_requested_at=now, updated_at=now, last_error=NEVER_CLAIMED
+    ):
+        return False
+    instance = Instance.objects.get(pk=instance_id)
+    logger.warning("Instance %s was never claimed by OctoPerf in %s s: deleting it", instance.id,
+                   settings.UNCLAIMED_INSTANCE_GRACE)
+    if instance.hetzner_id is not None:
+        delete_at_hetzner(instance)
+    return True
+
+
+def instances_end_unclaimed() -> list[str]:
+    """End every instance OctoPerf never claimed within UNCLAIMED_INSTANCE_GRACE; return their ids (the reconciler's pass)."""
+    return [instance_id for instance_id in instances_unclaimed().values_list("pk", flat=True)
+            if instance_end_unclaimed(instance_id=instance_id)]
 
 
 class PublicIPv4Source(Protocol):

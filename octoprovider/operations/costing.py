@@ -24,6 +24,7 @@ from octoprovider import hetzner
 from octoprovider.core import clock
 from octoprovider.core.guardrails import Spend, started_hours
 from staticips.models import Association, StaticIP
+from staticips.selectors import static_ips_never_used
 
 ZERO = Decimal(0)
 
@@ -224,3 +225,36 @@ def _add_static_ips(all_runs: list[Run], prices: hetzner.Prices, now: datetime) 
     for instance_id, location, created, ended in associations:
         hours = max(1, started_hours(created, ended or now))
         run_of[instance_id].static_ips_eur += (prices.ipv4(location) or ZERO) * hours
+
+
+# --- what nobody used ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unclaimed:
+    """Money spent on what OctoPerf never learned of: answers of creates and allocates it never received."""
+
+    instances: int  # created since the date, never claimed (UNCLAIMED_INSTANCE_GRACE ends them)
+    instances_eur: Decimal  # what they were billed (their runs count them too)
+    static_ips: int  # allocated now, never associated by OctoPerf (`static_ips_never_used`)
+    static_ips_eur_per_hour: Decimal
+
+    def as_json(self) -> dict:
+        return {key: str(value) if isinstance(value, Decimal) else value for key, value in asdict(self).items()}
+
+
+def unclaimed(*, since: datetime, prices: hetzner.Prices) -> Unclaimed:
+    """Count and price the never-claimed instances created since `since`, and the never-used static IPs now."""
+    now = clock.now()
+    cutoff = now - timedelta(seconds=settings.UNCLAIMED_INSTANCE_GRACE)
+    never_claimed = _billed_instances().filter(created_at__gte=since, created_at__lt=cutoff, claimed_at__isnull=True)
+    instances, instances_eur = 0, ZERO
+    for instance in never_claimed:
+        instances += 1
+        for item in _server_and_ipv4(instance, prices):
+            instances_eur += item.cost_in(item.start, item.end or now)
+    static_ips = list(static_ips_never_used().values_list("location", flat=True))
+    return Unclaimed(
+        instances=instances, instances_eur=instances_eur, static_ips=len(static_ips),
+        static_ips_eur_per_hour=sum((prices.ipv4(location) or ZERO for location in static_ips), ZERO),
+    )
