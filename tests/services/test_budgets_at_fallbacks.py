@@ -4,11 +4,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings as django_settings
 
+from instances import services
 from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core import clock
 from octoprovider.operations import costing
+from tests.conftest import create_in_parallel
 
 pytestmark = pytest.mark.django_db
 
@@ -104,3 +107,23 @@ def test_a_location_fallback_within_the_budget_is_created_in_the_fallback(octope
     instance = Instance.objects.get(pk=instance_id)
     assert (instance.server_type, instance.location) == ("cpx22", "ash")
     assert per_hour() <= settings.MAX_HOURLY_SPEND_EUR
+
+
+on_postgresql = pytest.mark.skipif(
+    "postgresql" not in django_settings.DATABASES["default"]["ENGINE"],
+    reason="parallel connections: PostgreSQL only (CI runs it)",
+)
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_parallel_creates_falling_back_cannot_cross_the_hourly_budget_together(sandbox, settings):
+    services.instance_create(region="fsn1", type="SMALL", user_data="x")  # the catalogue still sells cx23
+    settings.MAX_HOURLY_SPEND_EUR = per_hour() + 2 * with_ipv4("cpx22", "fsn1")  # room for two cpx22
+    sandbox.set_availability("cx23", "fsn1", False)
+
+    outcomes = create_in_parallel(4)
+
+    assert outcomes == ["created", "created", "refused", "refused"]
+    assert per_hour() <= settings.MAX_HOURLY_SPEND_EUR
+    assert sorted(s["server_type"]["name"] for s in sandbox.servers.values()) == ["cpx22", "cpx22", "cx23"]
