@@ -4,6 +4,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -11,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from instances import services
 from instances.models import Instance
 from octoprovider.core import clock
+from tests.conftest import in_threads, succeeded
 
 pytestmark = pytest.mark.django_db
 
@@ -174,3 +176,25 @@ def test_costs_counts_the_never_claimed_instances(octoperf, sandbox, settle, cap
 
     assert report["unclaimed"]["instances"] == 1
     assert float(report["unclaimed"]["instances_eur"]) > 0
+
+
+on_postgresql = pytest.mark.skipif(
+    "postgresql" not in django_settings.DATABASES["default"]["ENGINE"],
+    reason="parallel connections: PostgreSQL only (CI runs it)",
+)
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_sent_while_the_lost_create_is_still_running_leaves_one_server_billed(with_latency, settle):
+    # OctoPerf's client gave up on the first create while Hetzner was still on it, and retried at once.
+    lost, retried = succeeded(in_threads(2, lambda index: services.instance_create(
+        region="fsn1", type="SMALL", user_data="x").id))
+
+    for _ in range(GRACE // 60 + 1):
+        settle(60, full=True)
+        services.instance_get_state(instance_id=retried)  # OctoPerf polls the one it got
+
+    assert {s["name"] for s in with_latency.servers.values()} == {f"octoperf-{retried}"}
+    assert Instance.objects.get(pk=lost).state == "terminated"
+    assert Instance.objects.get(pk=retried).state == "running"
