@@ -126,6 +126,8 @@ class _StateSnapshot:
         self._claimed.add(instance_id)
 
     def _read(self) -> None:
+        # A claim noted by another thread during the swap may be missed: the read still shows the id
+        # unclaimed, so its next poll notes it again.
         claimed, self._claimed = self._claimed, set()
         if claimed:
             _record_claims(claimed)
@@ -173,7 +175,9 @@ def instance_claim(*, instance_id: str) -> None:
 
 # Statuses an unclaimed instance is ended from: created at Hetzner and not on its way out already.
 _CLAIMABLE = [Status.PENDING, Status.RUNNING, Status.STOPPING, Status.STOPPED]
-NEVER_CLAIMED = "never claimed: OctoPerf never called about it within UNCLAIMED_INSTANCE_GRACE (its create's answer was lost)"
+NEVER_CLAIMED = (
+    "never claimed: OctoPerf never called about it within UNCLAIMED_INSTANCE_GRACE (its create's answer was lost)"
+)
 
 
 def instances_unclaimed():
@@ -205,7 +209,10 @@ def instance_end_unclaimed(*, instance_id: str) -> bool:
 
 
 def instances_end_unclaimed() -> list[str]:
-    """End every instance OctoPerf never claimed within UNCLAIMED_INSTANCE_GRACE; return their ids (the reconciler's pass)."""
+    """End every instance OctoPerf never claimed within UNCLAIMED_INSTANCE_GRACE; return their ids.
+
+    The reconciler's full pass calls it; `cleanup` lists the same instances as findings.
+    """
     return [instance_id for instance_id in instances_unclaimed().values_list("pk", flat=True)
             if instance_end_unclaimed(instance_id=instance_id)]
 
@@ -273,7 +280,8 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
             server_type=candidates[0],
             image=settings.HCLOUD_IMAGE,
         )
-        attempt.public_ipv4_id = _public_ipv4_source.take(instance=instance, exclude=[]) if _public_ipv4_source else None
+        if _public_ipv4_source is not None:
+            attempt.public_ipv4_id = _public_ipv4_source.take(instance=instance, exclude=[])
         if attempt.public_ipv4_id is not None:
             Instance.objects.filter(pk=instance.pk).update(own_ipv4=False)
             instance.own_ipv4 = False
@@ -367,11 +375,11 @@ def _about_to_send(instance: Instance, server_type: str, attempt: _Attempt) -> N
         if (instance.server_type, instance.own_ipv4) != (server_type, own_ipv4):
             Instance.objects.filter(pk=instance.pk).update(**fields)
     else:
+        candidates = catalog.server_type_candidates(instance.location, instance.type)  # cached: before the lock
         # Under the lock, the row is counted by other creates' checks as this try sends it.
         with guardrails.guarded("instances"):
             Instance.objects.filter(pk=instance.pk).update(**fields)
-            _check_budgets(instance, attempt, server_type,
-                           catalog.server_type_candidates(instance.location, instance.type))
+            _check_budgets(instance, attempt, server_type, candidates)
     instance.server_type, instance.own_ipv4 = server_type, own_ipv4
 
 

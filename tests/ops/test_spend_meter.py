@@ -1,4 +1,7 @@
-"""Every figure of what the fleet costs agrees with what Hetzner bills: servers holding static IPs have no IPv4 of their own."""
+"""Every figure of what the fleet costs agrees with what Hetzner bills.
+
+Servers created with, or moved onto, static IPs have no IPv4 of their own.
+"""
 
 import html
 import json

@@ -57,9 +57,10 @@ class Command(BaseCommand):
             f"Never claimed: {waste.instances} instances since {day} (OctoPerf never called about them), "
             f"{waste.instances_eur:.4f} EUR, counted in the runs above"
         )
+        advice = " (release them if nobody will)" if waste.static_ips else ""
         self.stdout.write(
             f"Never used: {waste.static_ips} static IPs allocated and never associated, "
-            f"{waste.static_ips_eur_per_hour:.4f} EUR/h now" + (" (release them if nobody will)" if waste.static_ips else "")
+            f"{waste.static_ips_eur_per_hour:.4f} EUR/h now{advice}"
         )
 
     def _print_json(self, found, total, waste):
