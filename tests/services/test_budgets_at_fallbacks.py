@@ -124,6 +124,9 @@ def test_parallel_creates_falling_back_cannot_cross_the_hourly_budget_together(s
 
     outcomes = create_in_parallel(4)
 
-    assert outcomes == ["created", "created", "refused", "refused"]
+    # Each create in flight counts at the price it was last checked at (it may still get a cx23), so a
+    # fallback checked meanwhile may be refused although the others fall back too: never more than fits.
+    created = outcomes.count("created")
+    assert 1 <= created <= 2
     assert per_hour() <= settings.MAX_HOURLY_SPEND_EUR
-    assert sorted(s["server_type"]["name"] for s in sandbox.servers.values()) == ["cpx22", "cpx22", "cx23"]
+    assert sorted(s["server_type"]["name"] for s in sandbox.servers.values()) == ["cpx22"] * created + ["cx23"]
