@@ -1,3 +1,6 @@
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
@@ -7,6 +10,7 @@ from django.utils.html import format_html
 from instances import services
 from instances.models import Instance
 from octoprovider import hetzner
+from octoprovider.core import clock
 from octoprovider.core.admin import (
     AgeFilter,
     LiveStatusFilter,
@@ -28,6 +32,37 @@ class StatusFilter(LiveStatusFilter):
     ended = (Instance.Status.TERMINATED,)
 
 
+def _claim_cutoff():
+    return clock.now() - timedelta(seconds=settings.UNCLAIMED_INSTANCE_GRACE)
+
+
+def _never_claimed(queryset):
+    """Instances with a server that OctoPerf never called about: their create's answer was lost."""
+    return queryset.filter(claimed_at__isnull=True, hetzner_id__isnull=False, created_at__lt=_claim_cutoff())
+
+
+def _is_never_claimed(instance: Instance) -> bool:
+    """`_never_claimed` of one row already read (the list stays one query)."""
+    return instance.claimed_at is None and instance.hetzner_id is not None and instance.created_at < _claim_cutoff()
+
+
+class ClaimFilter(admin.SimpleListFilter):
+    """Find the instances OctoPerf never claimed (UNCLAIMED_INSTANCE_GRACE ends them)."""
+
+    title = "claimed by OctoPerf"
+    parameter_name = "claim"
+
+    def lookups(self, request, model_admin):
+        return [("never", "never claimed"), ("claimed", "claimed")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "never":
+            return _never_claimed(queryset)
+        if self.value() == "claimed":
+            return queryset.filter(claimed_at__isnull=False)
+        return queryset
+
+
 def _short(text: str, length: int = 40) -> str:
     if not text:
         return "-"
@@ -46,14 +81,14 @@ class InstanceAdmin(OperatorsModelAdmin):
     list_display = [
         "id", "status", "location", "size", "ipv4", "static_ip", "age", "price_per_hour", "hetzner_id", "has_error",
     ]
-    list_filter = [StatusFilter, "location", "type", "region", AgeFilter]
+    list_filter = [StatusFilter, ClaimFilter, "location", "type", "region", AgeFilter]
     search_fields = ["id", "hetzner_id__exact", "public_ipv4"]
     search_help_text = "Our id (i-…), Hetzner server id or name (octoperf-i-…), or IPv4 address."
     date_hierarchy = "created_at"
     readonly_fields = [
         "id", "name", "status", "region", "zone", "location", "type", "server_type", "image", "hetzner_id",
-        "hetzner_status", "public_ipv4", "static_ip", "age", "price_per_hour", "created_at", "updated_at",
-        "observed_at", "reboot_requested_at", "delete_requested_at", "terminated_at", "last_error",
+        "hetzner_status", "public_ipv4", "own_ipv4", "static_ip", "age", "price_per_hour", "created_at", "updated_at",
+        "claim", "observed_at", "reboot_requested_at", "delete_requested_at", "terminated_at", "last_error",
     ]
     fields = readonly_fields
     actions = ["reboot", "terminate", "refresh_from_hetzner"]
@@ -89,7 +124,16 @@ class InstanceAdmin(OperatorsModelAdmin):
     @admin.display(description="error")
     def has_error(self, instance: Instance) -> str:
         # The start of it, whole on hovering: a red cross on every healthy row read as an error.
+        # A never-claimed instance says so first: the operator's question is why it was ended.
+        if _is_never_claimed(instance):
+            return _short("never claimed" + (f" ({instance.last_error})" if instance.last_error else ""))
         return _short(instance.last_error)
+
+    @admin.display(description="claimed by OctoPerf", ordering="claimed_at")
+    def claim(self, instance: Instance) -> str:
+        if instance.claimed_at is not None:
+            return f"{instance.claimed_at:%Y-%m-%d %H:%M:%S}"
+        return "never claimed (its create's answer was lost)" if _is_never_claimed(instance) else "not yet"
 
     @admin.display(description="type", ordering="type")
     def size(self, instance: Instance) -> str:
@@ -101,16 +145,14 @@ class InstanceAdmin(OperatorsModelAdmin):
 
     @admin.display(description="EUR/h")
     def price_per_hour(self, instance: Instance) -> str:
-        """Price what Hetzner bills for this instance now: its server, and its own IPv4 unless it holds a static IP."""
+        """Price what Hetzner bills for this instance now: its server, and its own IPv4 if it has one."""
         if instance.status == Instance.Status.TERMINATED:
             return "-"
         prices = _hourly_prices()
-        price = prices.server(instance.server_type, instance.location) if prices else None
+        price = prices.instance(instance.server_type, instance.location, own_ipv4=instance.own_ipv4) if prices else None
         if price is None:
             return "?"
-        if not getattr(instance, "active_static_ip", None):
-            price += prices.primary_ipv4.get(instance.location, 0)
-        return f"{price:.4f}" if prices.currency == "EUR" else f"{price:.4f} {prices.currency}"
+        return f"{price.hourly:.4f}" if prices.currency == "EUR" else f"{price.hourly:.4f} {prices.currency}"
 
     @admin.action(description="Reboot selected instances", permissions=["operate"])
     def reboot(self, request: HttpRequest, queryset):

@@ -53,6 +53,7 @@ class InstancesApi(ContractView):
     def delete(self, request):
         """Terminate the host named by `instanceId` (idempotent)."""
         data = self.validated(serializers.InstanceDeleteInput)
+        services.instance_claim(instance_id=data["instanceId"])  # OctoPerf knows it (UNCLAIMED_INSTANCE_GRACE)
         services.instance_delete(instance_id=data["instanceId"])
         return self.void()
 
@@ -88,5 +89,6 @@ class InstanceRebootApi(ContractView):
         errors=(404, 409),
     )
     def put(self, request, instance_id):
+        services.instance_claim(instance_id=instance_id)  # OctoPerf knows it (UNCLAIMED_INSTANCE_GRACE)
         services.instance_reboot(instance_id=instance_id)
         return self.void()

@@ -53,6 +53,16 @@ class Instance(models.Model):
     hetzner_id = models.BigIntegerField(null=True, blank=True, unique=True)
     hetzner_status = models.CharField(max_length=16, blank=True, help_text="As Hetzner last reported it.")
     public_ipv4 = models.GenericIPAddressField(null=True, blank=True, protocol="IPv4")
+    own_ipv4 = models.BooleanField(
+        default=True,
+        help_text="Whether the server has a Primary IPv4 of its own, billed apart. No when it was created with, "
+                  "or moved onto, one of our static IPs (which is billed as a static IP).",
+    )
+    claimed_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When OctoPerf first called with this id (a state poll, reboot, delete or associate): it "
+                  "received the create's answer. Never set: the create's answer was lost.",
+    )
 
     created_at = models.DateTimeField(default=clock.now, editable=False, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

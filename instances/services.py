@@ -12,6 +12,7 @@ The rules that keep money safe:
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
@@ -30,6 +31,7 @@ from octoprovider.core.exceptions import (
     HetznerRejected,
     HetznerUnavailable,
     InvalidInput,
+    LimitReached,
     NotFound,
 )
 from octoprovider.hetzner import catalog
@@ -71,8 +73,17 @@ def _get(instance_id: str) -> Instance:
         raise NotFound(f"No instance {instance_id!r} was ever created here.") from None
 
 
-_STATE_SQL = f"SELECT status FROM {Instance._meta.db_table} WHERE id = %s"
-_LIVE_STATES_SQL = f"SELECT id, status FROM {Instance._meta.db_table} WHERE status <> %s"
+_TABLE = Instance._meta.db_table
+# `claimed_at IS NULL` rides along: the poll that first names an instance records its claim (see below).
+_STATE_SQL = f"SELECT status, claimed_at IS NULL FROM {_TABLE} WHERE id = %s"
+_LIVE_STATES_SQL = f"SELECT id, status, claimed_at IS NULL FROM {_TABLE} WHERE status <> %s"
+_CLAIM_SQL = f"UPDATE {_TABLE} SET claimed_at = %s WHERE claimed_at IS NULL AND id IN "
+
+
+def _record_claims(instance_ids: set[str]) -> None:
+    ids = sorted(instance_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL + f"({', '.join(['%s'] * len(ids))})", [clock.now(), *ids])
 
 
 class _StateSnapshot:
@@ -81,10 +92,16 @@ class _StateSnapshot:
     OctoPerf polls every instance every few seconds, and the poll is the service's hottest path.
     One query for the whole live fleet each second replaces one query per poll; a state may lag the
     database by that second, which is far less than Hetzner's own transitions take.
+
+    It also records claims without a write per poll: the ids it answered that were never claimed are
+    written in one UPDATE with the next read (OctoPerf keeps polling what it knows, so the next read
+    comes within a second or two; UNCLAIMED_INSTANCE_GRACE is minutes).
     """
 
     def __init__(self):
         self._states: dict[str, str] = {}
+        self._unclaimed: set[str] = set()
+        self._claimed: set[str] = set()  # answered, to be recorded with the next read
         self._read_at: datetime | None = None
         self._lock = threading.Lock()
 
@@ -97,20 +114,39 @@ class _StateSnapshot:
         if self._due() and self._lock.acquire(blocking=False):
             try:
                 if self._due():
-                    with connection.cursor() as cursor:
-                        cursor.execute(_LIVE_STATES_SQL, [Status.TERMINATED])
-                        self._states = dict(cursor.fetchall())
-                    self._read_at = clock.now()
+                    self._read()
             finally:
                 self._lock.release()
+        if instance_id in self._unclaimed:
+            self._claimed.add(instance_id)
         return self._states.get(instance_id)
+
+    def claimed(self, instance_id: str) -> None:
+        """Note a claim the database showed (an instance polled before it entered a read)."""
+        self._claimed.add(instance_id)
+
+    def _read(self) -> None:
+        # A claim noted by another thread during the swap may be missed: the read still shows the id
+        # unclaimed, so its next poll notes it again.
+        claimed, self._claimed = self._claimed, set()
+        if claimed:
+            _record_claims(claimed)
+        with connection.cursor() as cursor:
+            cursor.execute(_LIVE_STATES_SQL, [Status.TERMINATED])
+            rows = cursor.fetchall()
+        self._states = {instance_id: status for instance_id, status, _ in rows}
+        self._unclaimed = {instance_id for instance_id, _, unclaimed in rows if unclaimed}
+        self._read_at = clock.now()
 
 
 _snapshot = _StateSnapshot()
 
 
 def instance_get_state(*, instance_id: str) -> str:
-    """Return the contract state of an instance from the database alone (polled often: no Hetzner call)."""
+    """Return the contract state of an instance from the database alone (polled often: no Hetzner call).
+
+    A poll claims the instance: OctoPerf received its id (see `instances_end_unclaimed`).
+    """
     status = _snapshot.status(instance_id) if settings.STATE_SNAPSHOT_SECONDS else None
     if status is None:
         # New since the snapshot, terminated, or never issued: ask the database itself. Building the
@@ -119,9 +155,66 @@ def instance_get_state(*, instance_id: str) -> str:
             cursor.execute(_STATE_SQL, [instance_id])
             found = cursor.fetchone()
         status = found[0] if found else None
+        if found and found[1]:
+            if settings.STATE_SNAPSHOT_SECONDS:
+                _snapshot.claimed(instance_id)
+            else:
+                _record_claims({instance_id})  # once in an instance's life
     if status is None:
         raise NotFound(f"No instance {instance_id!r} was ever created here.")
     return Instance.CONTRACT_STATES[status]
+
+
+def instance_claim(*, instance_id: str) -> None:
+    """Record that OctoPerf called with the instance's id (reboot, delete, associate): it knows the instance.
+
+    The contract's views call it, not the services: an operator's reboot or terminate claims nothing.
+    """
+    Instance.objects.filter(pk=instance_id, claimed_at__isnull=True).update(claimed_at=clock.now())
+
+
+# Statuses an unclaimed instance is ended from: created at Hetzner and not on its way out already.
+_CLAIMABLE = [Status.PENDING, Status.RUNNING, Status.STOPPING, Status.STOPPED]
+NEVER_CLAIMED = (
+    "never claimed: OctoPerf never called about it within UNCLAIMED_INSTANCE_GRACE (its create's answer was lost)"
+)
+
+
+def instances_unclaimed():
+    """Return the live instances OctoPerf never called about within UNCLAIMED_INSTANCE_GRACE (none when 0).
+
+    OctoPerf polls every instance it knows about from its create on; one it never names is the
+    first of a create it retried because the answer came too late (its client gave up first).
+    """
+    if not settings.UNCLAIMED_INSTANCE_GRACE:
+        return Instance.objects.none()
+    cutoff = clock.now() - timedelta(seconds=settings.UNCLAIMED_INSTANCE_GRACE)
+    return Instance.objects.filter(status__in=_CLAIMABLE, claimed_at__isnull=True, created_at__lt=cutoff)
+
+
+def instance_end_unclaimed(*, instance_id: str) -> bool:
+    """End an instance OctoPerf never claimed, as a delete would; return False if it was claimed or moved meanwhile."""
+    now = clock.now()
+    # Compare-and-set on the claim too: a poll recorded since the listing keeps the instance.
+    if not Instance.objects.filter(pk=instance_id, status__in=_CLAIMABLE, claimed_at__isnull=True).update(
+        status=Status.DELETING, delete_requested_at=now, updated_at=now, last_error=NEVER_CLAIMED
+    ):
+        return False
+    instance = Instance.objects.get(pk=instance_id)
+    logger.warning("Instance %s was never claimed by OctoPerf in %s s: deleting it", instance.id,
+                   settings.UNCLAIMED_INSTANCE_GRACE)
+    if instance.hetzner_id is not None:
+        delete_at_hetzner(instance)
+    return True
+
+
+def instances_end_unclaimed() -> list[str]:
+    """End every instance OctoPerf never claimed within UNCLAIMED_INSTANCE_GRACE; return their ids.
+
+    The reconciler's full pass calls it; `cleanup` lists the same instances as findings.
+    """
+    return [instance_id for instance_id in instances_unclaimed().values_list("pk", flat=True)
+            if instance_end_unclaimed(instance_id=instance_id)]
 
 
 class PublicIPv4Source(Protocol):
@@ -170,7 +263,7 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
         )
     candidates = catalog.server_type_candidates(location, type)  # may read Hetzner's catalogue (cached)
     # Read before the lock: no transaction stays open across a Hetzner call (both are cached).
-    prices = hetzner.hourly_prices() if guardrails.budgets_set() else None
+    attempt = _Attempt(prices=hetzner.hourly_prices() if guardrails.budgets_set() else None)
     with guardrails.guarded("instances"):
         # Every row whose server may still exist bills: a delete Hetzner refuses keeps its row
         # `deleting`, and a cap that left those out would let create/delete loops pile servers up.
@@ -179,8 +272,6 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
                                what="instances")
         guardrails.check_count(name="MAX_INSTANCES_PER_REGION", current=live.filter(location=location).count(),
                                limit=settings.MAX_INSTANCES_PER_REGION, what=f"instances in {location}")
-        if prices is not None:
-            _check_budgets(prices, location, candidates)
         instance = Instance.objects.create(
             region=region.strip().lower(),  # as OctoPerf may send it, FSN1 or fsn1: one filter choice
             zone=zone,
@@ -189,61 +280,107 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
             server_type=candidates[0],
             image=settings.HCLOUD_IMAGE,
         )
-        public_ipv4_id = _public_ipv4_source.take(instance=instance, exclude=[]) if _public_ipv4_source else None
+        if _public_ipv4_source is not None:
+            attempt.public_ipv4_id = _public_ipv4_source.take(instance=instance, exclude=[])
+        if attempt.public_ipv4_id is not None:
+            Instance.objects.filter(pk=instance.pk).update(own_ipv4=False)
+            instance.own_ipv4 = False
+        if attempt.prices is not None:
+            # A refusal here rolls the row back with the lock: nothing was ever created.
+            likely = next((name for name in candidates if hetzner.server_type_orderable(name, location)), candidates[0])
+            _check_budgets(instance, attempt, likely, candidates)
     try:
-        server = _create_with_public_ipv4(instance, candidates, user_data, public_ipv4_id)
+        server = _create_with_public_ipv4(instance, candidates, user_data, attempt)
     except HetznerError as exc:
         _record_failed_create(instance, exc)
         raise
-    except Conflict as exc:
-        # Hetzner refused the static IPs it was given and STATIC_IP_STRICT allows no other address.
+    except (Conflict, LimitReached) as exc:
+        # Hetzner refused the static IPs it was given and STATIC_IP_STRICT allows no other address;
+        # or a fallback would have crossed a budget. Either way nothing was created.
         set_status(instance, Status.CREATING, status=Status.TERMINATED, terminated_at=clock.now(), last_error=str(exc))
+        if _public_ipv4_source is not None:
+            _public_ipv4_source.give_back(instance=instance)
         raise
     logger.info("Created instance %s as Hetzner server %s (%s in %s)", instance.id, server.id, server.server_type,
                 instance.location)
-    _record_created(instance, server)
+    _record_created(instance, server, own_ipv4=server.public_ipv4_id is not None
+                    and server.public_ipv4_id != attempt.public_ipv4_id)
     instance.refresh_from_db()
     return instance
 
 
-def _create_with_public_ipv4(
-    instance: Instance, candidates: list[str], user_data: str, public_ipv4_id: int | None
-) -> hetzner.Server:
+@dataclass
+class _Attempt:
+    """One create's way to Hetzner: the prices its budgets were checked at, and what they priced.
+
+    Each try is priced at the server type, location and IPv4 it is about to send; a try priced
+    otherwise than the last check (a type or location fallback, or no static IP after all) is
+    checked again first, so no fallback crosses a budget.
+    """
+
+    prices: hetzner.Prices | None
+    public_ipv4_id: int | None = None
+    priced_as: tuple[str, str, bool] | None = None  # (server type, location, own IPv4)
+
+
+def _create_with_public_ipv4(instance: Instance, candidates: list[str], user_data: str, attempt: _Attempt
+                             ) -> hetzner.Server:
     """Create the server with the Primary IP taken for it; when Hetzner refuses that IP, try another or none."""
     refused: list[int] = []
     while True:
         try:
-            return _create_first_available(instance, candidates, user_data, public_ipv4_id)
+            return _create_first_available(instance, candidates, user_data, attempt)
         except HetznerError as exc:
             about_the_ip = exc.hetzner_code in _IPV4_REFUSALS or (
                 exc.hetzner_code == "invalid_input" and "public_net" in exc.message
             )
-            if public_ipv4_id is None or not about_the_ip:
+            if attempt.public_ipv4_id is None or not about_the_ip:
                 raise
-            logger.info("Hetzner refused Primary IP %s for %s (%s)", public_ipv4_id, instance.id, exc.message)
-            refused.append(public_ipv4_id)
+            logger.info("Hetzner refused Primary IP %s for %s (%s)", attempt.public_ipv4_id, instance.id, exc.message)
+            refused.append(attempt.public_ipv4_id)
             _public_ipv4_source.give_back(instance=instance)
-            public_ipv4_id = None
+            attempt.public_ipv4_id = None
             if len(refused) < _IPV4_TRIES:
                 with guardrails.guarded("instances"):
-                    public_ipv4_id = _public_ipv4_source.take(instance=instance, exclude=refused)
+                    attempt.public_ipv4_id = _public_ipv4_source.take(instance=instance, exclude=refused)
 
 
-def _check_budgets(prices: hetzner.Prices, location: str, candidates: list[str]) -> None:
-    """Refuse a create that would cross a budget, pricing the type it would most likely get."""
-    server_type = next((name for name in candidates if hetzner.server_type_orderable(name, location)), candidates[0])
-    server = prices.server(server_type, location)
-    if server is None:  # not in Hetzner's price list: count the dearest candidate we know of
-        server = max((p for p in (prices.server(name, location) for name in candidates) if p is not None),
-                     default=Decimal(0))
-    monthly = prices.server_types_monthly.get((server_type, location))
-    ipv4 = prices.ipv4(location) or Decimal(0)  # the server's own IPv4, billed too
-    ipv4_monthly = prices.primary_ipv4_monthly.get(location)
+def _check_budgets(instance: Instance, attempt: _Attempt, server_type: str, candidates: list[str]) -> None:
+    """Refuse a create that would cross a budget, priced as `server_type` in the instance's location.
+
+    Run inside `guarded("instances")`, with the row's server type, location and IPv4 as they are sent.
+    """
+    own_ipv4 = attempt.public_ipv4_id is None
+    location = instance.location
+    price = attempt.prices.instance(server_type, location, own_ipv4=own_ipv4)
+    if price is None:  # not in Hetzner's price list: count the dearest candidate we know of
+        known = [p for p in (attempt.prices.instance(name, location, own_ipv4=own_ipv4) for name in candidates) if p]
+        price = max(known, key=lambda p: p.hourly, default=hetzner.Price(hourly=Decimal(0), monthly=None))
     guardrails.check_budgets(
-        prices=prices, adding_per_hour=server + ipv4,
-        adding_monthly=monthly + ipv4_monthly if monthly is not None and ipv4_monthly is not None else None,
-        what=f"a {server_type} in {location} with its IPv4", now=clock.now(),
+        prices=attempt.prices, adding_per_hour=price.hourly, adding_monthly=price.monthly,
+        what=f"a {server_type} in {location}" + (" with its IPv4" if own_ipv4 else " on a static IP"),
+        now=clock.now(), excluding_instance=instance.pk,
     )
+    attempt.priced_as = (server_type, location, own_ipv4)
+
+
+def _about_to_send(instance: Instance, server_type: str, attempt: _Attempt) -> None:
+    """Record the server type and IPv4 a try sends; check the budgets again if they priced something else.
+
+    Raise LimitReached when this try would cross a budget: it is not sent.
+    """
+    own_ipv4 = attempt.public_ipv4_id is None
+    fields = {"server_type": server_type, "own_ipv4": own_ipv4}
+    if attempt.prices is None or attempt.priced_as == (server_type, instance.location, own_ipv4):
+        if (instance.server_type, instance.own_ipv4) != (server_type, own_ipv4):
+            Instance.objects.filter(pk=instance.pk).update(**fields)
+    else:
+        candidates = catalog.server_type_candidates(instance.location, instance.type)  # cached: before the lock
+        # Under the lock, the row is counted by other creates' checks as this try sends it.
+        with guardrails.guarded("instances"):
+            Instance.objects.filter(pk=instance.pk).update(**fields)
+            _check_budgets(instance, attempt, server_type, candidates)
+    instance.server_type, instance.own_ipv4 = server_type, own_ipv4
 
 
 # Predicates saying that a location must keep its instances (a layer above registers one: static IPs
@@ -265,9 +402,8 @@ def _locations_to_try(location: str) -> list[str]:
     return [location, *fallbacks]
 
 
-def _create_first_available(
-    instance: Instance, candidates: list[str], user_data: str, public_ipv4_id: int | None = None
-) -> hetzner.Server:
+def _create_first_available(instance: Instance, candidates: list[str], user_data: str, attempt: _Attempt
+                            ) -> hetzner.Server:
     """Create the server in the region's location or, sold out there, in its LOCATION_FALLBACKS."""
     locations = _locations_to_try(instance.location)
     for index, location in enumerate(locations):
@@ -277,16 +413,15 @@ def _create_first_available(
             instance.location, instance.server_type = location, candidates[0]
             logger.info("Trying instance %s in %s (LOCATION_FALLBACKS)", instance.id, location)
         try:
-            return _create_in_location(instance, candidates, user_data, public_ipv4_id)
+            return _create_in_location(instance, candidates, user_data, attempt)
         except HetznerUnavailable as exc:
             if exc.hetzner_code != "resource_unavailable" or index == len(locations) - 1:
                 raise
     raise AssertionError("unreachable: the last location raises")
 
 
-def _create_in_location(
-    instance: Instance, candidates: list[str], user_data: str, public_ipv4_id: int | None = None
-) -> hetzner.Server:
+def _create_in_location(instance: Instance, candidates: list[str], user_data: str, attempt: _Attempt
+                        ) -> hetzner.Server:
     """Create the server with the first server type Hetzner can deliver, falling back in order.
 
     Types the catalogue lists as deprecated or unavailable in the location are skipped without a
@@ -297,11 +432,11 @@ def _create_in_location(
         if not hetzner.server_type_orderable(server_type, instance.location):
             skipped.append(server_type)
             continue
-        server = _try_create(instance, server_type, user_data, unavailable, unsold, public_ipv4_id)
+        server = _try_create(instance, server_type, user_data, unavailable, unsold, attempt)
         if server is not None:
             return server
     if len(skipped) == len(candidates):
-        server = _try_create(instance, candidates[0], user_data, unavailable, unsold, public_ipv4_id)
+        server = _try_create(instance, candidates[0], user_data, unavailable, unsold, attempt)
         if server is not None:
             return server
     if unavailable:
@@ -320,12 +455,10 @@ def _create_in_location(
 
 def _try_create(
     instance: Instance, server_type: str, user_data: str, unavailable: list[str], unsold: list[str],
-    public_ipv4_id: int | None = None,
+    attempt: _Attempt,
 ) -> hetzner.Server | None:
     """Try one server type; return the server, or None (noting why) when Hetzner cannot deliver it."""
-    if server_type != instance.server_type:
-        Instance.objects.filter(pk=instance.pk).update(server_type=server_type)
-        instance.server_type = server_type
+    _about_to_send(instance, server_type, attempt)
     try:
         return hetzner.create_server(
             name=instance.name,
@@ -336,7 +469,7 @@ def _try_create(
             labels=hetzner.ownership_labels(instance.id),
             ssh_keys=settings.HCLOUD_SSH_KEYS,
             firewalls=settings.HCLOUD_FIREWALLS,
-            public_ipv4_id=public_ipv4_id,
+            public_ipv4_id=attempt.public_ipv4_id,
         )
     except HetznerUnavailable as exc:
         if exc.hetzner_code != "resource_unavailable":
@@ -360,8 +493,10 @@ def _record_failed_create(instance: Instance, exc: HetznerError) -> None:
         set_status(instance, Status.CREATING, status=Status.DELETING, delete_requested_at=now, last_error=str(exc))
 
 
-def _record_created(instance: Instance, server: hetzner.Server) -> None:
+def _record_created(instance: Instance, server: hetzner.Server, *, own_ipv4: bool) -> None:
     now = clock.now()
+    # Whether Hetzner billed the server an IPv4 of its own: none when it took the Primary IP we gave.
+    Instance.objects.filter(pk=instance.pk).update(own_ipv4=own_ipv4)
     if set_status(instance, Status.CREATING, **observed_fields(server, now)):
         return
     # The row moved while Hetzner was creating: a delete came in, or the reconciler saw the server.
@@ -527,6 +662,15 @@ def instance_note_power_cycle_over(*, instance_id: str, server_running: bool) ->
         Instance.objects.filter(pk=instance_id, status__in=[Status.STOPPING, Status.STOPPED, Status.PENDING]).update(
             status=Status.RUNNING, hetzner_status="running", updated_at=clock.now()
         )
+
+
+def instance_set_own_ipv4(*, instance_id: str, own: bool) -> bool:
+    """Record whether the instance's server has an IPv4 of its own (billed apart) since a static IP moved.
+
+    Called by the static-IP steps: an associate replaces the server's own IPv4 with the static IP,
+    a dissociate gives the server one back. Every spend figure prices the server from this field.
+    """
+    return Instance.objects.filter(pk=instance_id).exclude(own_ipv4=own).update(own_ipv4=own) == 1
 
 
 def _mark_gone(instance: Instance) -> bool:

@@ -282,6 +282,10 @@ REFRESH_INTERVAL = read_float("REFRESH_INTERVAL", 2.0, minimum=0.1)
 STATE_SNAPSHOT_SECONDS = read_float("STATE_SNAPSHOT_SECONDS", 1.0)
 SWEEP_INTERVAL = read_float("SWEEP_INTERVAL", 30.0, minimum=1.0)
 CREATE_GRACE = read_int("CREATE_GRACE", 600, minimum=60)
+# OctoPerf polls every instance it knows about. One it never calls about (poll, reboot, delete,
+# associate) in this many seconds is the first server of a create whose answer it never received
+# (its client gave up, and it retried): the reconciler deletes it. 0 turns this off.
+UNCLAIMED_INSTANCE_GRACE = read_int("UNCLAIMED_INSTANCE_GRACE", 600)
 
 # --- Fleet scale: Hetzner's rate budget and the drift sweep (README "Fleet scale and benchmarks") ---
 # Requests of Hetzner's hourly budget kept for mutations (create, delete, power and IP actions): below

@@ -11,6 +11,7 @@ from octoprovider.core.exceptions import InvalidInput
 from octoprovider.hetzner import catalog
 from staticips import services
 from staticips.models import AddressChange, Association, StaticIP
+from staticips.selectors import static_ips_never_used
 
 
 def _link(viewname: str, pk: str | None) -> str:
@@ -30,9 +31,12 @@ class UseFilter(admin.SimpleListFilter):
     parameter_name = "use"
 
     def lookups(self, request, model_admin):
-        return [("free", "free"), ("associated", "associated")]
+        return [("free", "free"), ("associated", "associated"),
+                ("never-used", "never used (never associated by OctoPerf)")]
 
     def queryset(self, request, queryset):
+        if self.value() == "never-used":
+            return queryset.filter(pk__in=static_ips_never_used().values("pk"))
         if self.value() == "free":
             return queryset.filter(status=StaticIP.Status.ALLOCATED).exclude(Exists(_active_associations()))
         if self.value() == "associated":
@@ -125,11 +129,16 @@ class StaticIPAdmin(OperatorsModelAdmin):
 
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).annotate(
-            active_instance=Subquery(_active_associations().values("instance_id")[:1])
+            active_instance=Subquery(_active_associations().values("instance_id")[:1]),
+            never_used=Exists(static_ips_never_used().filter(pk=OuterRef("pk"))),
         )
 
     @admin.display(description="associated with", ordering="active_instance")
     def instance(self, static_ip: StaticIP) -> str:
+        if not static_ip.active_instance and getattr(static_ip, "never_used", False):
+            # Billed, yet OctoPerf never used it: likely an allocate whose answer it never received.
+            return format_html('<span title="{}">never used</span>',
+                               "Allocated, and never associated by OctoPerf: release it if nobody will.")
         return _link("admin:instances_instance_change", static_ip.active_instance)
 
     @admin.display(description="error", boolean=True)

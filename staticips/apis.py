@@ -1,5 +1,6 @@
 """The static-IP half of OctoPerf's contract: thin views, one service call each."""
 
+from instances import services as instance_services
 from octoprovider.contract.schema import contract_operation, id_field, link, value_response, void_response
 from octoprovider.contract.views import ContractView
 from staticips import serializers, services
@@ -34,6 +35,7 @@ class StaticIPAssociateApi(ContractView):
     )
     def put(self, request):
         data = self.validated(serializers.AssociateInput)
+        instance_services.instance_claim(instance_id=data["instanceId"])  # OctoPerf knows it (UNCLAIMED_INSTANCE_GRACE)
         association = services.static_ip_associate(
             static_ip_id=data["id"], instance_id=data["instanceId"], region=data["region"], zone=data["zone"]
         )

@@ -256,6 +256,9 @@ def _advance(association: Association, server: hetzner.Server | None, ips: dict[
         ):
             report.changed += 1
             logger.info("Association %s is %s", association.id, final)
+            # The server's own IPv4 was replaced by the static IP, or given back: billed or not.
+            instance_services.instance_set_own_ipv4(instance_id=association.instance_id,
+                                                    own=final != Association.Status.ASSOCIATED)
             # Whose server has the address now, for the next create and the next swap. A server has one
             # IPv4: no other static IP is on it any more.
             if final == Association.Status.ASSOCIATED:

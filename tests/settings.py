@@ -24,3 +24,6 @@ STORAGES = {
 STATIC_ROOT = None
 # Tests read a state right after changing it; tests/api/test_state_snapshot.py covers the snapshot.
 STATE_SNAPSHOT_SECONDS = 0.0
+# Most tests let simulated hours pass without polling what they created; tests/services/test_unclaimed.py
+# turns the ending of never-claimed instances on.
+UNCLAIMED_INSTANCE_GRACE = 0

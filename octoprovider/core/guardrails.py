@@ -72,11 +72,12 @@ class Spend:
 
 
 # Set by the operations layer at start-up (it can see instances and static IPs together): given
-# Hetzner's prices, say what is spent. The layers below only compare.
-_spend_meter: Callable[[object], Spend] | None = None
+# Hetzner's prices (and the id of an instance whose create is being priced, left out), say what is
+# spent. The layers below only compare.
+_spend_meter: Callable[..., Spend] | None = None
 
 
-def offer_spend_meter(meter: Callable[[object], Spend]) -> None:
+def offer_spend_meter(meter: Callable[..., Spend]) -> None:
     global _spend_meter
     _spend_meter = meter
 
@@ -93,17 +94,18 @@ def started_hours(start: datetime, end: datetime) -> int:
     return max(0, math.ceil((end - start) / HOUR))
 
 
-def check_budgets(*, prices, adding_per_hour: Decimal, adding_monthly: Decimal | None, what: str, now: datetime
-                  ) -> None:
+def check_budgets(*, prices, adding_per_hour: Decimal, adding_monthly: Decimal | None, what: str, now: datetime,
+                  excluding_instance: str | None = None) -> None:
     """Refuse (429) what would take the spend past MAX_HOURLY_SPEND_EUR, DAILY_BUDGET_EUR or MONTHLY_BUDGET_EUR.
 
     Run inside `guarded(...)`: one more lock, shared by instances and static IPs, makes every
     check and insert that spends money take turns, so two parallel creates cannot both cross.
+    `excluding_instance` is the row of the create being priced, left out of what is spent already.
     """
     if not budgets_set() or _spend_meter is None:
         return
     _lock("spend")
-    spend = _spend_meter(prices)
+    spend = _spend_meter(prices, excluding_instance=excluding_instance) if excluding_instance else _spend_meter(prices)
     day_cost = adding_per_hour * started_hours(now, spend.day_end)
     month_cost = adding_per_hour * started_hours(now, spend.month_end)
     if adding_monthly is not None:

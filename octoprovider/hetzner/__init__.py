@@ -35,7 +35,7 @@ from octoprovider.hetzner.labels import (
     managed_selector,
     ownership_labels,
 )
-from octoprovider.hetzner.pricing import Prices, hourly_prices
+from octoprovider.hetzner.pricing import Price, Prices, hourly_prices
 from octoprovider.hetzner.primary_ips import (
     PrimaryIP,
     assign_primary_ip,
@@ -67,6 +67,7 @@ __all__ = [
     "LABEL_ID",
     "LABEL_MANAGED_BY",
     "MANAGED_BY",
+    "Price",
     "Prices",
     "PrimaryIP",
     "SANDBOX_ENDPOINT",

@@ -36,6 +36,31 @@ class Prices:
     def ipv4(self, location: str) -> Decimal | None:
         return self.primary_ipv4.get(location)
 
+    def instance(self, server_type: str, location: str, *, own_ipv4: bool) -> "Price | None":
+        """Price one server of `server_type` in `location`, with its own IPv4 if it has one (None: unpriced).
+
+        A server holding one of our static IPs has no IPv4 of its own: the static IP is billed apart.
+        """
+        server = self.server(server_type, location)
+        if server is None:
+            return None
+        monthly = self.server_types_monthly.get((server_type, location))
+        if not own_ipv4:
+            return Price(hourly=server, monthly=monthly)
+        ipv4_monthly = self.primary_ipv4_monthly.get(location)
+        return Price(
+            hourly=server + (self.ipv4(location) or Decimal(0)),
+            monthly=monthly + ipv4_monthly if monthly is not None and ipv4_monthly is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class Price:
+    """What one thing costs per started hour, and at most in a calendar month (None: no monthly cap known)."""
+
+    hourly: Decimal
+    monthly: Decimal | None
+
 
 def _read() -> dict:
     with translated("read prices", refresh=True):

@@ -149,6 +149,22 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
             "end", f"static IP {row.pk}", f"its Primary IP {row.hetzner_id} is gone", Decimal(0),
             lambda row=row: static_ip_services.static_ip_mark_released(static_ip_id=row.pk, reason="IP gone (cleanup)"),
         ))
+    findings.extend(_unclaimed_instances(prices))
+    return findings
+
+
+def _unclaimed_instances(prices: hetzner.Prices | None) -> list[Finding]:
+    """The instances OctoPerf never called about within UNCLAIMED_INSTANCE_GRACE: their create's answer was lost."""
+    findings = []
+    for row in instance_services.instances_unclaimed():
+        price = prices.instance(row.server_type, row.location, own_ipv4=row.own_ipv4) if prices else None
+        findings.append(Finding(
+            "terminate", f"instance {row.pk}",
+            f"never claimed: OctoPerf never called about it in UNCLAIMED_INSTANCE_GRACE "
+            f"({settings.UNCLAIMED_INSTANCE_GRACE} s)",
+            price.hourly if price else None,
+            lambda row=row: instance_services.instance_end_unclaimed(instance_id=row.pk),
+        ))
     return findings
 
 

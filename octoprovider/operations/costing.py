@@ -5,7 +5,8 @@ hour from its creation, and never more in a calendar month than the monthly pric
 
 - a server exists from its row's creation (the create follows within a second) until its delete
   was requested (or, failing that, until it was seen gone); a create Hetzner refused is not billed;
-- its own IPv4 lives as long, unless a static IP replaced it (from the first association on);
+- its own IPv4 lives as long, unless it has none (`Instance.own_ipv4`): created with one of our
+  static IPs, or moved onto one by an associate (then the minutes before the move are left out);
 - a static IP exists from its allocation until its release was requested.
 
 Prices are Hetzner's current ones (`/pricing`), with or without VAT as BUDGETS_INCLUDE_VAT says.
@@ -16,13 +17,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Min, Q
+from django.db.models import Q
 
 from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core import clock
 from octoprovider.core.guardrails import Spend, started_hours
 from staticips.models import Association, StaticIP
+from staticips.selectors import static_ips_never_used
 
 ZERO = Decimal(0)
 
@@ -65,24 +67,22 @@ def _billed_instances(since: datetime | None = None):
     rows = Instance.objects.exclude(status=Instance.Status.TERMINATED, hetzner_id__isnull=True)
     if since is not None:
         rows = rows.filter(Q(terminated_at__isnull=True) | Q(terminated_at__gt=since))
-    return rows.annotate(first_association=Min("associations__created_at")).values(
-        "id", "region", "location", "server_type", "status", "created_at", "delete_requested_at",
-        "terminated_at", "first_association",
+    return rows.values(
+        "id", "region", "location", "server_type", "own_ipv4", "status", "created_at", "delete_requested_at",
+        "terminated_at",
     )
 
 
 def _server_and_ipv4(instance: dict, prices: hetzner.Prices) -> tuple[Billed, Billed]:
+    """Return what Hetzner bills for an instance: its server, and its own IPv4 (none when it holds a static IP)."""
     end = _server_end(instance)
     location = instance["location"]
-    server = Billed(
-        start=instance["created_at"], end=end,
-        hourly=prices.server(instance["server_type"], location),
-        monthly=prices.server_types_monthly.get((instance["server_type"], location)),
-    )
-    ipv4_end = end
-    if instance["first_association"] is not None:
-        ipv4_end = min(end, instance["first_association"]) if end else instance["first_association"]
-    ipv4 = Billed(start=instance["created_at"], end=ipv4_end, hourly=prices.ipv4(location),
+    alone = prices.instance(instance["server_type"], location, own_ipv4=False)
+    server = Billed(start=instance["created_at"], end=end, hourly=alone.hourly if alone else None,
+                    monthly=alone.monthly if alone else None)
+    if not instance["own_ipv4"]:
+        return server, Billed(start=instance["created_at"], end=instance["created_at"], hourly=None, monthly=None)
+    ipv4 = Billed(start=instance["created_at"], end=end, hourly=prices.ipv4(location),
                   monthly=prices.primary_ipv4_monthly.get(location))
     return server, ipv4
 
@@ -109,13 +109,19 @@ def periods(now: datetime) -> tuple[datetime, datetime, datetime, datetime]:
     return day_start, day_start + timedelta(days=1), month_start, month_end
 
 
-def spend(prices: hetzner.Prices, now: datetime | None = None) -> Spend:
-    """Measure the spend the budgets compare: the burn now, and what today and this month will have cost."""
+def spend(prices: hetzner.Prices, now: datetime | None = None, *, excluding_instance: str | None = None) -> Spend:
+    """Measure the spend the budgets compare: the burn now, and what today and this month will have cost.
+
+    `excluding_instance` leaves out the row of a create whose budget check prices it apart.
+    """
     now = now or clock.now()
     day_start, day_end, month_start, month_end = periods(now)
     per_hour, day, month = ZERO, ZERO, ZERO
     billed: list[Billed] = []
-    for instance in _billed_instances(since=month_start):
+    instances = _billed_instances(since=month_start)
+    if excluding_instance is not None:
+        instances = instances.exclude(pk=excluding_instance)
+    for instance in instances:
         billed.extend(_server_and_ipv4(instance, prices))
     billed.extend(_billed_static_ips(prices, since=month_start))
     for item in billed:
@@ -219,3 +225,36 @@ def _add_static_ips(all_runs: list[Run], prices: hetzner.Prices, now: datetime) 
     for instance_id, location, created, ended in associations:
         hours = max(1, started_hours(created, ended or now))
         run_of[instance_id].static_ips_eur += (prices.ipv4(location) or ZERO) * hours
+
+
+# --- what nobody used ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unclaimed:
+    """Money spent on what OctoPerf never learned of: answers of creates and allocates it never received."""
+
+    instances: int  # created since the date, never claimed (UNCLAIMED_INSTANCE_GRACE ends them)
+    instances_eur: Decimal  # what they were billed (their runs count them too)
+    static_ips: int  # allocated now, never associated by OctoPerf (`static_ips_never_used`)
+    static_ips_eur_per_hour: Decimal
+
+    def as_json(self) -> dict:
+        return {key: str(value) if isinstance(value, Decimal) else value for key, value in asdict(self).items()}
+
+
+def unclaimed(*, since: datetime, prices: hetzner.Prices) -> Unclaimed:
+    """Count and price the never-claimed instances created since `since`, and the never-used static IPs now."""
+    now = clock.now()
+    cutoff = now - timedelta(seconds=settings.UNCLAIMED_INSTANCE_GRACE)
+    never_claimed = _billed_instances().filter(created_at__gte=since, created_at__lt=cutoff, claimed_at__isnull=True)
+    instances, instances_eur = 0, ZERO
+    for instance in never_claimed:
+        instances += 1
+        for item in _server_and_ipv4(instance, prices):
+            instances_eur += item.cost_in(item.start, item.end or now)
+    static_ips = list(static_ips_never_used().values_list("location", flat=True))
+    return Unclaimed(
+        instances=instances, instances_eur=instances_eur, static_ips=len(static_ips),
+        static_ips_eur_per_hour=sum((prices.ipv4(location) or ZERO for location in static_ips), ZERO),
+    )

@@ -96,11 +96,10 @@ def hourly_spend() -> Spend:
             spend.unpriced.append(f"{count} × {server_type} in {location}")
         else:
             spend.servers += price * count
-    # An instance holding a static IP has no IPv4 of its own; every other live server has one.
+    # A server created with, or moved onto, a static IP has no IPv4 of its own (the static IP bills).
     own_ipv4s = (
-        Instance.objects.filter(status__in=_BILLED)
-        .exclude(Exists(Association.objects.filter(instance=OuterRef("pk"), status__in=Association.ACTIVE)))
-        .order_by().values_list("location").annotate(n=Count("pk"))
+        Instance.objects.filter(status__in=_BILLED, own_ipv4=True).order_by().values_list("location")
+        .annotate(n=Count("pk"))
     )
     static = StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).order_by().values_list("location").annotate(
         n=Count("pk")

@@ -16,6 +16,7 @@ from datetime import timedelta
 from django.db.models import Q
 
 from instances import reconciling as instances_reconciling
+from instances import services as instances_services
 from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError
 from octoprovider.core.reports import PassReport
@@ -84,6 +85,8 @@ def _run(report: PassReport, *, full: bool) -> None:
             ~Q(status=StaticIP.Status.RELEASED) | Q(released_at__gte=clock.now() - ORPHANS_LOOKED_FOR)
         ).exists()
         static_ips_reconciling.static_ips_reconcile(full=ips_full, associations=associations, report=report)
+        if full:  # creates whose answer OctoPerf never received (UNCLAIMED_INSTANCE_GRACE)
+            report.actions.extend(f"end never-claimed {i}" for i in instances_services.instances_end_unclaimed())
     except HetznerError as exc:
         logger.warning("Reconcile pass stopped early: %s", exc.message)
         report.errors.append(exc.message)

@@ -7,14 +7,16 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_date
 
 from octoprovider.core.exceptions import HetznerError
-from octoprovider.operations.costing import runs
+from octoprovider.hetzner import hourly_prices
+from octoprovider.operations.costing import runs, unclaimed
 
 
 class Command(BaseCommand):
     help = (
         "Print the test runs started since a date (creates in one region less than RUN_GAP seconds apart) "
         "with what each cost at Hetzner's prices: instances, billed instance-hours, euros for servers, "
-        "their IPv4s and static IPs, and the billed minutes nobody used. Reads only; changes nothing."
+        "their IPv4s and static IPs, and the billed minutes nobody used; then the instances OctoPerf never "
+        "claimed and the static IPs it never used. Reads only; changes nothing."
     )
 
     def add_arguments(self, parser):
@@ -29,13 +31,16 @@ class Command(BaseCommand):
             day = None
         if day is None:
             raise CommandError(f"--since must be a date like 2026-05-01, not {since!r}")
+        start = datetime.combine(day, time.min, tzinfo=UTC)
         try:
-            found = runs(since=datetime.combine(day, time.min, tzinfo=UTC))
+            prices = hourly_prices()
+            found = runs(since=start, prices=prices)
         except HetznerError as exc:
             raise CommandError(f"Could not read Hetzner's prices: {exc.message}") from exc
         total = sum((run.total_eur for run in found), Decimal(0))
+        waste = unclaimed(since=start, prices=prices)
         if json:
-            self._print_json(found, total)
+            self._print_json(found, total, waste)
             return
         self.stdout.write(
             f"{'region':<10} {'start (UTC)':<19} {'end (UTC)':<19} {'inst':>5} {'inst-h':>7} {'servers':>9} "
@@ -50,12 +55,23 @@ class Command(BaseCommand):
             )
         if verbosity >= 1:
             self.stdout.write(f"{len(found)} runs since {day} (RUN_GAP {settings.RUN_GAP} s), {total:.4f} EUR")
+        # What OctoPerf never learned of: creates and allocates whose answer it did not receive.
+        self.stdout.write(
+            f"Never claimed: {waste.instances} instances since {day} (OctoPerf never called about them), "
+            f"{waste.instances_eur:.4f} EUR, counted in the runs above"
+        )
+        advice = " (release them if nobody will)" if waste.static_ips else ""
+        self.stdout.write(
+            f"Never used: {waste.static_ips} static IPs allocated and never associated, "
+            f"{waste.static_ips_eur_per_hour:.4f} EUR/h now{advice}"
+        )
 
-    def _print_json(self, found, total):
+    def _print_json(self, found, total, waste):
         self.stdout.write(json_dumps({
             "run_gap_seconds": settings.RUN_GAP,
             "runs": [run.as_json() for run in found],
             "total_eur": str(total),
+            "unclaimed": waste.as_json(),
         }))
 
 
