@@ -85,5 +85,7 @@ def _run(report: PassReport, *, full: bool) -> None:
         ).exists()
         static_ips_reconciling.static_ips_reconcile(full=ips_full, associations=associations, report=report)
     except HetznerError as exc:
-        logger.warning("Reconcile pass stopped early: %s", exc.message)
-        report.errors.append(exc.message)
+        # Only a listing, the whole pass's input, gets here: each row's own Hetzner calls note their
+        # failure in the report and let the pass go on. Said once, by reconcile_pass, as an error.
+        report.stopped = f"Reconcile pass stopped early: {exc.message}"
+        report.errors.append(report.stopped)
