@@ -181,12 +181,14 @@ def _waiting_out_locked(deadline: datetime, act: Callable[[], object]) -> Callab
 
 
 def _seen_before(rows: QuerySet, listed_at: datetime) -> QuerySet:
-    """Keep the rows last observed (or, never observed, created) before the listing was asked for.
+    """Keep the rows last observed at Hetzner before the listing was asked for.
 
     Only their absence from the listing means anything: a create or an allocate recorded while the
-    listing was on its way is missing from it, yet alive.
+    listing was on its way is missing from it, yet alive. A row given its Hetzner id but never
+    observed (a create that met a delete on its way) says nothing of when: the reconciler's next
+    pass observes it, and the next cleanup decides.
     """
-    return rows.filter(Q(observed_at__lt=listed_at) | Q(observed_at__isnull=True, created_at__lt=listed_at))
+    return rows.filter(observed_at__lt=listed_at)
 
 
 def _end_vanished_instance(row: Instance) -> Callable[[], object]:
