@@ -390,8 +390,9 @@ def instance_reboot(*, instance_id: str) -> Instance:
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now())
         return instance
     error = reboot_at_hetzner(instance)
-    if isinstance(error, HetznerNotFound) and Instance.objects.filter(pk=instance.pk, status=Status.TERMINATED).exists():
-        raise Conflict(f"Instance {instance.id} is terminated; it cannot be rebooted.", code="instance_gone") from None
+    gone = Instance.objects.filter(pk=instance.pk, status=Status.TERMINATED)
+    if isinstance(error, HetznerNotFound) and gone.exists():
+        raise Conflict(f"Instance {instance.id} is terminated; it cannot be rebooted.", code="instance_gone")
     if error is not None and not isinstance(error, (HetznerLocked, HetznerNotFound)):
         raise error  # OctoPerf tries again (503 with Retry-After): nothing is left owed here
     return instance

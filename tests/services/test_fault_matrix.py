@@ -335,7 +335,8 @@ def _operation_while_cleanup_lists(world: World, operation: Operation, listing: 
     ran = []
 
     def operation_meanwhile(response, *args, **kwargs):
-        if response.request.method == "GET" and response.request.path_url.startswith(f"/v1{listing}?") and not ran:
+        request = response.request
+        if request.method == "GET" and request.path_url.startswith(f"/v1{listing}?") and not ran:
             ran.append(True)
             operation.run(world)
 
