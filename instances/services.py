@@ -524,31 +524,46 @@ def instance_reboot(*, instance_id: str) -> Instance:
     if instance.hetzner_id is None:
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now())
         return instance
-    reboot_at_hetzner(instance)
+    error = reboot_at_hetzner(instance)
+    gone = Instance.objects.filter(pk=instance.pk, status=Status.TERMINATED)
+    if isinstance(error, HetznerNotFound) and gone.exists():
+        raise Conflict(f"Instance {instance.id} is terminated; it cannot be rebooted.", code="instance_gone")
+    if error is not None and not isinstance(error, (HetznerLocked, HetznerNotFound)):
+        raise error  # OctoPerf tries again (503 with Retry-After): nothing is left owed here
     return instance
 
 
-def reboot_at_hetzner(instance: Instance) -> bool:
-    """Reboot the instance's server; return False when Hetzner is busy and the reconciler reboots it later."""
+def reboot_at_hetzner(instance: Instance) -> HetznerError | None:
+    """Send the reboot of the instance's server; return what held it back, or None.
+
+    `locked`, and a `not_found` while Hetzner still lists the server, leave the reboot owed
+    (`reboot_requested_at`): the reconciler sends it again. A server confirmed gone ends the row.
+    Any other error is returned as it is, for the caller to report: the reconciler's pass goes on
+    with its other rows, and the reboot it claimed stays owed.
+    """
     try:
         hetzner.reboot_server(instance.hetzner_id)
-    except HetznerLocked:
+    except HetznerLocked as exc:
         logger.info("Reboot of %s postponed: another Hetzner action is running", instance.id)
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now())
-        return False
+        return exc
     except HetznerNotFound as exc:
         # One `not_found` proves nothing: Hetzner has answered one for a server that kept running.
         # Only a listing made after it, without the server, does.
         if server_confirmed_gone(instance):
             _mark_gone(instance)
-            raise Conflict(f"Instance {instance.id} is terminated; it cannot be rebooted.", code="instance_gone") from None
+            return exc
         logger.warning("Reboot of %s: Hetzner answered not found, yet lists the server; the reconciler retries",
                        instance.id)
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now(), last_error=exc.message)
-        return False
+        return exc
+    except HetznerError as exc:
+        logger.warning("Reboot of %s failed at Hetzner (%s)", instance.id, exc.message)
+        Instance.objects.filter(pk=instance.pk).update(last_error=exc.message)
+        return exc
     Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=None, last_error="")
     logger.info("Rebooted instance %s", instance.id)
-    return True
+    return None
 
 
 def server_confirmed_gone(instance: Instance) -> bool:

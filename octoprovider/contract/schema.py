@@ -52,7 +52,9 @@ ERROR_MEANINGS = {
     409: "A conflict: the resource is terminated or being deleted, or is in use elsewhere.",
     429: "An operator's guardrail is reached (maximum instances, static IPs...).",
     503: "Hetzner is rate-limited, unavailable, out of capacity or over quota, or rejects the operator's "
-    "Hetzner token, or octoprovider's database is unreachable. Retry after `Retry-After` seconds.",
+    "Hetzner token, cannot be reached (`hetzner_unreachable`), does not answer in time (`hetzner_timeout`) "
+    "or answers what cannot be read (`hetzner_bad_answer`), or octoprovider's database is unreachable. "
+    "Retry after `Retry-After` seconds.",
 }
 ALWAYS = (401, 503)
 

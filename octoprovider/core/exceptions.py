@@ -102,6 +102,29 @@ class HetznerTimeout(HetznerUnavailable):
     code = "hetzner_timeout"
 
 
+class HetznerUnreachable(HetznerUnavailable):
+    """Hetzner's API could not be reached at all (connection refused, no DNS answer, connect timeout).
+
+    The request never left: whatever it asked for was not done (`hetzner.refused_without_effect`).
+    """
+
+    code = "hetzner_unreachable"
+
+
+class HetznerBadAnswer(HetznerUnavailable):
+    """Hetzner answered something that cannot be read (a 200 without `servers`, a body that is not JSON).
+
+    Hetzner's fault, not ours: OctoPerf gets 503 with Retry-After, the reconciler notes it and goes
+    on. Whether a create or a delete answered so was carried out is unknown.
+    """
+
+    code = "hetzner_bad_answer"
+
+    def __init__(self, message: str, *, retry_after: int = 15, **kwargs):
+        kwargs.setdefault("hetzner_code", "bad_answer")
+        super().__init__(message, retry_after=retry_after, **kwargs)
+
+
 class HetznerRejected(HetznerError):
     """Hetzner refused the request as invalid (`invalid_input` and friends)."""
 

@@ -17,5 +17,7 @@ class PassReport:
     # Work Hetzner refused because another action was running on the resource: the next pass sends it again.
     locked: list[str] = field(default_factory=list)
     deferred: str = ""
+    # Why the pass ended before its end: Hetzner could not be listed (the loop waits longer each time).
+    stopped: str = ""
     # The servers Hetzner showed in this pass, by our instance id: later parts decide from them.
     servers: dict[str, Any] = field(default_factory=dict, repr=False)

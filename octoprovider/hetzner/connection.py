@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 
 import requests
 from django.conf import settings
+from urllib3.exceptions import NewConnectionError
 from django.core.exceptions import ImproperlyConfigured
 from hcloud import Client
 
@@ -108,11 +109,32 @@ def _bases(client: Client) -> list:
     return bases
 
 
+# What `recording_answers` notes for a try that never left this machine (see `never_sent`).
+NEVER_SENT = 0
+
+
+def never_sent(exc: requests.RequestException) -> bool:
+    """Tell whether a request that got no answer certainly never reached Hetzner.
+
+    True only when no connection was ever made: refused, no DNS answer (urllib3's NewConnectionError
+    and its NameResolutionError, which requests wraps in a ConnectionError), or a connect timeout.
+    A read timeout or a connection reset comes after the request was sent: Hetzner may have carried
+    it out.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    cause = exc.args[0] if exc.args else None
+    return isinstance(getattr(cause, "reason", cause), NewConnectionError)
+
+
 @contextlib.contextmanager
 def recording_answers() -> Iterator[list[int | None]]:
-    """Collect, in this thread, the HTTP status of every try made in the block (None: no answer came).
+    """Collect, in this thread, the HTTP status of every try made in the block.
 
-    hcloud retries inside one call; this is how its caller learns what the earlier tries heard.
+    None: no answer came, and the request may have arrived; NEVER_SENT: it never left. hcloud
+    retries inside one call; this is how its caller learns what the earlier tries heard.
     """
     outer = getattr(_local, "answers", None)
     _local.answers = answers = []
@@ -145,7 +167,7 @@ def _observe(session: requests.Session) -> None:
         try:
             return send(request, **kwargs)
         except requests.RequestException as exc:
-            _note_answer(None)
+            _note_answer(NEVER_SENT if never_sent(exc) else None)
             seconds = time.perf_counter() - started
             for hook in list(_failure_hooks):
                 hook(request, exc, seconds)

@@ -7,6 +7,7 @@ import requests
 from hcloud import APIException
 
 from octoprovider.core.exceptions import (
+    HetznerBadAnswer,
     HetznerConflict,
     HetznerError,
     HetznerLocked,
@@ -14,9 +15,10 @@ from octoprovider.core.exceptions import (
     HetznerRejected,
     HetznerTimeout,
     HetznerUnavailable,
+    HetznerUnreachable,
 )
 from octoprovider.hetzner import budget
-from octoprovider.hetzner.connection import recording_answers
+from octoprovider.hetzner.connection import NEVER_SENT, never_sent, recording_answers
 
 logger = logging.getLogger("octoprovider.hetzner")
 
@@ -54,22 +56,58 @@ def translated(what: str, *, refresh: bool = False):
             yield
         except APIException as exc:
             cause, error = exc, _translate_api_error(exc, what)
-        except requests.Timeout as exc:
-            cause = exc
-            logger.warning("Hetzner %s timed out", what)
-            error = HetznerTimeout(f"Hetzner did not answer in time ({what}).", retry_after=15,
-                                   hetzner_code="timeout", public="Hetzner did not answer in time.")
         except requests.RequestException as exc:
-            cause = exc
-            logger.warning("Hetzner %s failed: %s", what, type(exc).__name__)
-            error = HetznerTimeout(f"Hetzner could not be reached ({what}).", retry_after=15,
-                                   hetzner_code="connection", public="Hetzner could not be reached.")
+            cause, error = exc, _no_answer(exc, what)
+        except UNREADABLE as exc:
+            cause, error = exc, bad_answer(what, exc)
         else:
             return
     # hcloud retried the call: a try before the last one that got no answer (or a 5xx) may have
-    # done what was asked, whatever the last try heard (a 429, a `locked`).
-    error.earlier_answer_lost = any(status is None or status >= 500 for status in answers[:-1])
+    # done what was asked, whatever the last try heard (a 429, a `locked`, a refused connection).
+    error.earlier_answer_lost = any(
+        status is None or (status != NEVER_SENT and status >= 500) for status in answers[:-1]
+    )
     raise error from cause
+
+
+# What hcloud (or our reading of its records) raises on an answer that lacks what it reads: a 200
+# without `servers`, a list where an object belongs.
+UNREADABLE = (KeyError, IndexError, TypeError, AttributeError, ValueError)
+
+
+def bad_answer(what: str, exc: Exception) -> HetznerBadAnswer:
+    logger.warning("Hetzner %s: unreadable answer (%s: %s)", what, type(exc).__name__, exc)
+    return HetznerBadAnswer(f"Hetzner's answer could not be read ({what}: {type(exc).__name__} {exc}).",
+                            public="Hetzner's answer could not be read.")
+
+
+@contextlib.contextmanager
+def reading(what: str):
+    """Turn an answer that lacks what is read from it into HetznerBadAnswer: Hetzner's fault, not a crash."""
+    try:
+        yield
+    except UNREADABLE as exc:
+        raise bad_answer(what, exc) from exc
+
+
+def _no_answer(exc: requests.RequestException, what: str) -> HetznerError:
+    """Translate a request that got no answer: never sent (certainly not carried out), or lost on its way."""
+    if isinstance(exc, requests.ConnectTimeout):
+        logger.warning("Hetzner %s: no connection in time", what)
+        return HetznerTimeout(f"Hetzner did not answer in time ({what}: no connection was made).", retry_after=15,
+                              hetzner_code="connect_timeout", public="Hetzner did not answer in time.")
+    if never_sent(exc):
+        # Connection refused or no DNS answer: not a timeout, and nothing reached Hetzner.
+        logger.warning("Hetzner %s: unreachable (%s)", what, type(exc.args[0]).__name__ if exc.args else "")
+        return HetznerUnreachable(f"Hetzner could not be reached ({what}).", retry_after=30,
+                                  hetzner_code="unreachable", public="Hetzner could not be reached.")
+    if isinstance(exc, requests.Timeout):
+        logger.warning("Hetzner %s timed out", what)
+        return HetznerTimeout(f"Hetzner did not answer in time ({what}).", retry_after=15,
+                              hetzner_code="timeout", public="Hetzner did not answer in time.")
+    logger.warning("Hetzner %s failed: %s", what, type(exc).__name__)
+    return HetznerTimeout(f"Hetzner's answer was lost ({what}).", retry_after=15,
+                          hetzner_code="connection", public="Hetzner's answer was lost.")
 
 
 def _translate_api_error(exc: APIException, what: str) -> HetznerError:
@@ -81,6 +119,10 @@ def _translate_api_error(exc: APIException, what: str) -> HetznerError:
             f"{message} ({what}: {exc.message})", retry_after=retry_after,
             code=f"hetzner_{code}", hetzner_code=code, public=message,
         )
+    if code.isdigit() and int(code) < 400:
+        # A success whose body is not JSON: whatever was asked may have been done.
+        return HetznerBadAnswer(f"Hetzner answered HTTP {code} with a body that is not JSON ({what}).",
+                                public="Hetzner's answer could not be read.")
     if code.isdigit() and int(code) >= 500:
         return HetznerTimeout(f"Hetzner answered HTTP {code} ({what}).", retry_after=15, hetzner_code=code,
                               public=f"Hetzner answered HTTP {code}.")
@@ -105,6 +147,8 @@ _REFUSALS = {
     "resource_unavailable", "resource_limit_exceeded", "placement_error", "unauthorized", "forbidden",
     "token_readonly", "locked", "conflict", "server_not_stopped", "must_be_unassigned", "configuration",
     "maintenance",
+    # No connection was ever made (refused, no DNS answer, connect timeout): the request never left.
+    "unreachable", "connect_timeout",
 }
 
 
@@ -124,6 +168,7 @@ def all_pages(what: str, get_list, **filters) -> tuple[list, int]:
         with translated(what, refresh=True):
             result = get_list(**filters, page=page, per_page=50)
         calls += 1
-        items.extend(result[0])  # hcloud answers a named tuple: the page's items, then meta
-        page = result.meta.pagination.next_page if result.meta and result.meta.pagination else None
+        with reading(what):
+            items.extend(result[0])  # hcloud answers a named tuple: the page's items, then meta
+            page = result.meta.pagination.next_page if result.meta and result.meta.pagination else None
     return items, calls

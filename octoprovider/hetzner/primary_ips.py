@@ -9,7 +9,7 @@ from hcloud.primary_ips import PrimaryIP as HcloudPrimaryIP
 
 from octoprovider.core.exceptions import HetznerConflict, HetznerNotFound
 from octoprovider.hetzner.connection import client
-from octoprovider.hetzner.errors import all_pages, translated
+from octoprovider.hetzner.errors import all_pages, bad_answer, reading, translated
 from octoprovider.hetzner.labels import LABEL_ID, is_ours
 
 
@@ -32,16 +32,19 @@ class PrimaryIP:
 
 
 def _primary_ip(bound: BoundPrimaryIP) -> PrimaryIP:
-    return PrimaryIP(
-        id=bound.id,
-        name=bound.name,
-        ip=bound.ip,
-        location=bound.location.name if bound.location else "",
-        assignee_id=bound.assignee_id,
-        auto_delete=bool(bound.auto_delete),
-        labels=dict(bound.labels or {}),
-        created=bound.created,
-    )
+    if not isinstance(bound.id, int):
+        raise bad_answer("read a primary IP", KeyError("id"))  # nothing could be done with it
+    with reading(f"read primary IP {bound.id}"):
+        return PrimaryIP(
+            id=bound.id,
+            name=bound.name,
+            ip=bound.ip,
+            location=bound.location.name if bound.location else "",
+            assignee_id=bound.assignee_id,
+            auto_delete=bool(bound.auto_delete),
+            labels=dict(bound.labels or {}),
+            created=bound.created,
+        )
 
 
 def create_primary_ip(

@@ -23,7 +23,7 @@ from octoprovider.core.exceptions import (
     HetznerRejected,
 )
 from octoprovider.hetzner.connection import client, generation
-from octoprovider.hetzner.errors import all_pages, translated
+from octoprovider.hetzner.errors import all_pages, bad_answer, reading, translated
 from octoprovider.hetzner.labels import LABEL_ID, is_ours
 from octoprovider.hetzner.project import forget_server_settings, server_settings_problems
 
@@ -50,19 +50,22 @@ class Server:
 
 
 def _server(bound: BoundServer) -> Server:
-    ipv4 = bound.public_net.ipv4 if bound.public_net else None
-    primary = bound.public_net.primary_ipv4 if bound.public_net else None
-    return Server(
-        id=bound.id,
-        name=bound.name,
-        status=bound.status,
-        labels=dict(bound.labels or {}),
-        location=bound.location.name if bound.location else "",
-        server_type=bound.server_type.name if bound.server_type else "",
-        public_ipv4=ipv4.ip if ipv4 else None,
-        public_ipv4_id=primary.id if primary else None,
-        created=bound.created,
-    )
+    if not isinstance(bound.id, int):
+        raise bad_answer("read a server", KeyError("id"))  # nothing could be done with it
+    with reading(f"read server {bound.id}"):
+        ipv4 = bound.public_net.ipv4 if bound.public_net else None
+        primary = bound.public_net.primary_ipv4 if bound.public_net else None
+        return Server(
+            id=bound.id,
+            name=bound.name,
+            status=bound.status,
+            labels=dict(bound.labels or {}),
+            location=bound.location.name if bound.location else "",
+            server_type=bound.server_type.name if bound.server_type else "",
+            public_ipv4=ipv4.ip if ipv4 else None,
+            public_ipv4_id=primary.id if primary else None,
+            created=bound.created,
+        )
 
 
 # Firewall ids by (client generation, name): a sandbox swapped in by tests has ids of its own.

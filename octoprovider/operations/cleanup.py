@@ -7,6 +7,11 @@ finishes the deletes and releases still pending (waiting out `locked`), terminat
 INSTANCE_MAX_LIFETIME, and ends rows whose Hetzner resource vanished. It only ever
 sees resources carrying both our ownership labels and this deployment's: the label selector of every
 listing says so, and each finding checks it again.
+
+A listing shows what Hetzner held when it was asked for, and OctoPerf keeps creating meanwhile (a
+listing can take seconds). So a row is only ever found "vanished" when it was observed before the
+listing was asked for, and each finding's `act` is a compare-and-set on what was seen: a row or a
+resource that moved since is left alone (`LeftAlone`), never ended or deleted on stale news.
 """
 
 import logging
@@ -16,7 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from instances import services as instance_services
 from instances.models import Instance
@@ -24,13 +29,17 @@ from octoprovider import hetzner
 from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError, HetznerLocked
 from staticips import services as static_ip_services
-from staticips.models import StaticIP
+from staticips.models import Association, StaticIP
 from staticips.services import LABEL_ROLE, ROLE_SERVER_IPV4, ROLE_STATIC
 
 logger = logging.getLogger(__name__)
 
 # Seconds between the tries of an action Hetzner refused as `locked` (another action runs on it).
 LOCKED_RETRY_INTERVAL = 2.0
+
+
+class LeftAlone(Exception):
+    """A finding's resource changed since it was listed: nothing was done, and nothing failed."""
 
 
 @dataclass
@@ -66,7 +75,9 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
     A pending delete or release that Hetzner refuses as `locked` is tried again until `wait` has
     passed (counted from now, for all findings together).
     """
-    now = clock.now()
+    # Whatever the listings below lack was there or not when they were asked for, not later: a row
+    # recorded after this moment may be missing from them without being gone.
+    listed_at = now = clock.now()
     deadline = now + wait
     prices = _prices()
     servers = [s for s in hetzner.list_servers(label_selector=hetzner.managed_selector()) if hetzner.is_ours(s.labels)]
@@ -124,8 +135,10 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
                 continue
             findings.append(Finding("delete", what, why, ip_price(ip.location), _delete_primary_ip(ip)))
         elif role == ROLE_SERVER_IPV4 and ip.assignee_id is None and _age(ip.created, now) > grace:
+            if _needed_by_an_association(ip.id):
+                continue  # a static-IP move took it off its server, and puts it back or deletes it itself
             findings.append(Finding("delete", what, "a server's own IPv4, left unassigned", ip_price(ip.location),
-                                    _delete_primary_ip(ip)))
+                                    _delete_unneeded_server_ipv4(ip)))
 
     if settings.INSTANCE_MAX_LIFETIME:
         limit = timedelta(hours=settings.INSTANCE_MAX_LIFETIME)
@@ -137,17 +150,17 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
             ))
 
     seen_servers = {server.our_id for server in servers}
-    vanished = Instance.objects.exclude(status=Instance.Status.TERMINATED).filter(hetzner_id__isnull=False)
-    for row in vanished.exclude(pk__in=seen_servers):
+    vanished = _seen_before(Instance.objects.exclude(status=Instance.Status.TERMINATED), listed_at)
+    for row in vanished.filter(hetzner_id__isnull=False).exclude(pk__in=seen_servers):
         findings.append(Finding(
             "end", f"instance {row.pk}", f"its Hetzner server {row.hetzner_id} is gone", Decimal(0),
-            lambda row=row: instance_services.instance_mark_terminated(instance_id=row.pk, reason="server gone (cleanup)"),
+            _end_vanished_instance(row),
         ))
-    gone_ips = StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).filter(hetzner_id__isnull=False)
-    for row in gone_ips.exclude(hetzner_id__in=[ip.id for ip in ips]).filter(observed_at__lt=now):
+    gone_ips = _seen_before(StaticIP.objects.exclude(status=StaticIP.Status.RELEASED), listed_at)
+    for row in gone_ips.filter(hetzner_id__isnull=False).exclude(hetzner_id__in=[ip.id for ip in ips]):
         findings.append(Finding(
             "end", f"static IP {row.pk}", f"its Primary IP {row.hetzner_id} is gone", Decimal(0),
-            lambda row=row: static_ip_services.static_ip_mark_released(static_ip_id=row.pk, reason="IP gone (cleanup)"),
+            _end_vanished_static_ip(row),
         ))
     findings.extend(_unclaimed_instances(prices))
     return findings
@@ -183,12 +196,73 @@ def _waiting_out_locked(deadline: datetime, act: Callable[[], object]) -> Callab
     return waiting
 
 
+def _seen_before(rows: QuerySet, listed_at: datetime) -> QuerySet:
+    """Keep the rows last observed at Hetzner before the listing was asked for.
+
+    Only their absence from the listing means anything: a create or an allocate recorded while the
+    listing was on its way is missing from it, yet alive. A row given its Hetzner id but never
+    observed (a create that met a delete on its way) says nothing of when: the reconciler's next
+    pass observes it, and the next cleanup decides.
+    """
+    return rows.filter(observed_at__lt=listed_at)
+
+
+def _end_vanished_instance(row: Instance) -> Callable[[], object]:
+    def act():
+        # Ask Hetzner again, now, for this one server: the listing is seconds old, and ending a row
+        # whose server lives would hand a running agent to the reconciler's zombie sweep.
+        if hetzner.list_servers(label_selector=hetzner.managed_selector(ids=[row.pk])):
+            raise LeftAlone(f"Hetzner lists a server of instance {row.pk} again")
+        now = clock.now()
+        # Compare-and-set on what the finding saw: a row observed, moved or given a server since is not ours to end.
+        ended = Instance.objects.filter(
+            pk=row.pk, status=row.status, hetzner_id=row.hetzner_id, observed_at=row.observed_at
+        ).update(status=Instance.Status.TERMINATED, hetzner_status="", terminated_at=now, updated_at=now,
+                 last_error="server gone (cleanup)")
+        if not ended:
+            raise LeftAlone(f"instance {row.pk} changed since the listing")
+        logger.info("Instance %s is terminated: its server is gone (cleanup)", row.pk)
+
+    return act
+
+
+def _end_vanished_static_ip(row: StaticIP) -> Callable[[], object]:
+    def act():
+        # Compare-and-set on what the finding saw: a swap or a newer observation since is left alone.
+        ended = StaticIP.objects.filter(
+            pk=row.pk, status=row.status, hetzner_id=row.hetzner_id, observed_at=row.observed_at
+        ).update(status=StaticIP.Status.RELEASED, released_at=clock.now(), assignee_hetzner_id=None,
+                 last_error="IP gone (cleanup)")
+        if not ended:
+            raise LeftAlone(f"static IP {row.pk} changed since the listing")
+        for association in Association.objects.filter(static_ip_id=row.pk, status__in=Association.ACTIVE):
+            static_ip_services.end_association(association, reason="IP gone (cleanup)")
+
+    return act
+
+
 def _delete_unknown_server(server: hetzner.Server) -> Callable[[], object]:
     def act():
         # Look again: a row may have been written since the listing.
         if Instance.objects.filter(pk=server.our_id).exists():
-            raise RuntimeError(f"instance {server.our_id} exists now; left alone")
+            raise LeftAlone(f"instance {server.our_id} exists now")
         return hetzner.delete_server(server.id)
+
+    return act
+
+
+def _needed_by_an_association(ip_id: int) -> bool:
+    return Association.objects.filter(replaced_hetzner_ip_id=ip_id).exists()
+
+
+def _delete_unneeded_server_ipv4(ip: hetzner.PrimaryIP) -> Callable[[], object]:
+    delete = _delete_primary_ip(ip)
+
+    def act():
+        # Look again: a static-IP move may have taken it off its server since the listing.
+        if _needed_by_an_association(ip.id):
+            raise LeftAlone(f"primary IP {ip.id} is being moved by a static-IP association")
+        return delete()
 
     return act
 

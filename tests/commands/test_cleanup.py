@@ -249,3 +249,45 @@ def test_hetzner_unreachable_fails_the_command(sandbox):
 
     with pytest.raises(CommandError, match="Could not list the Hetzner project"):
         call_command("cleanup")
+
+
+# --- cleanup racing creates -----------------------------------------------------------------------
+
+
+def test_an_instance_created_while_cleanup_lists_the_servers_is_left_alone(octoperf, sandbox, settle, capsys):
+    octoperf.create()  # something to list
+    settle(60)
+    created = []
+
+    def create_while_the_answer_travels(response, *args, **kwargs):
+        # The listing holds what Hetzner had when it was asked; this create is recorded before it arrives.
+        if response.request.method == "GET" and response.request.path_url.startswith("/v1/servers?") and not created:
+            created.append(octoperf.create())
+
+    hetzner.add_response_hook(create_while_the_answer_travels)
+    out = cleanup(capsys)
+    hetzner.remove_hook(create_while_the_answer_travels)
+
+    assert created and f"end instance {created[0]}" not in out
+    assert octoperf.state(created[0]) == "pending"
+    settle(60)
+    assert octoperf.state(created[0]) == "running"
+    assert len(sandbox.servers) == 2
+
+
+def test_a_row_observed_after_the_listing_is_not_ended_by_a_finding_made_before(octoperf, sandbox, settle, capsys):
+    from octoprovider.operations.cleanup import LeftAlone, cleanup_findings
+
+    instance_id = octoperf.create()
+    settle(60)
+    server_id = Instance.objects.get(pk=instance_id).hetzner_id
+    sandbox.handle("DELETE", f"/servers/{server_id}", {}, None, AUTH)
+    sandbox.settle()
+    (finding,) = [f for f in cleanup_findings(grace=timedelta(minutes=15)) if f.action == "end"]
+    # Meanwhile the reconciler saw the row move on (an operator's fix, a newer observation).
+    Instance.objects.filter(pk=instance_id).update(observed_at=clock.now() + timedelta(seconds=1))
+
+    with pytest.raises(LeftAlone):
+        finding.act()
+
+    assert Instance.objects.get(pk=instance_id).status == "running"

@@ -1,3 +1,4 @@
+import logging
 import os
 import shutil
 import signal
@@ -192,3 +193,106 @@ def test_one_pass_fails_with_a_clear_message_when_the_database_is_down(octoperf,
     with connection.execute_wrapper(Outage(queries=10**6)):
         with pytest.raises(CommandError, match="The database is unavailable"):
             call_command("reconcile")
+
+
+# --- Hetzner unreachable, or answering nonsense ---------------------------------------------------
+
+
+class StopAfter:
+    """Send the loop SIGTERM once `seconds` of simulated time have passed, or after `tries` Hetzner tries."""
+
+    def __init__(self, *, seconds: float, tries: int):
+        from octoprovider.core import clock
+
+        self.clock = clock
+        self.until = clock.now().timestamp() + seconds
+        self.tries_left = tries
+        self.tries = 0
+
+    def __call__(self, *args) -> None:
+        self.tries += 1
+        self.tries_left -= 1
+        if self.tries_left <= 0 or self.clock.now().timestamp() >= self.until:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def warning_lines(caplog, err: str) -> int:
+    """What an operator reads: warning log records and the loop's own lines on stderr."""
+    return len([r for r in caplog.records if r.levelno >= logging.WARNING]) + len(err.splitlines())
+
+
+@pytest.fixture
+def hetzner_refuses_connections(settings, sandbox):
+    """The production client, its endpoint a local port nobody listens on: every connection is refused."""
+    from octoprovider import hetzner
+
+    settings.HETZNER_SANDBOX = False
+    settings.HCLOUD_TOKEN = "unreachable-test-token"
+    settings.HCLOUD_ENDPOINT = "http://127.0.0.1:9/v1"
+    hetzner.use_sandbox(None)
+
+
+def test_the_loop_backs_off_while_hetzner_is_unreachable(octoperf, hetzner_refuses_connections, caplog, capsys,
+                                                        restore_signals):
+    from octoprovider import hetzner
+
+    # Booting: every pass, quick or full, asks Hetzner about it.
+    Instance.objects.create(region="fsn1", location="fsn1", type="SMALL", server_type="cx23", image="docker-ce",
+                            status="pending", hetzner_id=42)
+    # Five minutes of simulated time; on a loop that does not back off, 100 tries stop it sooner.
+    stop = StopAfter(seconds=300, tries=100)
+    hetzner.add_failure_hook(stop)
+    caplog.set_level(logging.WARNING)
+
+    call_command("reconcile", "--loop", "--interval", "2")
+
+    out, err = capsys.readouterr()
+    assert stop.tries <= 12  # 4, 8, 16, 32 s, then once a minute
+    assert warning_lines(caplog, err) <= 40
+    assert "next pass in 4 s" in err and "next pass in 60 s" in err
+    assert "Stopped." in out
+
+
+def test_the_loop_waits_at_interval_again_once_hetzner_answers(octoperf, sandbox, capsys, restore_signals):
+    from octoprovider import hetzner
+
+    octoperf.create()
+    sandbox.inject_fault("GET", r"/servers", timeout=True, times=3 * 3)  # three passes, hcloud's retries included
+    stop = StopAfter(seconds=10**6, tries=1)  # Hetzner's first answer ends the loop after its pass
+    hetzner.add_response_hook(stop)
+
+    call_command("reconcile", "--loop", "--interval", "2")
+
+    out, err = capsys.readouterr()
+    assert "next pass in 4 s" in err and "next pass in 16 s" in err
+    assert "Hetzner answers again after 3 failed passes." in out
+
+
+def test_the_loop_survives_listings_it_cannot_read_and_counts_them(octoperf, sandbox, capsys, restore_signals):
+    from prometheus_client import REGISTRY
+
+    from octoprovider import hetzner
+
+    instance_id = octoperf.create()
+    sandbox.clock.advance(60)
+    listings = []
+
+    def answer_without_servers(response, *args, **kwargs):
+        # Hetzner's 200 without `servers`, three times; then its usual answer.
+        if response.request.method == "GET" and response.request.path_url.startswith("/v1/servers?"):
+            listings.append(response)
+            if len(listings) <= 3:
+                response._content = b'{"meta": {"pagination": {"next_page": null}}}'
+            elif len(listings) >= 5:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    hetzner.add_response_hook(answer_without_servers)
+    errors_before = REGISTRY.get_sample_value("octoprovider_reconcile_errors_total") or 0
+
+    call_command("reconcile", "--loop", "--interval", "0.5")
+
+    out, err = capsys.readouterr()
+    assert err.count("Hetzner's answer could not be read") == 3
+    assert REGISTRY.get_sample_value("octoprovider_reconcile_errors_total") - errors_before == 3
+    assert "Stopped." in out
+    assert Instance.objects.get(pk=instance_id).status == "running"

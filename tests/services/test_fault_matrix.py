@@ -383,3 +383,57 @@ ISSUE_20_FAULTS = [fault for fault in FAULTS
 def test_no_fault_in_octoperfs_teardown_or_a_move_off_another_agent_leaks_or_misleads(operation, settings, monkeypatch):
     monkeypatch.setattr(f"{__name__}.FAULTS", ISSUE_20_FAULTS)
     test_no_fault_at_any_hetzner_call_leaks_or_misleads(operation, settings)
+
+
+# --- cleanup's listings travel while OctoPerf calls ---------------------------------------------------
+
+
+def _operation_while_cleanup_lists(world: World, operation: Operation, listing: str) -> list[str]:
+    """Run cleanup (every finding acted on) with the operation carried out while its `listing` travels.
+
+    The listing holds what Hetzner had when it was asked for; what the operation records meanwhile is
+    missing from it without being gone. Return what cleanup did.
+    """
+    from datetime import timedelta
+
+    from octoprovider.operations.cleanup import LeftAlone, cleanup_findings
+
+    ran = []
+
+    def operation_meanwhile(response, *args, **kwargs):
+        request = response.request
+        if request.method == "GET" and request.path_url.startswith(f"/v1{listing}?") and not ran:
+            ran.append(True)
+            operation.run(world)
+
+    hetzner.add_response_hook(operation_meanwhile)
+    try:
+        findings = cleanup_findings(grace=timedelta(minutes=15))
+    finally:
+        hetzner.remove_hook(operation_meanwhile)
+    assert ran, f"cleanup never listed {listing}"
+    done = []
+    for finding in findings:
+        try:
+            finding.act()
+        except LeftAlone:
+            continue
+        done.append(str(finding))
+    return done
+
+
+@pytest.mark.parametrize("listing", ["/servers", "/primary_ips"])
+@pytest.mark.parametrize("operation", OPERATIONS, ids=[operation.name for operation in OPERATIONS])
+def test_no_operation_carried_out_while_cleanup_lists_is_undone(operation, listing, settings):
+    settings.CREATE_GRACE = 60
+    world = World()
+    operation.setup(world)
+    world.passes(1)
+
+    done = _operation_while_cleanup_lists(world, operation, listing)
+    world.passes(40)
+
+    SCENARIOS_RUN.append(f"{operation.name}: while cleanup lists {listing}")
+    assert [line for line in done if line.startswith("end ")] == []
+    hetzner_matches_the_database(world)
+    operation.expect(world)

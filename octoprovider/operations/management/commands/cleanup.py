@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from octoprovider.core.exceptions import HetznerError
 from octoprovider.hetzner.deployment import deployment_label_refusal
-from octoprovider.operations.cleanup import audit_events_to_prune, cleanup_findings
+from octoprovider.operations.cleanup import LeftAlone, audit_events_to_prune, cleanup_findings
 
 
 class Command(BaseCommand):
@@ -49,6 +49,11 @@ class Command(BaseCommand):
             else:
                 try:
                     finding.act()
+                except LeftAlone as exc:
+                    # Changed since it was listed (a create, a move): right to leave, nothing failed.
+                    if verbosity >= 1:
+                        self.stdout.write(f"left alone: {finding}: {exc}")
+                    continue
                 except Exception as exc:  # one item's failure must not stop the others
                     failed += 1
                     self.stderr.write(self.style.ERROR(f"failed to {finding}: {exc}"))

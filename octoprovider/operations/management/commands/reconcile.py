@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import Error, InterfaceError, OperationalError, connection
 
 from octoprovider import hetzner
+from octoprovider.core import clock
 from octoprovider.core.reports import PassReport
 from octoprovider.hetzner.deployment import deployment_label_refusal
 from octoprovider.operations.reconciler import reconcile_once, reconcile_pass
@@ -13,7 +14,7 @@ from octoprovider.operations.reconciler import reconcile_once, reconcile_pass
 # What a database that went away raises: the server restarting or failing over, the network, a
 # connection it killed. Anything else is a bug and ends the loop.
 DATABASE_DOWN = (OperationalError, InterfaceError)
-# Seconds at most between two tries while the database is down.
+# Seconds at most between two tries while the database is down, or Hetzner cannot be listed.
 MAX_BACKOFF = 60.0
 
 
@@ -24,7 +25,8 @@ class Command(BaseCommand):
         "while another action runs (locked), and exits non-zero when Hetzner could not be reached or work is "
         "left undone; --loop keeps going until SIGTERM or SIGINT, finishing the current step. "
         "Passes wait while Hetzner's rate budget is below HCLOUD_RATE_RESERVE, and say so; while the database is "
-        "unavailable the loop waits (doubling the wait up to a minute) and reconnects."
+        "unavailable, or Hetzner cannot be listed, the loop waits longer each time (doubling the wait up to a "
+        "minute), says so once a pass, and carries on at --interval once it answers again."
     )
 
     def add_arguments(self, parser):
@@ -63,7 +65,8 @@ class Command(BaseCommand):
                 f"{settings.HCLOUD_SANDBOX_FILE.resolve()}: nothing real is created or billed."
             )
         last_sweep = None
-        failures = 0
+        failures = 0  # passes the database failed in a row
+        hetzner_failures = 0  # passes stopped early by Hetzner in a row
         while True:
             full = last_sweep is None or time.monotonic() - last_sweep >= sweep_interval
             try:
@@ -72,7 +75,7 @@ class Command(BaseCommand):
                 # A database restart or failover must not end the loop (nothing would move after
                 # it): wait, longer each time, and reconnect. The pass after it sweeps in full.
                 failures += 1
-                delay = min(interval * 2**failures, MAX_BACKOFF)
+                delay = _backoff(interval, failures)
                 self.stderr.write(self.style.ERROR(
                     f"The database is unavailable ({type(exc).__name__}: {_first_line(exc)}); "
                     f"next try in {delay:.3g} s"
@@ -89,16 +92,32 @@ class Command(BaseCommand):
                 failures = 0
             if verbosity >= 2 or (verbosity >= 1 and (report.changed or report.actions)):
                 self._say(report, full=full)
+            delay = interval
+            if report.stopped:
+                # Hetzner unreachable, or answering what cannot be read: trying every --interval
+                # would only fill the logs and spend the rate budget. The pass after it sweeps in full.
+                hetzner_failures += 1
+                delay = _backoff(interval, hetzner_failures)
+                last_sweep = None
+            elif hetzner_failures:
+                self.stdout.write(f"Hetzner answers again after {hetzner_failures} failed passes.")
+                hetzner_failures = 0
             for error in report.errors:
+                if error == report.stopped:
+                    error += f"; next pass in {delay:.3g} s"
                 self.stderr.write(self.style.WARNING(error))
-            if self._wait(interval):
+            if self._wait(delay):
                 return
 
     def _wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`, waking on SIGTERM/SIGINT; return True (having said so) when asked to stop."""
-        deadline = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < deadline:
-            time.sleep(min(0.2, seconds))
+        # Counted in the service's sleeps, not read off a clock: the wall clock may jump, and tests let
+        # simulated time pass instead of sleeping through a backoff.
+        waited = 0.0
+        while not self.stopping and waited < seconds:
+            step = min(0.2, seconds - waited)
+            clock.sleep(step)
+            waited += step
         if self.stopping:
             self.stdout.write("Stopped.")
         return self.stopping
@@ -133,6 +152,11 @@ class Command(BaseCommand):
 
     def _stop(self, signum, frame):
         self.stopping = True
+
+
+def _backoff(interval: float, failures: int) -> float:
+    """Return the wait after `failures` failed passes in a row: twice --interval, doubling, a minute at most."""
+    return min(interval * 2**failures, MAX_BACKOFF)
 
 
 def _first_line(exc: Exception) -> str:
