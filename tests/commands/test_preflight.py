@@ -12,6 +12,7 @@ import pytest
 import requests
 import responses
 from django.core.management import CommandError, call_command
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from octoprovider import hetzner
 from tests.admin.test_dashboard import gross_hourly
@@ -134,7 +135,10 @@ def test_a_token_hetzner_refuses_is_a_problem(production, sandbox):
 def test_hetzner_unreachable_is_a_problem(production):
     production.HCLOUD_ENDPOINT = "https://api.hetzner.cloud/v1"
     hetzner.use_sandbox(None)  # the production client, with `responses` standing in for the network
-    responses.get("https://api.hetzner.cloud/v1/locations", body=requests.ConnectionError("no route to host"))
+    # What requests raises when nothing listens: the request never left (told apart from an answer lost).
+    refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
+    responses.get("https://api.hetzner.cloud/v1/locations",
+                  body=requests.ConnectionError(MaxRetryError(None, "/v1/locations", refused)))
 
     status, out, err = preflight()
 
