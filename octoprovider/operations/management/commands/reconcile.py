@@ -7,6 +7,7 @@ from django.db import Error, InterfaceError, OperationalError, connection
 
 from octoprovider import hetzner
 from octoprovider.core.reports import PassReport
+from octoprovider.operations.cloud import real_cloud_line
 from octoprovider.operations.reconciler import reconcile_once, reconcile_pass
 
 # What a database that went away raises: the server restarting or failing over, the network, a
@@ -59,6 +60,9 @@ class Command(BaseCommand):
                 "Hetzner: the built-in simulated cloud (no HCLOUD_TOKEN set), its state in "
                 f"{settings.HCLOUD_SANDBOX_FILE.resolve()}: nothing real is created or billed."
             )
+        else:
+            # A real token may be there by mistake (one exported for the hcloud CLI): say it loudly.
+            self.stdout.write(self.style.ERROR(real_cloud_line()))
         last_sweep = None
         failures = 0
         while True:
