@@ -5,6 +5,7 @@ own verdict on each file (`systemd-analyze verify`, where it is installed), and 
 and program a unit names against what deployment.md creates.
 """
 
+import os
 import re
 import shutil
 import subprocess
@@ -54,9 +55,12 @@ def made_by_deployment_md(path: str) -> bool:
     return bool(re.search(rf"^sudo install -d -o octoprovider -g octoprovider {re.escape(relative)}$", DEPLOYMENT, re.M))
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
 @pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
 def test_systemd_finds_nothing_wrong_in_the_unit(unit, tmp_path):
+    if not shutil.which("systemd-analyze"):
+        # CI's machine has it (Debian's systemd package): there, its absence must not pass unnoticed.
+        assert not os.environ.get("CI"), "systemd-analyze is not installed"
+        pytest.skip("systemd-analyze is not installed")
     # verify checks that the programs exist: the unit is read from a copy pointing at a stand-in tree.
     code = tmp_path / "opt" / "octoprovider"
     (code / ".venv" / "bin").mkdir(parents=True)
