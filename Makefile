@@ -11,7 +11,8 @@ VENV ?= .venv-$(PYTHON_VERSION)
 endif
 BIN := $(VENV)/bin
 PORT ?= 8000
-STAMP := $(VENV)/.installed
+# Named after the version: a virtualenv whose Python changed under it (an upgraded python3) is checked again.
+STAMP := $(VENV)/.installed-$(PYTHON_VERSION)
 
 .PHONY: install run superuser test lock clean
 
@@ -45,7 +46,8 @@ test: install
 
 # Regenerate the pinned, hashed lock files after changing pyproject.toml. One lock serves 3.11 to
 # 3.13: every pinned release has wheels (or a pure-Python one) for each, and .ci/run installs it on
-# all three.
+# all three. Resolve with the oldest (`make lock PYTHON=python3.11`): what only 3.11 needs is then
+# pinned too, and harmless on the newer ones.
 lock:
 	$(BIN)/python -m pip install --quiet pip-tools
 	$(BIN)/pip-compile -q --no-emit-index-url --no-emit-find-links --generate-hashes --strip-extras --allow-unsafe -o requirements/base.lock pyproject.toml
