@@ -1,6 +1,7 @@
 """Python 3.11, 3.12 and 3.13: `make` installs the one lock into a virtualenv per version, and refuses
 what is too old. (.ci/run installs the lock and runs a smoke subset on each version.)"""
 
+import os
 import re
 import shutil
 import subprocess
@@ -20,8 +21,15 @@ def pins(lock: str) -> dict[str, str]:
     return {match.group(1): match.group(2) for match in re.finditer(r"^([a-z0-9._-]+==\S+)((?: \\\n +--hash=\S+)+)", text, re.M)}
 
 
+def make(*args: str) -> subprocess.CompletedProcess:
+    # Not the variables of the `make test` running this (`make test PYTHON=…` hands them on in MAKEFLAGS).
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON", "VENV")}
+    return subprocess.run(["make", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
 def make_dry_run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return make("-n", *args)
 
 
 def test_pyproject_accepts_every_python_from_3_11():
@@ -52,8 +60,7 @@ def older_python() -> str | None:
 
 @pytest.mark.skipif(older_python() is None, reason="no Python 3.10 here")
 def test_make_refuses_a_python_older_than_3_11(tmp_path):
-    result = subprocess.run(["make", "install", f"PYTHON={older_python()}", f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = make("install", f"PYTHON={older_python()}", f"VENV={tmp_path / 'venv'}")
 
     assert result.returncode != 0
     assert "octoprovider needs Python 3.11 or newer" in result.stdout + result.stderr
