@@ -3,6 +3,7 @@
 import functools
 import gc
 import os
+import sys
 
 from gunicorn.glogging import Logger
 
@@ -69,3 +70,21 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def on_starting(server):
+    """Stop before any worker starts, in one line, when a setting is missing or wrong.
+
+    Each worker loads Django on its own: a missing SECRET_KEY or a DATABASE_URL of no known scheme
+    made every worker print a traceback before the master gave up (130 lines, the one that matters
+    in the middle). The master reads the settings first, as `manage.py` does, and says what is wrong.
+    """
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "octoprovider.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        settings.SECRET_KEY  # noqa: B018 (imports the settings module, which checks every variable)
+    except ImproperlyConfigured as exc:
+        server.log.error("octoprovider: configuration error: %s", " ".join(str(exc).split()))
+        sys.exit(1)

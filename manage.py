@@ -19,6 +19,16 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _print_version() -> None:
+    import platform
+
+    import django
+
+    from octoprovider import __version__
+
+    print(f"octoprovider {__version__} (Django {django.get_version()}, Python {platform.python_version()})")
+
+
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "octoprovider.settings")
     from django.core.exceptions import ImproperlyConfigured
@@ -32,6 +42,11 @@ if __name__ == "__main__":
         command = f"manage.py {sys.argv[1]}" if len(sys.argv) > 1 else "manage.py"
         sys.stdout = JsonLines(sys.stdout, level="INFO", logger=command)
         sys.stderr = JsonLines(sys.stderr, level="WARNING", logger=command)
+    if sys.argv[1:] == ["version"]:
+        # Django answers `version` with its own; octoprovider's is the one a bug report needs, and it
+        # must print before any setting is right.
+        _print_version()
+        sys.exit(0)
     try:
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:

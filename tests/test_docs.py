@@ -1,6 +1,7 @@
 """The README, docs/deployment.md, docs/runbook.md, deploy/ and .ci/run tell one story: same paths, same
 environment file, same schedules, steps that work as written."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -63,3 +64,91 @@ def test_ci_tests_postgresql_on_a_database_name_of_its_own():
     assert "5432/test\"" not in ci and "5432/test " not in ci
     assert "5432/$CI_DATABASE" in ci
     assert "5432/test " not in README
+
+
+# --- every variable a shipped file reads is in README's settings tables --------------------------------
+
+# Set by `make run` for bin/run-dev, not by a person.
+INTERNAL_VARIABLES = {"HCLOUD_TOKEN_GIVEN"}
+# Read by Django's createsuperuser, which `make superuser` runs.
+READ_BY_DJANGO = {"DJANGO_SUPERUSER_USERNAME", "DJANGO_SUPERUSER_EMAIL"}
+
+
+def python_reads(path: Path) -> set[str]:
+    """Names read with the settings' readers (read_str("X"), ...), os.environ.get/[...] or os.getenv."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            environ = isinstance(func, ast.Attribute) and ast.unparse(func.value) in ("os.environ", "os")
+            if name.startswith("read_") or (environ and name in ("get", "getenv")):
+                names.add(node.args[0].value)
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+            names.add(ast.literal_eval(node.slice))
+    return {name for name in names if isinstance(name, str) and name.isupper()}
+
+
+def shell_reads(text: str) -> set[str]:
+    """Names a shell script takes from its environment: those read with a default, ${NAME:-…}."""
+    return set(re.findall(r"\$\{([A-Z][A-Z0-9_]*):?[-=]", text))
+
+
+def makefile_reads(text: str) -> set[str]:
+    """Variables a person may set for make: `NAME ?=`, $(NAME) that make never assigns, and shell reads."""
+    assigned = set(re.findall(r"^([A-Z][A-Z0-9_]*) *[:?]?=", text, re.M))
+    defaults = set(re.findall(r"^([A-Z][A-Z0-9_]*) *\?=", text, re.M))
+    used = set(re.findall(r"\$\((?:origin )?([A-Z][A-Z0-9_]*)\)", text))
+    return defaults | (used - assigned) | shell_reads(text.replace("$$", "$"))
+
+
+def unit_reads(text: str) -> set[str]:
+    """Variables a unit or the example environment file sets for the processes to read."""
+    return set(re.findall(r"^(?:Environment=)?([A-Z][A-Z0-9_]*)=", text, re.M))
+
+
+def variables_read_by_shipped_files() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    python = [ROOT / "manage.py", ROOT / "gunicorn.conf.py",
+              *(path for package in ("octoprovider", "instances", "staticips") for path in (ROOT / package).rglob("*.py"))]
+    for path in python:
+        found[str(path.relative_to(ROOT))] = python_reads(path)
+    for path in (ROOT / "bin").iterdir():
+        found[f"bin/{path.name}"] = shell_reads(path.read_text())
+    for path in (ROOT / "deploy").iterdir():
+        found[f"deploy/{path.name}"] = unit_reads(path.read_text())
+    found["Makefile"] = makefile_reads((ROOT / "Makefile").read_text())
+    return found
+
+
+def settings_table_names() -> set[str]:
+    section = README.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    first_cells = re.findall(r"^\| ([^|]+) \|", section, re.M)
+    return {name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
+
+
+def test_readme_settings_tables_list_every_variable_a_shipped_file_reads():
+    documented = settings_table_names()
+
+    missing = {(name, where) for where, names in variables_read_by_shipped_files().items()
+               for name in names - documented - INTERNAL_VARIABLES}
+
+    assert not missing, sorted(missing)
+
+
+def test_readme_settings_tables_list_no_variable_that_nothing_reads():
+    read = set().union(*variables_read_by_shipped_files().values())
+
+    assert settings_table_names() - read - READ_BY_DJANGO == set()
+
+
+def test_the_collection_finds_what_each_kind_of_file_reads():
+    # The guard of the two tests above: each way of reading a variable is seen.
+    found = variables_read_by_shipped_files()
+
+    assert {"SECRET_KEY", "SERVER_TYPE_FALLBACKS"} <= found["octoprovider/settings.py"]
+    assert {"HOST", "PORT", "WEB_CONCURRENCY", "GUNICORN_TIMEOUT", "FORWARDED_ALLOW_IPS"} <= found["gunicorn.conf.py"]
+    assert {"PORT", "DEBUG", "OCTOPROVIDER_REAL_HETZNER"} <= found["bin/run-dev"]
+    assert {"PYTHON", "PYTEST_ARGS", "HCLOUD_TOKEN"} <= found["Makefile"]
+    assert {"PROMETHEUS_MULTIPROC_DIR", "XDG_RUNTIME_DIR"} <= found["deploy/octoprovider-web.service"]
+    assert "WEB_CONCURRENCY" in found["deploy/octoprovider.env.example"]

@@ -24,7 +24,7 @@ from django.urls import resolve
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from octoprovider import hetzner
+from octoprovider import __version__, hetzner
 from octoprovider.core.exceptions import HetznerError
 from octoprovider.core.http import CONTENT_TYPE
 
@@ -103,8 +103,8 @@ def _json(body: dict, status: int) -> JsonResponse:
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Answer 200 while the process serves requests."""
-    return _json({"status": OK}, 200)
+    """Answer 200 while the process serves requests, with the version it runs (one to quote in a bug report)."""
+    return _json({"status": OK, "version": __version__}, 200)
 
 
 @never_cache

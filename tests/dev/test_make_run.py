@@ -53,7 +53,7 @@ def wait_for(condition, timeout: float, what: str) -> None:
 class MakeRun:
     """`make run` in a session of its own, as an IDE starts it: no terminal, its own process group."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, *make_args: str, **env: str):
         self.port = free_port()
         self.log = tmp / "make-run.log"
         self.sandbox_file = tmp / "hetzner-sandbox.json"
@@ -61,10 +61,11 @@ class MakeRun:
         self.env.update(
             PORT=str(self.port), DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}",
             HCLOUD_SANDBOX_FILE=str(self.sandbox_file), HCLOUD_SANDBOX_SPEED="20", REFRESH_INTERVAL="0.2",
+            **env,
         )
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
-                ["make", "run"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                ["make", "run", *make_args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         try:
@@ -132,6 +133,47 @@ def test_make_run_announces_the_simulated_cloud_once_with_its_real_path(make_run
 
     assert output.count("simulated") == 1, output
     assert str(make_run.sandbox_file) in output
+
+
+# A token of the right shape that Hetzner would refuse, and an endpoint where nothing answers: should the
+# guard below fail, nothing can reach Hetzner.
+FAKE_TOKEN = "x" * 64
+NOWHERE = "http://127.0.0.1:9/v1"
+
+
+def test_make_run_does_not_use_a_hcloud_token_that_is_only_exported_in_the_shell(tmp_path):
+    server = MakeRun(tmp_path, HCLOUD_TOKEN=FAKE_TOKEN, HCLOUD_ENDPOINT=NOWHERE)
+    try:
+        wait_for(lambda: "simulated cloud" in server.output() and "Hetzner: the built-in" in server.output(), 30,
+                 "the reconciler's first line")
+        output = server.output()
+
+        assert "the HCLOUD_TOKEN exported in your shell is NOT used" in output
+        assert "make run HCLOUD_TOKEN=" in output and "OCTOPROVIDER_REAL_HETZNER=1 make run" in output
+        assert "REAL Hetzner" not in output
+        assert FAKE_TOKEN not in output
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(("make_args", "env"), [
+    ((f"HCLOUD_TOKEN={FAKE_TOKEN}",), {}),
+    ((), {"HCLOUD_TOKEN": FAKE_TOKEN, "OCTOPROVIDER_REAL_HETZNER": "1"}),
+], ids=["given on make's command line", "exported, with OCTOPROVIDER_REAL_HETZNER=1"])
+def test_make_run_with_a_real_token_says_loudly_that_servers_are_billed(tmp_path, make_args, env):
+    server = MakeRun(tmp_path, *make_args, HCLOUD_ENDPOINT=NOWHERE, **env)
+    try:
+        wait_for(lambda: "the project of HCLOUD_TOKEN" in server.output(), 60, "the reconciler's first line")
+        output = server.output()
+
+        assert "!! REAL Hetzner Cloud: HCLOUD_TOKEN is set, servers are billed." in output
+        # The reconciler names what it can of the project (here: that Hetzner did not answer).
+        assert f"Hetzner: the REAL Hetzner Cloud at {NOWHERE}, deployment label 'default'" in output
+        assert "Servers are billed" in output
+        assert "simulated" not in output
+        assert FAKE_TOKEN not in output
+    finally:
+        server.stop()
 
 
 def test_make_superuser_from_the_readme_creates_an_admin_user_of_make_runs_database(make_run):

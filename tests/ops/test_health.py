@@ -6,6 +6,7 @@ import pytest
 from django.db import OperationalError
 from django.test import Client
 
+from octoprovider import __version__
 from octoprovider.operations import health
 
 
@@ -18,7 +19,7 @@ def test_healthz_answers_200_json_without_a_token(db):
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json; charset=utf-8"
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {"status": "ok", "version": __version__}
 
 
 def test_readyz_is_200_when_the_database_and_hetzner_answer(db, sandbox):

@@ -9,6 +9,7 @@ from octoprovider import hetzner
 from octoprovider.core import clock
 from octoprovider.core.reports import PassReport
 from octoprovider.hetzner.deployment import deployment_label_refusal
+from octoprovider.operations.cloud import real_cloud_line
 from octoprovider.operations.reconciler import reconcile_once, reconcile_pass
 
 # What a database that went away raises: the server restarting or failing over, the network, a
@@ -64,6 +65,9 @@ class Command(BaseCommand):
                 "Hetzner: the built-in simulated cloud (no HCLOUD_TOKEN set), its state in "
                 f"{settings.HCLOUD_SANDBOX_FILE.resolve()}: nothing real is created or billed."
             )
+        else:
+            # A real token may be there by mistake (one exported for the hcloud CLI): say it loudly.
+            self.stdout.write(self.style.ERROR(real_cloud_line()))
         last_sweep = None
         failures = 0  # passes the database failed in a row
         hetzner_failures = 0  # passes stopped early by Hetzner in a row
