@@ -195,6 +195,8 @@ if HETZNER_SANDBOX and not DEBUG:
 HCLOUD_SANDBOX_FILE = Path(read_str("HCLOUD_SANDBOX_FILE", str(BASE_DIR / "var" / "hetzner-sandbox.json")))
 # How many times faster than Hetzner the simulated servers boot and power cycle (tests: 10).
 HCLOUD_SANDBOX_SPEED = read_float("HCLOUD_SANDBOX_SPEED", 1.0, minimum=1.0)
+# How long the simulated Hetzner takes to answer, per endpoint: "POST /servers=1.5,GET=0.2" (benchmarks).
+SANDBOX_LATENCY = read_str("SANDBOX_LATENCY", "")
 
 # With DEBUG on, the sandbox and no token configured, one well-known token lets `make run` be tried
 # with curl. It can never reach a real Hetzner project.
