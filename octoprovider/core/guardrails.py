@@ -1,7 +1,8 @@
 """Operators' spending limits: what a runaway caller or a leaked token can create at most.
 
 Checked before any Hetzner call, and atomically: the check and the insert of the intent row happen
-under one lock, so 20 parallel creates against a limit of 5 create exactly 5.
+under one lock, so 20 parallel creates against a limit of 5 create exactly 5. What is slow to
+measure (a month of rows, for the budgets) is measured before the lock is taken.
 """
 
 import contextlib
@@ -72,13 +73,25 @@ class Spend:
 
 
 # Set by the operations layer at start-up (it can see instances and static IPs together): given
-# Hetzner's prices, say what is spent. The layers below only compare.
+# Hetzner's prices, say what is spent. The layers below only compare. The meter runs under the
+# lock, so it must be quick; `ahead` does its slow part beforehand (see measure_spend_ahead).
 _spend_meter: Callable[[object], Spend] | None = None
+_spend_ahead: Callable[[object], None] | None = None
 
 
-def offer_spend_meter(meter: Callable[[object], Spend]) -> None:
-    global _spend_meter
-    _spend_meter = meter
+def offer_spend_meter(meter: Callable[[object], Spend], *, ahead: Callable[[object], None] | None = None) -> None:
+    global _spend_meter, _spend_ahead
+    _spend_meter, _spend_ahead = meter, ahead
+
+
+def measure_spend_ahead(prices) -> None:
+    """Do the slow part of measuring the spend now, before `guarded(...)`: outside every lock.
+
+    Without it the check still holds, but may take the slow part's time under the lock, where
+    every create waits for it.
+    """
+    if prices is not None and budgets_set() and _spend_ahead is not None:
+        _spend_ahead(prices)
 
 
 def budgets_set() -> bool:
@@ -97,8 +110,9 @@ def check_budgets(*, prices, adding_per_hour: Decimal, adding_monthly: Decimal |
                   ) -> None:
     """Refuse (429) what would take the spend past MAX_HOURLY_SPEND_EUR, DAILY_BUDGET_EUR or MONTHLY_BUDGET_EUR.
 
-    Run inside `guarded(...)`: one more lock, shared by instances and static IPs, makes every
-    check and insert that spends money take turns, so two parallel creates cannot both cross.
+    Run inside `guarded(...)`, after `measure_spend_ahead(prices)` outside it: one more lock, shared
+    by instances and static IPs, makes every check and insert that spends money take turns, so two
+    parallel creates cannot both cross. The meter reads only the rows created lately under it.
     """
     if not budgets_set() or _spend_meter is None:
         return
