@@ -77,6 +77,7 @@ MIDDLEWARE = [
 # No sessions, CSRF, users or messages: OctoPerf has none, and they cost every state poll.
 CONTRACT_MIDDLEWARE = [
     "octoprovider.operations.requestlog.RequestLogMiddleware",
+    "octoprovider.core.concurrency.HetznerCallSlotsMiddleware",  # before anything opens a connection
     "django.middleware.security.SecurityMiddleware",
     "octoprovider.contract.authentication.PathTokenMiddleware",
     "octoprovider.contract.errors.ContractErrorMiddleware",
@@ -179,6 +180,9 @@ HCLOUD_TIMEOUT = read_float("HCLOUD_TIMEOUT", 15.0, minimum=1.0)
 # hcloud retries conflict, rate limits, timeouts, 502 and 504 itself; keep its waits short so that
 # OctoPerf's HTTP call does not hang for minutes: we answer 503 with Retry-After instead.
 HCLOUD_RETRIES = read_int("HCLOUD_RETRIES", 2)
+# Contract calls that may reach Hetzner (all but GETs) served at once per web worker; the others wait
+# without a database connection (octoprovider/core/concurrency.py, docs/deployment.md's sizing).
+HETZNER_CALLS_PER_WORKER = read_int("HETZNER_CALLS_PER_WORKER", 32, minimum=1)
 HCLOUD_RETRY_BACKOFF = read_float("HCLOUD_RETRY_BACKOFF", 0.5)
 HCLOUD_IMAGE = read_str("HCLOUD_IMAGE", "docker-ce")
 HCLOUD_SSH_KEYS = read_list("HCLOUD_SSH_KEYS")
