@@ -9,7 +9,7 @@ import contextlib
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -70,16 +70,20 @@ class Spend:
     day_end: datetime
     month_end: datetime
     currency: str = "EUR"
+    # How old the slow part of the measure is: what ended since may still be counted in it.
+    measured_seconds_ago: float = field(default=0.0, compare=False)
 
 
 # Set by the operations layer at start-up (it can see instances and static IPs together): given
 # Hetzner's prices, say what is spent. The layers below only compare. The meter runs under the
-# lock, so it must be quick; `ahead` does its slow part beforehand (see measure_spend_ahead).
-_spend_meter: Callable[[object], Spend] | None = None
+# lock, so it must be quick; `ahead` does its slow part beforehand (see measure_spend_ahead), and
+# `meter(prices, fresh=True)` measures it again if it is older than a moment.
+FRESH_SECONDS = 2.0
+_spend_meter: Callable[..., Spend] | None = None
 _spend_ahead: Callable[[object], None] | None = None
 
 
-def offer_spend_meter(meter: Callable[[object], Spend], *, ahead: Callable[[object], None] | None = None) -> None:
+def offer_spend_meter(meter: Callable[..., Spend], *, ahead: Callable[[object], None] | None = None) -> None:
     global _spend_meter, _spend_ahead
     _spend_meter, _spend_ahead = meter, ahead
 
@@ -118,6 +122,18 @@ def check_budgets(*, prices, adding_per_hour: Decimal, adding_monthly: Decimal |
         return
     _lock("spend")
     spend = _spend_meter(prices)
+    crossed = _crossed(spend, adding_per_hour=adding_per_hour, adding_monthly=adding_monthly, what=what, now=now)
+    if crossed is not None and spend.measured_seconds_ago > FRESH_SECONDS:
+        # Measured a while ago, the spend may still count what was deleted since: refuse on a fresh one only.
+        spend = _spend_meter(prices, fresh=True)
+        crossed = _crossed(spend, adding_per_hour=adding_per_hour, adding_monthly=adding_monthly, what=what,
+                           now=now)
+    if crossed is not None:
+        raise crossed
+
+
+def _crossed(spend: Spend, *, adding_per_hour: Decimal, adding_monthly: Decimal | None, what: str, now: datetime
+             ) -> LimitReached | None:
     day_cost = adding_per_hour * started_hours(now, spend.day_end)
     month_cost = adding_per_hour * started_hours(now, spend.month_end)
     if adding_monthly is not None:
@@ -131,8 +147,9 @@ def check_budgets(*, prices, adding_per_hour: Decimal, adding_monthly: Decimal |
          "billed this month to its end"),
     ):
         if limit is not None and current + added > limit:
-            raise LimitReached(
+            return LimitReached(
                 f"{name} ({limit:.2f} {currency}) would be crossed: {current:.4f} {currency} {meaning}, "
                 f"and {what} adds {added:.4f}.",
                 code="budget_reached",
             )
+    return None

@@ -24,6 +24,7 @@ from django.db.models import Min, Q
 from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core import clock
+from octoprovider.core import guardrails
 from octoprovider.core.guardrails import Spend, started_hours
 from staticips.models import Association, StaticIP
 
@@ -120,11 +121,10 @@ def periods(now: datetime) -> tuple[datetime, datetime, datetime, datetime]:
 # what can rise (a row being inserted, a create moving to a fallback location or type) happens
 # within the minutes a create lasts, and SETTLED keeps those rows on the read-under-the-lock side.
 SETTLED = timedelta(minutes=10)
-# How long a process reuses the sum before measuring again: what ended meanwhile is still counted
-# (a create may be refused for that long after a delete freed the budget).
-AHEAD_SECONDS = 2.0
-# A sum older than this (no create measured one ahead) is measured again under the lock.
-SETTLED_REUSE_SECONDS = 60.0
+# How long a process reuses the sum before measuring it again ahead: what ended meanwhile is still
+# counted, which only matters to a create it would refuse, and that one asks for a sum at most
+# FRESH_SECONDS old (measured under the lock then, once: the creates after it reuse it).
+AHEAD_SECONDS = 30.0
 _AHEAD_KEY = "octoprovider:spend-ahead"
 _measuring = threading.Lock()
 
@@ -198,16 +198,17 @@ def spend(prices: hetzner.Prices, now: datetime | None = None) -> Spend:
                  currency=prices.currency)
 
 
-def spend_for_budgets(prices: hetzner.Prices, now: datetime | None = None) -> Spend:
+def spend_for_budgets(prices: hetzner.Prices, now: datetime | None = None, *, fresh: bool = False) -> Spend:
     """Measure what `spend` does, quickly enough for the budgets' lock (it may count what just ended).
 
     Adds the rows created since the settled sum's cutoff (and the static IPs, few) to that sum,
-    measured first, under the lock, if this process has no recent one for this day and price list.
+    measured first, under the lock, if this process has none for this day and price list, or none
+    younger than AHEAD_SECONDS (FRESH_SECONDS when `fresh`).
     """
     now = now or clock.now()
     day_start, day_end, month_start, month_end = periods(now)
     settled = _settled_for(prices, now)
-    if settled is None or time.monotonic() - settled.measured_at > SETTLED_REUSE_SECONDS:
+    if settled is None or time.monotonic() - settled.measured_at > (guardrails.FRESH_SECONDS if fresh else AHEAD_SECONDS):
         settled = _measure_settled(prices, now)
         cache.set(_AHEAD_KEY, settled, None)
     billed: list[Billed] = []
@@ -216,7 +217,8 @@ def spend_for_budgets(prices: hetzner.Prices, now: datetime | None = None) -> Sp
     billed.extend(_billed_static_ips(prices, since=month_start))
     per_hour, day, month = _add_up(billed, day_start, day_end, month_start, month_end)
     return Spend(per_hour=settled.per_hour + per_hour, day=settled.day + day, month=settled.month + month,
-                 day_end=day_end, month_end=month_end, currency=prices.currency)
+                 day_end=day_end, month_end=month_end, currency=prices.currency,
+                 measured_seconds_ago=time.monotonic() - settled.measured_at)
 
 
 # --- test runs -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from tests.conftest import create_in_parallel
 from tests.services.test_budgets import half_past, on_postgresql  # noqa: F401 (a fixture)
 
 _hetzner_ids = itertools.count(90_000_001)
+FORM = {"userData": "x", "region": "fsn1", "type": "SMALL"}
 
 
 def rows(count: int, *, minutes_ago: float, status: str = Instance.Status.RUNNING, **fields) -> list[Instance]:
@@ -93,6 +94,23 @@ def test_what_ended_after_the_sum_was_measured_counts_until_it_is_measured_again
     monkeypatch.setattr(costing, "AHEAD_SECONDS", 0.0)
     guardrails.measure_spend_ahead(prices)
     assert costing.spend_for_budgets(prices) == costing.spend(prices)
+
+
+@pytest.mark.django_db
+def test_a_create_that_an_old_sum_would_refuse_is_checked_again_on_a_fresh_one(
+    octoperf, settings, half_past, monkeypatch
+):
+    old = rows(2, minutes_ago=30)
+    prices = hetzner.hourly_prices()
+    settings.MAX_HOURLY_SPEND_EUR = 2 * (prices.server("cx23", "fsn1") + prices.ipv4("fsn1"))  # full
+    guardrails.measure_spend_ahead(prices)
+    now = clock.now()
+    Instance.objects.filter(pk=old[0].pk).update(status=Instance.Status.TERMINATED, delete_requested_at=now,
+                                                 terminated_at=now)  # room for one again
+    monkeypatch.setattr(guardrails, "FRESH_SECONDS", 0.0)  # the sum measured ahead is old already
+
+    assert octoperf.call("POST", "/instances", form=FORM).status_code == 200
+    assert octoperf.call("POST", "/instances", form=FORM).status_code == 429
 
 
 @pytest.mark.django_db
