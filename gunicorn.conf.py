@@ -13,6 +13,13 @@ from octoprovider.core.logs import JsonFormatter
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# Threads, so that state polls never queue behind a burst of creates waiting on Hetzner: enough for
+# every agent a test creates at once, plus the polls (docs/deployment.md, "Sizing"). Each thread
+# would keep a database connection open for CONN_MAX_AGE; threads connect per request instead.
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "128"))
+worker_connections = threads  # a worker takes no connection it has no thread for: the others do
+os.environ.setdefault("CONN_MAX_AGE", "0")
 # Hetzner calls are bounded by HCLOUD_TIMEOUT and short retries; a request taking longer is stuck.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 # With LOG_FORMAT=json, Django's own request lines (octoprovider.operations.requestlog, JSON) replace the

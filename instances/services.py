@@ -264,6 +264,7 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
     candidates = catalog.server_type_candidates(location, type)  # may read Hetzner's catalogue (cached)
     # Read before the lock: no transaction stays open across a Hetzner call (both are cached).
     attempt = _Attempt(prices=hetzner.hourly_prices() if guardrails.budgets_set() else None)
+    guardrails.measure_spend_ahead(attempt.prices)  # the month's rows, summed before the lock
     with guardrails.guarded("instances"):
         # Every row whose server may still exist bills: a delete Hetzner refuses keeps its row
         # `deleting`, and a cap that left those out would let create/delete loops pile servers up.

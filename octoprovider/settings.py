@@ -77,6 +77,7 @@ MIDDLEWARE = [
 # No sessions, CSRF, users or messages: OctoPerf has none, and they cost every state poll.
 CONTRACT_MIDDLEWARE = [
     "octoprovider.operations.requestlog.RequestLogMiddleware",
+    "octoprovider.core.concurrency.HetznerCallSlotsMiddleware",  # before anything opens a connection
     "django.middleware.security.SecurityMiddleware",
     "octoprovider.contract.authentication.PathTokenMiddleware",
     "octoprovider.contract.errors.ContractErrorMiddleware",
@@ -180,6 +181,9 @@ HCLOUD_TIMEOUT = read_float("HCLOUD_TIMEOUT", 15.0, minimum=1.0)
 # hcloud retries conflict, rate limits, timeouts, 502 and 504 itself; keep its waits short so that
 # OctoPerf's HTTP call does not hang for minutes: we answer 503 with Retry-After instead.
 HCLOUD_RETRIES = read_int("HCLOUD_RETRIES", 2)
+# Contract calls that may reach Hetzner (all but GETs) served at once per web worker; the others wait
+# without a database connection (octoprovider/core/concurrency.py, docs/deployment.md's sizing).
+HETZNER_CALLS_PER_WORKER = read_int("HETZNER_CALLS_PER_WORKER", 32, minimum=1)
 HCLOUD_RETRY_BACKOFF = read_float("HCLOUD_RETRY_BACKOFF", 0.5)
 HCLOUD_IMAGE = read_str("HCLOUD_IMAGE", "docker-ce")
 HCLOUD_SSH_KEYS = read_list("HCLOUD_SSH_KEYS")
@@ -196,6 +200,8 @@ if HETZNER_SANDBOX and not DEBUG:
 HCLOUD_SANDBOX_FILE = Path(read_str("HCLOUD_SANDBOX_FILE", str(BASE_DIR / "var" / "hetzner-sandbox.json")))
 # How many times faster than Hetzner the simulated servers boot and power cycle (tests: 10).
 HCLOUD_SANDBOX_SPEED = read_float("HCLOUD_SANDBOX_SPEED", 1.0, minimum=1.0)
+# How long the simulated Hetzner takes to answer, per endpoint: "POST /servers=1.5,GET=0.2" (benchmarks).
+SANDBOX_LATENCY = read_str("SANDBOX_LATENCY", "")
 
 # With DEBUG on, the sandbox and no token configured, one well-known token lets `make run` be tried
 # with curl. It can never reach a real Hetzner project.

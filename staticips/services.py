@@ -100,6 +100,7 @@ def static_ip_allocate(*, region: str, zone: str = "") -> StaticIP:
     guardrails.check_region_and_type(region=region, location=location)
     # Read before the lock: no transaction stays open across a Hetzner call (cached for an hour).
     prices = hetzner.hourly_prices() if guardrails.budgets_set() else None
+    guardrails.measure_spend_ahead(prices)  # the month's rows, summed before the lock
     with guardrails.guarded("static-ips"):
         # Releasing ones still cost until Hetzner has deleted them.
         guardrails.check_count(

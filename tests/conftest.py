@@ -26,8 +26,9 @@ def sandbox():
     """Route every Hetzner call to a fresh in-memory cloud whose clock the test drives."""
     # Both clocks start now and move together (settle), so Hetzner's timestamps and ours agree.
     cloud = SandboxCloud(clock=FakeClock(start=time.time()))
-    # SANDBOX_LATENCY=0.05 makes every Hetzner answer travel that long (wall clock), for hunting races.
-    cloud.latency = float(os.environ.get("SANDBOX_LATENCY", "0"))
+    # SANDBOX_LATENCY=0.05 makes every Hetzner answer travel that long (wall clock), for hunting races;
+    # "POST /servers=1.5,GET=0.2" sets it per endpoint (the service reads the same setting).
+    cloud.set_latency(os.environ.get("SANDBOX_LATENCY", "0"))
     hetzner.use_sandbox(cloud)
     cache.clear()  # what the gateway cached came from another test's cloud
     hooks = hetzner.registered_hooks()

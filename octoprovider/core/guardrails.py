@@ -1,14 +1,15 @@
 """Operators' spending limits: what a runaway caller or a leaked token can create at most.
 
 Checked before any Hetzner call, and atomically: the check and the insert of the intent row happen
-under one lock, so 20 parallel creates against a limit of 5 create exactly 5.
+under one lock, so 20 parallel creates against a limit of 5 create exactly 5. What is slow to
+measure (a month of rows, for the budgets) is measured before the lock is taken.
 """
 
 import contextlib
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -69,17 +70,33 @@ class Spend:
     day_end: datetime
     month_end: datetime
     currency: str = "EUR"
+    # How old the slow part of the measure is: what ended since may still be counted in it.
+    measured_seconds_ago: float = field(default=0.0, compare=False)
 
 
 # Set by the operations layer at start-up (it can see instances and static IPs together): given
 # Hetzner's prices (and the id of an instance whose create is being priced, left out), say what is
-# spent. The layers below only compare.
+# spent. The layers below only compare. The meter runs under the lock, so it must be quick; `ahead`
+# does its slow part beforehand (see measure_spend_ahead), and `meter(prices, fresh=True)` measures
+# it again if it is older than a moment.
+FRESH_SECONDS = 2.0
 _spend_meter: Callable[..., Spend] | None = None
+_spend_ahead: Callable[[object], None] | None = None
 
 
-def offer_spend_meter(meter: Callable[..., Spend]) -> None:
-    global _spend_meter
-    _spend_meter = meter
+def offer_spend_meter(meter: Callable[..., Spend], *, ahead: Callable[[object], None] | None = None) -> None:
+    global _spend_meter, _spend_ahead
+    _spend_meter, _spend_ahead = meter, ahead
+
+
+def measure_spend_ahead(prices) -> None:
+    """Do the slow part of measuring the spend now, before `guarded(...)`: outside every lock.
+
+    Without it the check still holds, but may take the slow part's time under the lock, where
+    every create waits for it.
+    """
+    if prices is not None and budgets_set() and _spend_ahead is not None:
+        _spend_ahead(prices)
 
 
 def budgets_set() -> bool:
@@ -98,14 +115,27 @@ def check_budgets(*, prices, adding_per_hour: Decimal, adding_monthly: Decimal |
                   excluding_instance: str | None = None) -> None:
     """Refuse (429) what would take the spend past MAX_HOURLY_SPEND_EUR, DAILY_BUDGET_EUR or MONTHLY_BUDGET_EUR.
 
-    Run inside `guarded(...)`: one more lock, shared by instances and static IPs, makes every
-    check and insert that spends money take turns, so two parallel creates cannot both cross.
+    Run inside `guarded(...)`, after `measure_spend_ahead(prices)` outside it: one more lock, shared
+    by instances and static IPs, makes every check and insert that spends money take turns, so two
+    parallel creates cannot both cross. The meter reads only the rows created lately under it.
     `excluding_instance` is the row of the create being priced, left out of what is spent already.
     """
     if not budgets_set() or _spend_meter is None:
         return
     _lock("spend")
-    spend = _spend_meter(prices, excluding_instance=excluding_instance) if excluding_instance else _spend_meter(prices)
+    spend = _spend_meter(prices, excluding_instance=excluding_instance)
+    crossed = _crossed(spend, adding_per_hour=adding_per_hour, adding_monthly=adding_monthly, what=what, now=now)
+    if crossed is not None and spend.measured_seconds_ago > FRESH_SECONDS:
+        # Measured a while ago, the spend may still count what was deleted since: refuse on a fresh one only.
+        spend = _spend_meter(prices, fresh=True, excluding_instance=excluding_instance)
+        crossed = _crossed(spend, adding_per_hour=adding_per_hour, adding_monthly=adding_monthly, what=what,
+                           now=now)
+    if crossed is not None:
+        raise crossed
+
+
+def _crossed(spend: Spend, *, adding_per_hour: Decimal, adding_monthly: Decimal | None, what: str, now: datetime
+             ) -> LimitReached | None:
     day_cost = adding_per_hour * started_hours(now, spend.day_end)
     month_cost = adding_per_hour * started_hours(now, spend.month_end)
     if adding_monthly is not None:
@@ -119,8 +149,9 @@ def check_budgets(*, prices, adding_per_hour: Decimal, adding_monthly: Decimal |
          "billed this month to its end"),
     ):
         if limit is not None and current + added > limit:
-            raise LimitReached(
+            return LimitReached(
                 f"{name} ({limit:.2f} {currency}) would be crossed: {current:.4f} {currency} {meaning}, "
                 f"and {what} adds {added:.4f}.",
                 code="budget_reached",
             )
+    return None

@@ -186,6 +186,8 @@ def _build_client() -> Client:
         # against `make run` without waiting minutes.
         sandbox.cloud.timings = {step: seconds / settings.HCLOUD_SANDBOX_SPEED
                                  for step, seconds in sandbox.cloud.timings.items()}
+        if settings.SANDBOX_LATENCY:
+            sandbox.cloud.set_latency(settings.SANDBOX_LATENCY)
     client = Client(
         token=settings.HCLOUD_TOKEN or "sandbox",
         api_endpoint=SANDBOX_ENDPOINT if sandbox is not None else settings.HCLOUD_ENDPOINT,

@@ -29,4 +29,4 @@ class OperationsConfig(AppConfig):
         contract_call_answered.connect(audit.record_contract_call, dispatch_uid="audit-contract-calls")
         static_ips_swapped.connect(audit.record_static_ip_swap, dispatch_uid="audit-static-ip-swaps")
         offer_reconcile_pass(lambda: reconcile_pass(full=True))
-        offer_spend_meter(costing.spend)
+        offer_spend_meter(costing.spend_for_budgets, ahead=costing.measure_spend_ahead)

@@ -234,6 +234,7 @@ class SandboxCloud:
         self._faults: list[_Fault] = []
         # Seconds every answer takes to come back, and slower answers for some paths (see latency()).
         self.latency: float = 0.0
+        self._latencies: list[_Slow] = []  # per endpoint, instead of `latency` (see set_latency())
         self._slow: list[_Slow] = []
         self._user_data: dict[int, str] = {}
         self._now = self.clock.now()
@@ -318,12 +319,38 @@ class SandboxCloud:
         with self._lock:
             self._faults.clear()
             self._slow.clear()
+            self._latencies.clear()
             self.latency = 0.0
+
+    def set_latency(self, spec: str | float) -> None:
+        """Set how long answers travel, for every endpoint or per endpoint (the SANDBOX_LATENCY setting).
+
+        ``spec`` is seconds (``0.05``: every answer), or comma-separated ``METHOD[ PATH]=seconds``
+        items with an optional bare default: ``"POST /servers=1.5,GET=0.2"`` makes server creates
+        take 1.5 s and every read 0.2 s (Hetzner's own figures, roughly), other answers none. PATH
+        is a regular expression for the whole path after /v1; the first matching item wins.
+        """
+        latency, rules = 0.0, []
+        for item in str(spec).split(","):
+            item = item.strip()
+            if not item:
+                continue
+            endpoint, equals, seconds = item.rpartition("=")
+            if not equals:
+                latency = float(seconds)
+                continue
+            method, _, path = endpoint.strip().partition(" ")
+            rules.append(_Slow(method=method.upper(), pattern=re.compile(path.strip() or ".*"),
+                               seconds=float(seconds), times=None))
+        with self._lock:
+            self.latency, self._latencies = latency, rules
 
     def latency_for(self, method: str, path: str) -> float:
         """Return how long the answer to this request travels (wall-clock seconds): see slow_down()."""
         with self._lock:
-            delay = self.latency
+            delay = next((rule.seconds for rule in self._latencies
+                          if rule.method in ("*", method.upper()) and rule.pattern.fullmatch(path)),
+                         self.latency)
             for slow in list(self._slow):
                 if slow.method in ("*", method.upper()) and slow.pattern.fullmatch(path):
                     delay += slow.seconds

@@ -43,6 +43,10 @@ class FileBackedSandbox:
             finally:
                 self._save()  # also after a simulated timeout: a lost response still had effects
 
+    def latency_for(self, method: str, path: str) -> float:
+        """Return how long the answer travels (this process's setting: latency is not shared state)."""
+        return self.cloud.latency_for(method, path)
+
     def refresh(self) -> SandboxCloud:
         """Reload the shared state into ``self.cloud`` and return it, for inspection."""
         with self._locked():
