@@ -5,21 +5,17 @@ and a failed DNS lookup (a ConnectionError around urllib3's NewConnectionError o
 NameResolutionError), a connect timeout, and, after the request was sent, a read timeout or a reset.
 """
 
-import re
 
 import pytest
-import responses
 from requests.exceptions import ConnectionError, ConnectTimeout, ReadTimeout
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ProtocolError
 
 from instances.models import Instance
 from octoprovider import hetzner
 from staticips.models import StaticIP
+from tests.services.conftest import API, PAGE
 
 pytestmark = pytest.mark.django_db
-API = "https://api.hetzner.cloud/v1"
-PAGE = {"pagination": {"page": 1, "per_page": 50, "previous_page": None, "next_page": None, "last_page": 1,
-                       "total_entries": 1}}
 
 
 def refused() -> ConnectionError:
@@ -38,22 +34,6 @@ def reset_after_sending() -> ConnectionError:
 
 NEVER_LEFT = {"refused": refused, "no DNS answer": no_dns_answer, "connect timeout": lambda: ConnectTimeout("connect")}
 MAY_HAVE_ARRIVED = {"read timeout": lambda: ReadTimeout("read"), "reset after sending": reset_after_sending}
-
-
-@pytest.fixture
-def hetzner_api(settings):
-    """The production client, with `responses` standing in for Hetzner; what a create looks up first is there."""
-    settings.HETZNER_SANDBOX = False
-    settings.HCLOUD_TOKEN = "test-hcloud-token"
-    settings.HCLOUD_ENDPOINT = API
-    hetzner.use_sandbox(None)
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as api:
-        api.get(f"{API}/server_types", json={"server_types": [], "meta": PAGE})
-        api.get(re.compile(rf"{API}/images\b.*"), json={
-            "images": [{"id": 114690387, "name": settings.HCLOUD_IMAGE, "type": "app", "status": "available"}],
-            "meta": PAGE,
-        })
-        yield api
 
 
 def every_try(api, method: str, url: str, failure, settings) -> None:
