@@ -184,6 +184,8 @@ HCLOUD_RETRIES = read_int("HCLOUD_RETRIES", 2)
 # Contract calls that may reach Hetzner (all but GETs) served at once per web worker; the others wait
 # without a database connection (octoprovider/core/concurrency.py, docs/deployment.md's sizing).
 HETZNER_CALLS_PER_WORKER = read_int("HETZNER_CALLS_PER_WORKER", 32, minimum=1)
+# Of those, how many may run Python at once: a call gives its turn back while Hetzner answers.
+CPU_TURNS_PER_WORKER = read_int("CPU_TURNS_PER_WORKER", 1, minimum=1)
 HCLOUD_RETRY_BACKOFF = read_float("HCLOUD_RETRY_BACKOFF", 0.5)
 HCLOUD_IMAGE = read_str("HCLOUD_IMAGE", "docker-ce")
 HCLOUD_SSH_KEYS = read_list("HCLOUD_SSH_KEYS")

@@ -23,6 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 from hcloud import Client
 
 from octoprovider import __version__
+from octoprovider.core.concurrency import waiting_for_hetzner
 from octoprovider.hetzner import budget
 
 SANDBOX_ENDPOINT = "https://sandbox.hetzner.invalid/v1"
@@ -176,6 +177,17 @@ def _observe(session: requests.Session) -> None:
     session.send = send_observed  # type: ignore[method-assign]
 
 
+def _waiting_without_a_turn(adapter: requests.adapters.BaseAdapter) -> None:
+    """Let a web thread give its CPU turn back while `adapter` waits for Hetzner (octoprovider.core.concurrency)."""
+    send = adapter.send
+
+    def send_waiting(request: requests.PreparedRequest, **kwargs) -> requests.Response:
+        with waiting_for_hetzner():
+            return send(request, **kwargs)
+
+    adapter.send = send_waiting  # type: ignore[method-assign]
+
+
 def _build_client() -> Client:
     sandbox = _sandbox_override
     if sandbox is None and settings.HETZNER_SANDBOX:
@@ -208,6 +220,8 @@ def _build_client() -> Client:
             adapter = SandboxAdapter(sandbox)
             base._session.mount("https://", adapter)
             base._session.mount("http://", adapter)
+        for adapter in set(base._session.adapters.values()):
+            _waiting_without_a_turn(adapter)
     return client
 
 

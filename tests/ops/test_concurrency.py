@@ -1,4 +1,8 @@
-"""A burst of creates takes at most HETZNER_CALLS_PER_WORKER slots of a worker, and state polls take none."""
+"""A burst of creates takes at most HETZNER_CALLS_PER_WORKER slots of a worker, and state polls take none.
+
+Of the calls holding a slot, CPU_TURNS_PER_WORKER run Python at once; each gives its turn back while
+Hetzner answers.
+"""
 
 import os
 import runpy
@@ -7,10 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.http import HttpResponse
 from django.test import RequestFactory
 
+from octoprovider import hetzner
 from octoprovider.core import concurrency
 from octoprovider.core.concurrency import HetznerCallSlotsMiddleware
 from tests.services.test_budgets import on_postgresql
@@ -39,7 +44,8 @@ class Hetzner:
             self.most_inside = max(self.most_inside, self.inside)
             self.connected_on_entry.append(connection.connection is not None)
         self.entered.release()
-        self.release.wait(10)
+        with concurrency.waiting_for_hetzner():  # as the gateway waits for Hetzner's answer
+            self.release.wait(10)
         with self._lock:
             self.inside -= 1
         return HttpResponse("created")
@@ -87,6 +93,70 @@ def test_creates_beyond_the_slots_wait_while_a_state_poll_is_answered_at_once(se
         thread.join(10)
     assert answers.count("created") == 5
     assert hetzner.most_inside == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_create_gives_its_cpu_turn_back_while_hetzner_answers_it(settings, sandbox):
+    settings.CPU_TURNS_PER_WORKER = 1
+    sandbox.latency = 0.5  # wall clock: the listing below travels that long
+    done: list[str] = []
+
+    def view(request):
+        if request.path == "/octoperf/instances/listing":
+            hetzner.list_servers(label_selector=hetzner.managed_selector())
+        done.append(request.path)
+        return HttpResponse("ok")
+
+    middleware = HetznerCallSlotsMiddleware(view)
+    listing = send(middleware, "POST", "/octoperf/instances/listing", [])
+    time.sleep(0.1)  # the listing holds the only turn, and has given it back to wait for Hetzner
+    other = send(middleware, "POST", CREATE, [])
+    for thread in (listing, other):
+        thread.join(10)
+
+    # The second call ran its Python while the first waited for Hetzner, not after it.
+    assert done == [CREATE, "/octoperf/instances/listing"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_inside_a_transaction_keeps_its_turn_so_no_lock_holder_waits_for_one(settings, sandbox):
+    settings.CPU_TURNS_PER_WORKER = 1
+    sandbox.latency = 0.5
+    done: list[str] = []
+
+    def view(request):
+        if request.path == "/octoperf/instances/listing":
+            with transaction.atomic():  # as if it held a lock another call waits for
+                hetzner.list_servers(label_selector=hetzner.managed_selector())
+        done.append(request.path)
+        return HttpResponse("ok")
+
+    middleware = HetznerCallSlotsMiddleware(view)
+    listing = send(middleware, "POST", "/octoperf/instances/listing", [])
+    time.sleep(0.1)
+    other = send(middleware, "POST", CREATE, [])
+    for thread in (listing, other):
+        thread.join(10)
+
+    assert done == ["/octoperf/instances/listing", CREATE]
+
+
+def test_calls_run_python_one_turn_at_a_time_and_wait_for_hetzner_together(settings):
+    settings.HETZNER_CALLS_PER_WORKER = 3
+    settings.CPU_TURNS_PER_WORKER = 1
+    hetzner = Hetzner()
+    middleware = HetznerCallSlotsMiddleware(hetzner)
+    answers: list[str] = []
+
+    creates = [send(middleware, "POST", CREATE, answers) for _ in range(3)]
+    for _ in range(3):
+        assert hetzner.entered.acquire(timeout=5)  # all three wait for Hetzner at once, on one turn
+
+    assert hetzner.inside == 3
+    hetzner.release.set()
+    for thread in creates:
+        thread.join(10)
+    assert answers == ["created"] * 3
 
 
 @on_postgresql  # SQLite's in-memory test database is never closed; PostgreSQL counts connections
