@@ -243,6 +243,7 @@ MAX_INSTANCES = read_int("MAX_INSTANCES", 100)
 MAX_INSTANCES_PER_REGION = read_int("MAX_INSTANCES_PER_REGION", MAX_INSTANCES)
 MAX_STATIC_IPS = read_int("MAX_STATIC_IPS", 20)
 # In a location with static IPs, refuse (409) a create that cannot get a free one as its address,
+# and an associate or release that would power-cycle another running agent off its static address,
 # so that no agent ever leaves from an address outside the allow-list.
 STATIC_IP_STRICT = read_bool("STATIC_IP_STRICT", False)
 # Hours after which cleanup terminates an instance whatever OctoPerf thinks; 0 turns it off.
