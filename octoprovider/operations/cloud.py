@@ -7,12 +7,33 @@ the rate budget left. A real token means real, billed servers: whoever starts oc
 mistake (an `HCLOUD_TOKEN` exported for the hcloud CLI) must hear it at once.
 """
 
+from dataclasses import dataclass
+
 from django.conf import settings
 
 from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core.exceptions import HetznerError
 from octoprovider.hetzner import budget
+
+
+@dataclass(frozen=True)
+class Project:
+    """The Hetzner project HCLOUD_TOKEN reaches: its servers, this deployment's, and the rate budget left."""
+
+    servers: int | None
+    ours: int | None
+    rate_remaining: int | None
+    rate_limit: int | None
+
+
+def project_seen() -> Project:
+    """Ask Hetzner how many servers the project has and how many are ours (two requests; raises HetznerError)."""
+    servers = hetzner.count_servers(label_selector=None)
+    ours = hetzner.count_servers(label_selector=hetzner.managed_selector())
+    left = budget.snapshot()
+    return Project(servers=servers, ours=ours, rate_remaining=left["remaining"] if left else None,
+                   rate_limit=left["limit"] if left else None)
 
 
 def real_cloud_line() -> str:
@@ -22,17 +43,16 @@ def real_cloud_line() -> str:
     """
     where = f"the REAL Hetzner Cloud at {settings.HCLOUD_ENDPOINT}, deployment label {settings.OCTOPROVIDER_DEPLOYMENT!r}"
     try:
-        everything = hetzner.count_servers(label_selector=None)
-        ours = hetzner.count_servers(label_selector=hetzner.managed_selector())
+        seen = project_seen()
     except HetznerError as exc:
         project = f"the project of HCLOUD_TOKEN could not be asked ({exc.hetzner_code or 'no answer'})"
     else:
         project = (
-            f"the project of HCLOUD_TOKEN has {_count(everything)} servers, {_count(ours)} of them this deployment's"
+            f"the project of HCLOUD_TOKEN has {_count(seen.servers)} servers, {_count(seen.ours)} of them this "
+            "deployment's"
         )
-        left = budget.snapshot()
-        if left:
-            project += f", {left['remaining']} of {left['limit']} API requests left"
+        if seen.rate_limit is not None:
+            project += f", {seen.rate_remaining} of {seen.rate_limit} API requests left"
     return f"Hetzner: {where}; {project}. Servers are billed: every instance created here costs money."
 
 

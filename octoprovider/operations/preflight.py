@@ -16,7 +16,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 from octoprovider import hetzner
 from octoprovider.core.exceptions import HetznerError, InvalidInput
-from octoprovider.hetzner import budget, catalog
+from octoprovider.hetzner import catalog
+from octoprovider.operations.cloud import Project, project_seen
 
 # deploy/octoprovider.env.example's values all start so: any secret that still holds one was not replaced.
 PLACEHOLDER = "change-me"
@@ -26,16 +27,6 @@ MIN_LENGTH = {"SECRET_KEY": 50, "OCTOPERF_API_TOKENS": 32, "METRICS_TOKEN": 32}
 _TOKEN_REFUSED = {"unauthorized", "forbidden", "token_readonly"}
 # System checks whose subject the pre-flight checks itself, and says more precisely.
 _CHECKED_HERE = {"octoprovider.W002", "octoprovider.W003", "octoprovider.W004"}
-
-
-@dataclass(frozen=True)
-class Project:
-    """The Hetzner project reached: its servers and its rate budget after the pre-flight's requests."""
-
-    servers: int | None
-    ours: int | None
-    rate_remaining: int | None
-    rate_limit: int | None
 
 
 @dataclass(frozen=True)
@@ -169,17 +160,10 @@ def _ask_hetzner(report: Preflight) -> None:
         report.problems += hetzner.server_settings_problems(
             image=settings.HCLOUD_IMAGE, ssh_keys=settings.HCLOUD_SSH_KEYS, firewalls=settings.HCLOUD_FIREWALLS
         )
-        servers = hetzner.count_servers()
-        ours = hetzner.count_servers(label_selector=hetzner.managed_selector())
         report.cost = cost_at_caps(hetzner.hourly_prices())
+        report.project = project_seen()
     except HetznerError as exc:
         report.problems.append(f"Hetzner stopped answering during the pre-flight: {exc.message}")
-        return
-    shared = budget.snapshot()
-    report.project = Project(
-        servers=servers, ours=ours,
-        rate_remaining=shared["remaining"] if shared else None, rate_limit=shared["limit"] if shared else None,
-    )
 
 
 def cost_at_caps(prices: hetzner.Prices) -> CostAtCaps | None:
