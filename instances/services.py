@@ -643,11 +643,18 @@ def instance_finish_delete(*, instance_id: str, hetzner_id: int | None = None) -
     return True
 
 
-def instance_mark_terminated(*, instance_id: str, reason: str) -> bool:
-    """Record that an instance's server is gone (found by cleanup or an operator)."""
+def instance_mark_terminated(*, instance_id: str, reason: str, as_seen: Instance | None = None) -> bool:
+    """Record that an instance's server is gone (found by cleanup or an operator).
+
+    With `as_seen`, only while the row is as it was then (status, server, last observation): a
+    listing is seconds old, and a row observed, moved or given a server since is not gone.
+    """
     instance = _get(instance_id)
-    Instance.objects.filter(pk=instance.pk).update(last_error=reason)
-    return _mark_gone(instance)
+    if as_seen is None:
+        Instance.objects.filter(pk=instance.pk).update(last_error=reason)
+        return _mark_gone(instance)
+    return _mark_gone(instance, last_error=reason, status=as_seen.status, hetzner_id=as_seen.hetzner_id,
+                      observed_at=as_seen.observed_at)
 
 
 def instance_note_power_off(*, instance_id: str) -> bool:
@@ -689,11 +696,13 @@ def instance_set_own_ipv4(*, instance_id: str, own: bool) -> bool:
     return Instance.objects.filter(pk=instance_id).exclude(own_ipv4=own).update(own_ipv4=own) == 1
 
 
-def _mark_gone(instance: Instance) -> bool:
+def _mark_gone(instance: Instance, *, last_error: str | None = None, **unchanged) -> bool:
+    """Compare-and-set the row to `terminated`, if it is not, and still has the `unchanged` values."""
     now = clock.now()
-    updated = Instance.objects.filter(pk=instance.pk).exclude(status=Status.TERMINATED).update(
-        status=Status.TERMINATED, hetzner_status="", terminated_at=now, updated_at=now
-    )
+    fields = {"status": Status.TERMINATED, "hetzner_status": "", "terminated_at": now, "updated_at": now}
+    if last_error is not None:
+        fields["last_error"] = last_error
+    updated = Instance.objects.filter(pk=instance.pk, **unchanged).exclude(status=Status.TERMINATED).update(**fields)
     if updated:
         logger.info("Instance %s is terminated", instance.id)
     return updated == 1

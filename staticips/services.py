@@ -589,12 +589,21 @@ def static_ip_finish_release(*, static_ip_id: str, hetzner_id: int, assignee_id:
     return True
 
 
-def static_ip_mark_released(*, static_ip_id: str, reason: str) -> bool:
-    """Record that a static IP's Primary IP is gone (found by cleanup or an operator); end its associations."""
+def static_ip_mark_released(*, static_ip_id: str, reason: str, as_seen: StaticIP | None = None) -> bool:
+    """Record that a static IP's Primary IP is gone (found by cleanup or an operator); end its associations.
+
+    With `as_seen`, only while the row is as it was then (status, Primary IP, last observation): a
+    swap or a newer observation since means the listing's news is stale, and nothing is done.
+    """
     static_ip = _get_static_ip(static_ip_id)
-    updated = StaticIP.objects.filter(pk=static_ip.pk).exclude(status=StaticIP.Status.RELEASED).update(
+    rows = StaticIP.objects.filter(pk=static_ip.pk).exclude(status=StaticIP.Status.RELEASED)
+    if as_seen is not None:
+        rows = rows.filter(status=as_seen.status, hetzner_id=as_seen.hetzner_id, observed_at=as_seen.observed_at)
+    updated = rows.update(
         status=StaticIP.Status.RELEASED, released_at=clock.now(), assignee_hetzner_id=None, last_error=reason
     )
+    if as_seen is not None and not updated:
+        return False
     for association in Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE):
         end_association(association, reason=reason)
     return updated == 1

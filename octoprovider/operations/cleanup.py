@@ -213,30 +213,18 @@ def _end_vanished_instance(row: Instance) -> Callable[[], object]:
         # whose server lives would hand a running agent to the reconciler's zombie sweep.
         if hetzner.list_servers(label_selector=hetzner.managed_selector(ids=[row.pk])):
             raise LeftAlone(f"Hetzner lists a server of instance {row.pk} again")
-        now = clock.now()
-        # Compare-and-set on what the finding saw: a row observed, moved or given a server since is not ours to end.
-        ended = Instance.objects.filter(
-            pk=row.pk, status=row.status, hetzner_id=row.hetzner_id, observed_at=row.observed_at
-        ).update(status=Instance.Status.TERMINATED, hetzner_status="", terminated_at=now, updated_at=now,
-                 last_error="server gone (cleanup)")
-        if not ended:
+        if not instance_services.instance_mark_terminated(instance_id=row.pk, reason="server gone (cleanup)",
+                                                          as_seen=row):
             raise LeftAlone(f"instance {row.pk} changed since the listing")
-        logger.info("Instance %s is terminated: its server is gone (cleanup)", row.pk)
 
     return act
 
 
 def _end_vanished_static_ip(row: StaticIP) -> Callable[[], object]:
     def act():
-        # Compare-and-set on what the finding saw: a swap or a newer observation since is left alone.
-        ended = StaticIP.objects.filter(
-            pk=row.pk, status=row.status, hetzner_id=row.hetzner_id, observed_at=row.observed_at
-        ).update(status=StaticIP.Status.RELEASED, released_at=clock.now(), assignee_hetzner_id=None,
-                 last_error="IP gone (cleanup)")
-        if not ended:
+        if not static_ip_services.static_ip_mark_released(static_ip_id=row.pk, reason="IP gone (cleanup)",
+                                                          as_seen=row):
             raise LeftAlone(f"static IP {row.pk} changed since the listing")
-        for association in Association.objects.filter(static_ip_id=row.pk, status__in=Association.ACTIVE):
-            static_ip_services.end_association(association, reason="IP gone (cleanup)")
 
     return act
 
