@@ -86,6 +86,8 @@ def on_starting(server):
     made every worker print a traceback before the master gave up (130 lines, the one that matters
     in the middle). The master reads the settings first, as `manage.py` does, and says what is wrong.
     """
+    if (getattr(server.app, "app_uri", None) or "").split(":")[0] != "octoprovider.wsgi":
+        return  # another application under this config (bench/floor.py's bare Django) has settings of its own
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "octoprovider.settings")
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured

@@ -39,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,10 +46,9 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from state_endpoint_http import free_port, stop, workers_cpu_seconds  # noqa: E402 (the HTTP benchmarks' helpers)
+from state_endpoint_http import free_port, serve, stop, workers_cpu_seconds  # noqa: E402 (the HTTP benchmarks' helpers)
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
-GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
 SERVER = "postgres://postgres@127.0.0.1:5432"
 DATABASE = "octoprovider_bench_burst"
 TOKEN = "bench-token-0123456789abcdef0123456789"
@@ -148,24 +146,6 @@ class Outcome:
     cpu_seconds: float = 0.0  # the workers', during the burst
 
 
-def serve(env: dict, args: list[str], port: int, run_dir: Path, log: Path) -> subprocess.Popen:
-    env = env | {"PORT": str(port), "XDG_RUNTIME_DIR": str(run_dir)}
-    run_dir.mkdir(exist_ok=True)
-    process = subprocess.Popen([GUNICORN, "octoprovider.wsgi", "--config", "gunicorn.conf.py", *args],
-                               cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return process
-        except urllib.error.HTTPError:
-            return process
-        except OSError:
-            if process.poll() is not None:
-                sys.exit(f"gunicorn died:\n{log.read_text()}")
-            time.sleep(0.2)
-    sys.exit(f"gunicorn did not start:\n{log.read_text()}")
-
-
 def workers_of(master: subprocess.Popen) -> list[int]:
     return [int(pid) for pid in Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()]
 
@@ -254,7 +234,7 @@ def run(config: Config, *, args, base_env: dict, tmp: Path) -> Outcome:
     port = free_port()
     log = tmp / f"{config.name.replace(' ', '')}.log"
     log = Path(args.logs) / log.name if args.logs else log
-    master = serve(env, config.gunicorn_args, port, tmp / "run", log)
+    master = serve("octoprovider.wsgi", env=env, port=port, run_dir=tmp / "run", log=log, args=config.gunicorn_args)
     outcome = Outcome()
     try:
         warm = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # prices and catalogue, read once

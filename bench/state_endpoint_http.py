@@ -99,12 +99,12 @@ def wrk(url: str, *, seconds: float, connections: int, script: Path) -> dict:
     }
 
 
-def serve(app: str, *, env: dict, port: int, threads: int, run_dir: Path, log: Path) -> subprocess.Popen:
-    """Start gunicorn with octoprovider's configuration serving `app`; wait until it answers."""
+def serve(app: str, *, env: dict, port: int, run_dir: Path, log: Path, args: list[str] = ()) -> subprocess.Popen:
+    """Start gunicorn with octoprovider's configuration (and `args`) serving `app`; wait until it answers."""
     env = env | {"PORT": str(port), "XDG_RUNTIME_DIR": str(run_dir)}  # its own control socket
-    run_dir.mkdir()
+    run_dir.mkdir(exist_ok=True)
     process = subprocess.Popen(
-        [GUNICORN, app, "--config", "gunicorn.conf.py", "--threads", str(threads)],
+        [GUNICORN, app, "--config", "gunicorn.conf.py", *args],
         cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     for _ in range(150):
@@ -202,11 +202,11 @@ def main() -> None:
             "end\n"
         )
         ports = {"floor": free_port(), "state": free_port()}
-        servers["floor"] = serve("bench.floor", env=base_env, port=ports["floor"], threads=args.threads,
+        threads = ["--threads", str(args.threads)]
+        servers["floor"] = serve("bench.floor", env=base_env, port=ports["floor"], args=threads,
                                  run_dir=tmp / "floor", log=tmp / "floor.log")
         servers["state"] = serve("octoprovider.wsgi", env=env | {"PROMETHEUS_MULTIPROC_DIR": str(metrics)},
-                                 port=ports["state"], threads=args.threads, run_dir=tmp / "state",
-                                 log=tmp / "state.log")
+                                 port=ports["state"], args=threads, run_dir=tmp / "state", log=tmp / "state.log")
         base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         answers = {name: sample_answer(f"{base[name]}/octoperf/{TOKEN}/instances/{ids[0]}/state?region=fsn1")
                    for name in base}
