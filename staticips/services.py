@@ -351,17 +351,31 @@ def _associate(static_ip: StaticIP, instance: Instance, held: StaticIP | None) -
     if allocated and not _moving(static_ip) and _held_by_live_server(static_ip):
         # OctoPerf thinks A free, but another live server got it at create. Swap A with an address on
         # no server when there is one; otherwise that server must let go of it (a power cycle) first.
-        spare = _lock_one_unattached(static_ip.location, exclude=[static_ip.pk])
-        if spare is not None:
-            _swap(static_ip, spare, instance_id=instance.id, reason=f"associate {static_ip.id} with {instance.id}; its address stays on "
-                                           f"{static_ip.holder_id}")
-        elif settings.STATIC_IP_STRICT:
-            raise _strict_refusal(static_ip, f"associating it with {instance.id}")
-        else:
-            _vacate(static_ip, why=f"associated with {instance.id} at {now:%H:%M:%S}")
+        _off_its_live_holder(
+            static_ip, for_instance=instance.id, doing=f"associating it with {instance.id}",
+            swap_reason=f"associate {static_ip.id} with {instance.id}; its address stays on {static_ip.holder_id}",
+            vacate_why=f"associated with {instance.id} at {now:%H:%M:%S}",
+        )
     # The move power-cycles the instance: from this answer on, no poll may say `running` until it is over.
     instance_services.instance_note_power_cycle_ahead(instance_id=instance.pk)
     return Association.objects.create(static_ip=static_ip, instance=instance)
+
+
+def _off_its_live_holder(static_ip: StaticIP, *, for_instance: str, doing: str, swap_reason: str,
+                         vacate_why: str) -> None:
+    """Free an ipId whose address a live server got at create, disturbing that server only as a last resort.
+
+    It swaps with an address on no server when there is one (the server keeps its address, still
+    allow-listed); otherwise the server must be moved off it (a power cycle onto an address of its
+    own), which STATIC_IP_STRICT refuses.
+    """
+    spare = _lock_one_unattached(static_ip.location, exclude=[static_ip.pk])
+    if spare is not None:
+        _swap(static_ip, spare, instance_id=for_instance, reason=swap_reason)
+    elif settings.STATIC_IP_STRICT:
+        raise _strict_refusal(static_ip, doing)
+    else:
+        _vacate(static_ip, why=vacate_why)
 
 
 def _strict_refusal(static_ip: StaticIP, doing: str) -> Conflict:
@@ -509,13 +523,11 @@ def static_ip_release(*, static_ip_id: str, region: str = "", zone: str = "") ->
             # power cycle is under way, and the end of that move sends the release.
         vacating = Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE)
         if static_ip.status == StaticIP.Status.ALLOCATED and not vacating.exists() and _held_by_live_server(static_ip):
-            spare = _lock_one_unattached(static_ip.location, exclude=[static_ip.pk])
-            if spare is not None:
-                _swap(static_ip, spare, instance_id=static_ip.holder_id, reason=f"release {static_ip.id}; its address stays on {static_ip.holder_id}")
-            elif settings.STATIC_IP_STRICT:
-                raise _strict_refusal(static_ip, "releasing it")
-            else:
-                _vacate(static_ip, why="released while on a live server")
+            _off_its_live_holder(
+                static_ip, for_instance=static_ip.holder_id, doing="releasing it",
+                swap_reason=f"release {static_ip.id}; its address stays on {static_ip.holder_id}",
+                vacate_why="released while on a live server",
+            )
         now = clock.now()
         StaticIP.objects.filter(pk=static_ip.pk).update(status=StaticIP.Status.RELEASING, release_requested_at=now)
         waits = vacating.exists()
