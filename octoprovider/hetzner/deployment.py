@@ -15,16 +15,13 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import DatabaseError
-from hcloud.servers import Server as HcloudServer
 
 from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError
-from octoprovider.hetzner.connection import client
-from octoprovider.hetzner.errors import translated
-from octoprovider.hetzner.labels import LABEL_DEPLOYMENT, LABEL_MANAGED_BY, MANAGED_BY
+from octoprovider.hetzner.labels import LABEL_DEPLOYMENT, managed_selector
 from octoprovider.hetzner.models import DeploymentLabel
 from octoprovider.hetzner.primary_ips import label_primary_ip, list_primary_ips
-from octoprovider.hetzner.servers import list_servers
+from octoprovider.hetzner.servers import label_server, list_servers
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +81,6 @@ class Relabelling:
         return not self.failures and not self.left_behind
 
 
-def _label_server(server_id: int, labels: dict[str, str]) -> None:
-    with translated(f"label server {server_id}"):
-        client().servers.update(HcloudServer(id=server_id), labels=labels)
-
-
 def deployment_relabel(*, new: str, old: str | None = None, dry_run: bool) -> Relabelling:
     """Move the fleet from `old` (the recorded label) to `new`: every server and Primary IP at Hetzner, then the record.
 
@@ -101,13 +93,13 @@ def deployment_relabel(*, new: str, old: str | None = None, dry_run: bool) -> Re
     done = Relabelling(old=old, new=new)
     if old == new:
         return done
-    selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_DEPLOYMENT}={old}"
+    selector = managed_selector(deployment=old)
     servers, ips = list_servers(label_selector=selector), list_primary_ips(label_selector=selector)
     done.servers = [f"server {server.id} ({server.name})" for server in servers]
     done.primary_ips = [f"Primary IP {ip.id} ({ip.ip})" for ip in ips]
     if dry_run:
         return done
-    moves = [(name, _label_server, server.id, server.labels) for name, server in zip(done.servers, servers)]
+    moves = [(name, label_server, server.id, server.labels) for name, server in zip(done.servers, servers)]
     moves += [(name, label_primary_ip, ip.id, ip.labels) for name, ip in zip(done.primary_ips, ips)]
     for name, label, hetzner_id, labels in moves:
         try:

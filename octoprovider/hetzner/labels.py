@@ -17,9 +17,9 @@ def ownership_labels(our_id: str) -> dict[str, str]:
     }
 
 
-def managed_selector(*, ids: list[str] | None = None) -> str:
-    """Select this deployment's resources, or only those with the given ids of ours."""
-    selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_DEPLOYMENT}={settings.OCTOPROVIDER_DEPLOYMENT}"
+def managed_selector(*, ids: list[str] | None = None, deployment: str | None = None) -> str:
+    """Select this deployment's resources (or `deployment`'s), or only those with the given ids of ours."""
+    selector = f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_DEPLOYMENT}={deployment or settings.OCTOPROVIDER_DEPLOYMENT}"
     if ids is not None:
         selector += f",{LABEL_ID} in ({','.join(ids)})"
     return selector

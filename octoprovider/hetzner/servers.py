@@ -243,6 +243,12 @@ def count_servers(*, label_selector: str | None = None) -> int | None:
     return None
 
 
+def label_server(server_id: int, labels: dict[str, str]) -> None:
+    """Replace a server's labels."""
+    with translated(f"label server {server_id}"):
+        client().servers.update(HcloudServer(id=server_id), labels=labels)
+
+
 def reboot_server(server_id: int) -> int:
     """Reboot (ACPI) a server; return the action id."""
     with translated(f"reboot server {server_id}"):
