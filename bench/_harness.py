@@ -40,10 +40,10 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from octoprovider import hetzner
+from octoprovider import hetzner  # noqa: E402
 from octoprovider.core import clock  # noqa: E402
-from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud  # noqa: E402
 from octoprovider.core.reports import PassReport  # noqa: E402
+from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud  # noqa: E402
 from octoprovider.operations.reconciler import reconcile_pass  # noqa: E402
 
 call_command("migrate", verbosity=0)
@@ -62,7 +62,8 @@ def advance(seconds: float) -> None:
 def create(region: str = "fsn1") -> tuple[int, str]:
     """Create an instance through the contract; return the HTTP status and the instance id (or error code)."""
     response = octoperf.post(
-        f"{BASE}/instances", f"userData=x&region={region}&type=SMALL",
+        f"{BASE}/instances",
+        f"userData=x&region={region}&type=SMALL",
         content_type="application/x-www-form-urlencoded; charset=UTF-8",
     )
     body = response.json()
@@ -113,4 +114,4 @@ def machine() -> str:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]

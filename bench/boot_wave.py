@@ -35,8 +35,10 @@ def main() -> None:
             advance(1)
             reconciler.tick(float(second))
     print(f"machine: {machine()}")
-    print(f"sandbox rate limit: {cloud.rate_limit} requests, refilled at {cloud.rate_refill_per_second:g}/s; "
-          f"{cloud.rate_limit_remaining} left before the wave; fleet before the wave: {args.fleet}")
+    print(
+        f"sandbox rate limit: {cloud.rate_limit} requests, refilled at {cloud.rate_refill_per_second:g}/s; "
+        f"{cloud.rate_limit_remaining} left before the wave; fleet before the wave: {args.fleet}"
+    )
 
     first = len(cloud.requests)
     answers = Counter()
@@ -48,9 +50,11 @@ def main() -> None:
             ids.append(value)
     create_requests = cloud.requests[first:]
     too_many = sum(1 for request in create_requests if request.status == 429)
-    print(f"{args.creates} creates at one instant: OctoPerf got {dict(answers)} "
-          f"(503: {answers[503]}, 429: {answers[429]}); Hetzner answered 429 to {too_many} of "
-          f"{len(create_requests)} requests; {cloud.rate_limit_remaining} left after")
+    print(
+        f"{args.creates} creates at one instant: OctoPerf got {dict(answers)} "
+        f"(503: {answers[503]}, 429: {answers[429]}); Hetzner answered 429 to {too_many} of "
+        f"{len(create_requests)} requests; {cloud.rate_limit_remaining} left after"
+    )
 
     sandbox_running, endpoint_running = {}, {}
     reconciler = Reconciler()
@@ -69,12 +73,18 @@ def main() -> None:
     wave_requests = cloud.requests[first:]
     lags = [endpoint_running[i] - sandbox_running[i] for i in ids if i in endpoint_running and i in sandbox_running]
 
-    print(f"running as the state endpoint says: {len(endpoint_running)} of {len(ids)} after {now:.1f} s "
-          f"(passes every {settings.REFRESH_INTERVAL:g} s)")
-    print(f"lag after the sandbox reports running: max {max(lags):.1f} s, p99 {percentile(lags, 99):.1f} s, "
-          f"p50 {percentile(lags, 50):.1f} s (target: max <= 5 s)")
-    print(f"Hetzner requests for the wave (creates and refreshes): {len(wave_requests)}; 429 answers: "
-          f"{sum(1 for r in wave_requests if r.status == 429)}; {cloud.rate_limit_remaining} left")
+    print(
+        f"running as the state endpoint says: {len(endpoint_running)} of {len(ids)} after {now:.1f} s "
+        f"(passes every {settings.REFRESH_INTERVAL:g} s)"
+    )
+    print(
+        f"lag after the sandbox reports running: max {max(lags):.1f} s, p99 {percentile(lags, 99):.1f} s, "
+        f"p50 {percentile(lags, 50):.1f} s (target: max <= 5 s)"
+    )
+    print(
+        f"Hetzner requests for the wave (creates and refreshes): {len(wave_requests)}; 429 answers: "
+        f"{sum(1 for r in wave_requests if r.status == 429)}; {cloud.rate_limit_remaining} left"
+    )
     print(f"wall time: {time.perf_counter() - started:.0f} s")
 
 

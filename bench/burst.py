@@ -152,7 +152,7 @@ def workers_of(master: subprocess.Popen) -> list[int]:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)  # as bench/_harness.py computes it (importing it would set Django up here)
-    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
 
 
 def rss_mb(pid: int) -> float:
@@ -190,8 +190,10 @@ def poll_in_a_process(port: int, instance_ids: list[str], rate: float, stop_poll
     """
     out: list = []
     stop_at = threading.Event()
-    pollers = [threading.Thread(target=poll_forever, args=(port, instance_id, rate, stop_at, out))
-               for instance_id in instance_ids]
+    pollers = [
+        threading.Thread(target=poll_forever, args=(port, instance_id, rate, stop_at, out))
+        for instance_id in instance_ids
+    ]
     for thread in pollers:
         thread.start()
     stop_polling.wait()
@@ -206,9 +208,12 @@ def create_one(port: int, start: threading.Event, out: list) -> None:
     sent = time.monotonic()
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=CREATE_TIMEOUT)
-        connection.request("POST", f"/octoperf/{TOKEN}/instances", body="userData=x&region=fsn1&type=SMALL",
-                           headers={"Accept": JAVA_ACCEPT,
-                                    "Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"})
+        connection.request(
+            "POST",
+            f"/octoperf/{TOKEN}/instances",
+            body="userData=x&region=fsn1&type=SMALL",
+            headers={"Accept": JAVA_ACCEPT, "Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"},
+        )
         response = connection.getresponse()
         body = json.loads(response.read() or b"{}")
         out.append((time.monotonic() - sent, response.status, (body.get("error") or {}).get("code", "")))
@@ -222,14 +227,25 @@ def run(config: Config, *, args, base_env: dict, tmp: Path) -> Outcome:
         admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{DATABASE}"')
     hetzner_port = free_port()
-    env = base_env | {"DATABASE_URL": f"{SERVER}/{DATABASE}",
-                      "HCLOUD_ENDPOINT": f"http://127.0.0.1:{hetzner_port}/v1"} | config.env
+    env = (
+        base_env
+        | {"DATABASE_URL": f"{SERVER}/{DATABASE}", "HCLOUD_ENDPOINT": f"http://127.0.0.1:{hetzner_port}/v1"}
+        | config.env
+    )
     sandbox_env = base_env | {"DEBUG": "true", "DATABASE_URL": f"sqlite:///{tmp}/sandbox.sqlite3"}
-    sandbox = subprocess.Popen([PYTHON, "-c", SANDBOX, str(hetzner_port), HCLOUD_TOKEN, LATENCY], cwd=ROOT,
-                               env=sandbox_env)
+    sandbox = subprocess.Popen(
+        [PYTHON, "-c", SANDBOX, str(hetzner_port), HCLOUD_TOKEN, LATENCY], cwd=ROOT, env=sandbox_env
+    )
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
-    seeded = subprocess.run([PYTHON, "-c", SEED, str(args.pollers), str(config.rows)], cwd=ROOT, env=env,
-                            check=True, capture_output=True, text=True, timeout=600)
+    seeded = subprocess.run(
+        [PYTHON, "-c", SEED, str(args.pollers), str(config.rows)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     polled = json.loads(seeded.stdout.strip().splitlines()[-1])
     port = free_port()
     log = tmp / f"{config.name.replace(' ', '')}.log"
@@ -238,15 +254,18 @@ def run(config: Config, *, args, base_env: dict, tmp: Path) -> Outcome:
     outcome = Outcome()
     try:
         warm = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # prices and catalogue, read once
-        warm.request("GET", f"/octoperf/{TOKEN}/instances/{polled[0]}/state?region=fsn1", headers={"Accept": JAVA_ACCEPT})
+        warm.request(
+            "GET", f"/octoperf/{TOKEN}/instances/{polled[0]}/state?region=fsn1", headers={"Accept": JAVA_ACCEPT}
+        )
         warm.getresponse().read()
         processes = multiprocessing.get_context("fork")  # before this process starts its threads
         stop_polling, polls = processes.Event(), processes.SimpleQueue()
         poller = processes.Process(target=poll_in_a_process, args=(port, polled, args.rate, stop_polling, polls))
         poller.start()
         start = threading.Event()
-        creators = [threading.Thread(target=create_one, args=(port, start, outcome.creates))
-                    for _ in range(args.creates)]
+        creators = [
+            threading.Thread(target=create_one, args=(port, start, outcome.creates)) for _ in range(args.creates)
+        ]
         for thread in creators:
             thread.start()
         time.sleep(1.5)
@@ -289,16 +308,28 @@ def report(config: Config, outcome: Outcome, creates: int) -> bool:
     latencies = [seconds for seconds, _ in during]
     poll_failures = sum(1 for _, status in during if status != 200)
     p99 = percentile(latencies, 99) if latencies else 0.0
-    met = (len(answered_200) == creates and slowest <= TARGET_SLOWEST_CREATE and p99 <= TARGET_POLL_P99
-           and poll_failures == 0 and outcome.hetzner_429 == 0)
-    slowest_text = f"> {CREATE_TIMEOUT:.0f} s" if len(outcome.creates) < creates or any(
-        status is None for _, status, _ in outcome.creates) else f"{slowest:.1f} s"
-    print(f"| {config.name} | {len(within)} of {creates}"
-          + (f"; {', '.join(f'{n} {what}' for what, n in sorted(failed.items()))}" if failed else "")
-          + f" | {slowest_text} | {max(latencies, default=0) * 1000:.0f} ms | p50 {percentile(latencies, 50) * 1000:.0f} ms,"
-          f" p99 {p99 * 1000:.0f} ms, {poll_failures} failed of {len(during)} |"
-          f" {ended - began:.1f} s, workers' CPU {outcome.cpu_seconds:.1f} s | {outcome.workers}, {len(outcome.rss_mb)} x {max(outcome.rss_mb, default=0):.0f} MB |"
-          f" {outcome.hetzner_429} | {'yes' if met else 'NO'} |")
+    met = (
+        len(answered_200) == creates
+        and slowest <= TARGET_SLOWEST_CREATE
+        and p99 <= TARGET_POLL_P99
+        and poll_failures == 0
+        and outcome.hetzner_429 == 0
+    )
+    slowest_text = (
+        f"> {CREATE_TIMEOUT:.0f} s"
+        if len(outcome.creates) < creates or any(status is None for _, status, _ in outcome.creates)
+        else f"{slowest:.1f} s"
+    )
+    print(
+        f"| {config.name} | {len(within)} of {creates}"
+        + (f"; {', '.join(f'{n} {what}' for what, n in sorted(failed.items()))}" if failed else "")
+        + f" | {slowest_text} | {max(latencies, default=0) * 1000:.0f} ms |"
+        f" p50 {percentile(latencies, 50) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms,"
+        f" {poll_failures} failed of {len(during)} |"
+        f" {ended - began:.1f} s, workers' CPU {outcome.cpu_seconds:.1f} s |"
+        f" {outcome.workers}, {len(outcome.rss_mb)} x {max(outcome.rss_mb, default=0):.0f} MB |"
+        f" {outcome.hetzner_429} | {'yes' if met else 'NO'} |"
+    )
     return met
 
 
@@ -309,27 +340,41 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="polls a second per instance")
     parser.add_argument("--rows", type=int, default=10_000, help="instances this month, for the budgets' run")
     parser.add_argument("--logs", help="keep each configuration's gunicorn log in this directory")
-    parser.add_argument("--only", choices=["before", "now", "budgets"], action="append",
-                        help="run only these configurations (default: all three)")
+    parser.add_argument(
+        "--only",
+        choices=["before", "now", "budgets"],
+        action="append",
+        help="run only these configurations (default: all three)",
+    )
     args = parser.parse_args()
 
     # The concurrency knobs (docs/deployment.md, "Sizing") pass through, to try other figures.
     knobs = ("WEB_CONCURRENCY", "GUNICORN_THREADS", "HETZNER_CALLS_PER_WORKER", "CPU_TURNS_PER_WORKER", "CONN_MAX_AGE")
     base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", *knobs)}
     base_env.update(
-        HOST="127.0.0.1", DEBUG="false", SECRET_KEY="bench-only", OCTOPERF_API_TOKENS=TOKEN,
-        DJANGO_SETTINGS_MODULE="octoprovider.settings", HCLOUD_TOKEN=HCLOUD_TOKEN, HCLOUD_SSH_KEYS="bench",
+        HOST="127.0.0.1",
+        DEBUG="false",
+        SECRET_KEY="bench-only",
+        OCTOPERF_API_TOKENS=TOKEN,
+        DJANGO_SETTINGS_MODULE="octoprovider.settings",
+        HCLOUD_TOKEN=HCLOUD_TOKEN,
+        HCLOUD_SSH_KEYS="bench",
         LOG_LEVEL="INFO",
-        MAX_INSTANCES="100000", MAX_INSTANCES_PER_REGION="100000",
+        MAX_INSTANCES="100000",
+        MAX_INSTANCES_PER_REGION="100000",
     )
     configs = [
         Config("before: 2 sync workers", ["--workers", "2", "--worker-class", "sync", "--threads", "1"]),
         Config("now: gunicorn.conf.py"),
-        Config(f"now + budgets, {args.rows} rows", env={"MONTHLY_BUDGET_EUR": "1000000", "DAILY_BUDGET_EUR": "100000"},
-               rows=args.rows),
+        Config(
+            f"now + budgets, {args.rows} rows",
+            env={"MONTHLY_BUDGET_EUR": "1000000", "DAILY_BUDGET_EUR": "100000"},
+            rows=args.rows,
+        ),
     ]
     if args.only:
-        configs = [config for key, config in zip(("before", "now", "budgets"), configs) if key in args.only]
+        keys = ("before", "now", "budgets")
+        configs = [config for key, config in zip(keys, configs, strict=True) if key in args.only]
     tmp = Path(tempfile.mkdtemp(prefix="octoprovider-bench-burst-"))
     results = []
     try:
@@ -340,16 +385,22 @@ def main() -> None:
             admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"machine: {os.cpu_count()} cores shared by gunicorn, PostgreSQL and this script; {args.creates} creates at"
-          f" once, Hetzner (sandbox) answering {LATENCY}; {args.pollers} running instances polled {args.rate:g}/s each")
-    print("| configuration | creates answered 200 within 30 s | slowest create | slowest poll during the burst |"
-          " polls during the burst | burst lasted | workers, RSS after | Hetzner 429 | targets |")
+    print(
+        f"machine: {os.cpu_count()} cores shared by gunicorn, PostgreSQL and this script; {args.creates} creates at"
+        f" once, Hetzner (sandbox) answering {LATENCY}; {args.pollers} running instances polled {args.rate:g}/s each"
+    )
+    print(
+        "| configuration | creates answered 200 within 30 s | slowest create | slowest poll during the burst |"
+        " polls during the burst | burst lasted | workers, RSS after | Hetzner 429 | targets |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     met = [report(config, outcome, args.creates) for config, outcome in results]
-    now_met = all(ok for (config, _), ok in zip(results, met) if not config.name.startswith("before"))
-    print(f"targets (all {args.creates} answer 200, slowest <= {TARGET_SLOWEST_CREATE:.0f} s, polls p99 <= "
-          f"{TARGET_POLL_P99 * 1000:.0f} ms and none failed, no Hetzner 429) for the configuration shipped now: "
-          + ("targets met" if now_met else "targets NOT met"))
+    now_met = all(ok for (config, _), ok in zip(results, met, strict=True) if not config.name.startswith("before"))
+    print(
+        f"targets (all {args.creates} answer 200, slowest <= {TARGET_SLOWEST_CREATE:.0f} s, polls p99 <= "
+        f"{TARGET_POLL_P99 * 1000:.0f} ms and none failed, no Hetzner 429) for the configuration shipped now: "
+        + ("targets met" if now_met else "targets NOT met")
+    )
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ instances it ended, then the totals. Exits non-zero when an instance was lost.
 """
 
 import argparse
+import contextlib
 import io
 import sys
 import threading
 
 from _harness import cloud, create
-
 from django.core.management import CommandError, call_command
 from django.db import connection
 
@@ -56,11 +56,10 @@ def main() -> int:
         for number in range(1, args.runs + 1):
             before = ended(list(created))
             out = io.StringIO()
-            try:
-                # --wait 0: a delete Hetzner holds back as locked is not waited for (simulated time stands still).
+            # --wait 0: a delete Hetzner holds back as locked is not waited for (simulated time stands still).
+            # A failed action (a locked delete) is said in its output; what counts is what it ended.
+            with contextlib.suppress(CommandError):
                 call_command("cleanup", "--wait", "0", stdout=out, stderr=out)
-            except CommandError:
-                pass  # a failed action (a locked delete) is said in its output; what counts is what it ended
             now_ended = ended(list(created)) - before
             lost |= now_ended
             runs_ending_live += bool(now_ended)
@@ -69,9 +68,11 @@ def main() -> int:
         stop.set()
         creator.join(timeout=60)
     lost |= ended(created)
-    print(f"{runs_ending_live} of {args.runs} cleanup runs ended a live instance; "
-          f"{len(lost)} of {len(created)} instances created were lost"
-          + (f" ({len(refused)} creates refused: {sorted(set(refused))})" if refused else ""))
+    print(
+        f"{runs_ending_live} of {args.runs} cleanup runs ended a live instance; "
+        f"{len(lost)} of {len(created)} instances created were lost"
+        + (f" ({len(refused)} creates refused: {sorted(set(refused))})" if refused else "")
+    )
     return 1 if lost else 0
 
 

@@ -49,7 +49,9 @@ else:
 
 def environ(instance_id):
     return {
-        "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": f"/octoperf/{sys.argv[5]}/instances/{instance_id}/state",
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": f"/octoperf/{sys.argv[5]}/instances/{instance_id}/state",
         "QUERY_STRING": "region=fsn1&zone=default", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
         "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "127.0.0.1:8000",
         "HTTP_ACCEPT": "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2", "HTTP_USER_AGENT": "wrk",
@@ -98,10 +100,17 @@ def main() -> None:
     (tmp / "metrics").mkdir()
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     env.update(
-        DEBUG="false", SECRET_KEY="bench-only", DATABASE_URL=f"{SERVER}/{database}", OCTOPERF_API_TOKENS=TOKEN,
-        HCLOUD_TOKEN="bench-never-sent", HCLOUD_ENDPOINT="http://127.0.0.1:9/v1", HCLOUD_SSH_KEYS="bench",
-        DJANGO_SETTINGS_MODULE="octoprovider.settings", PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"),
-        LOG_LEVEL="INFO", PYTHONPATH=str(ROOT),
+        DEBUG="false",
+        SECRET_KEY="bench-only",
+        DATABASE_URL=f"{SERVER}/{database}",
+        OCTOPERF_API_TOKENS=TOKEN,
+        HCLOUD_TOKEN="bench-never-sent",
+        HCLOUD_ENDPOINT="http://127.0.0.1:9/v1",
+        HCLOUD_SSH_KEYS="bench",
+        DJANGO_SETTINGS_MODULE="octoprovider.settings",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"),
+        LOG_LEVEL="INFO",
+        PYTHONPATH=str(ROOT),
     )
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')
@@ -111,8 +120,15 @@ def main() -> None:
         # Timed twice each, alternating, as a neighbour's load comes and goes; profiled once.
         for number, app in enumerate(("state", "floor", "state", "floor")):
             top = args.top if number < 2 else 0
-            done = subprocess.run([PYTHON, "-c", CHILD, app, str(args.requests), str(top), "seed" if number == 0 else "-",
-                                   TOKEN], cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=900)
+            done = subprocess.run(
+                [PYTHON, "-c", CHILD, app, str(args.requests), str(top), "seed" if number == 0 else "-", TOKEN],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             result = json.loads(done.stdout.strip().splitlines()[-1])
             results[app]["us"].append(result.pop("us"))
             results[app].update(result)
@@ -124,9 +140,11 @@ def main() -> None:
         for app in ("floor", "state"):
             print(f"=== {app} ===\n{results[app]['profile']}")
     for app in ("floor", "state"):
-        print(f"{app}: {min(results[app]['us']):.0f} us per request in-process, the better of "
-              f"{', '.join(f'{us:.0f}' for us in results[app]['us'])} ({args.requests} requests each, "
-              f"statuses {results[app]['statuses']})")
+        print(
+            f"{app}: {min(results[app]['us']):.0f} us per request in-process, the better of "
+            f"{', '.join(f'{us:.0f}' for us in results[app]['us'])} ({args.requests} requests each, "
+            f"statuses {results[app]['statuses']})"
+        )
     print(f"state / floor time per request: {min(results['state']['us']) / min(results['floor']['us']):.2f}")
 
 

@@ -79,8 +79,18 @@ def free_port() -> int:
 
 def wrk(url: str, *, seconds: float, connections: int, script: Path) -> dict:
     """Run wrk; return requests/s, p50 and p99 latency (ms), and the error counts."""
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-H", f"Accept: {JAVA_ACCEPT}",
-               "-s", str(script), url]
+    command = [
+        "wrk",
+        "-t2",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "-H",
+        f"Accept: {JAVA_ACCEPT}",
+        "-s",
+        str(script),
+        url,
+    ]
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
 
     def latency(percent: str) -> float:
@@ -105,7 +115,10 @@ def serve(app: str, *, env: dict, port: int, run_dir: Path, log: Path, args: lis
     run_dir.mkdir(exist_ok=True)
     process = subprocess.Popen(
         [GUNICORN, app, "--config", "gunicorn.conf.py", *args],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     for _ in range(150):
         try:
@@ -155,8 +168,10 @@ def sample_answer(url: str) -> str:
     """Describe one state poll's answer: status, content type, body, whether it carries a request id."""
     request = urllib.request.Request(url, headers={"Accept": JAVA_ACCEPT})
     with urllib.request.urlopen(request, timeout=5) as response:
-        return (f"HTTP {response.status}, {response.headers['Content-Type']}, {response.read().decode()}, "
-                f"X-Request-ID {'present' if response.headers.get('X-Request-ID') else 'MISSING'}")
+        return (
+            f"HTTP {response.status}, {response.headers['Content-Type']}, {response.read().decode()}, "
+            f"X-Request-ID {'present' if response.headers.get('X-Request-ID') else 'MISSING'}"
+        )
 
 
 def main() -> None:
@@ -174,22 +189,36 @@ def main() -> None:
     database = f"octoprovider_bench_{secrets.token_hex(4)}"
     tmp = Path(tempfile.mkdtemp(prefix="octoprovider-bench-http-"))
     # On tmpfs, as /run/octoprovider/metrics is in production (docs/deployment.md), when there is one.
-    metrics = Path(tempfile.mkdtemp(prefix="octoprovider-bench-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else tmp))
+    metrics = Path(
+        tempfile.mkdtemp(prefix="octoprovider-bench-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else tmp)
+    )
     base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     base_env.update(HOST="127.0.0.1", WEB_CONCURRENCY=str(args.workers))
-    env = base_env | dict(
-        DEBUG="false", SECRET_KEY="bench-only", DATABASE_URL=f"{SERVER}/{database}", OCTOPERF_API_TOKENS=TOKEN,
+    env = base_env | {
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-only",
+        "DATABASE_URL": f"{SERVER}/{database}",
+        "OCTOPERF_API_TOKENS": TOKEN,
         # Production settings need a Hetzner token; this one's endpoint is a closed local port.
-        HCLOUD_TOKEN="bench-never-sent", HCLOUD_ENDPOINT="http://127.0.0.1:9/v1", HCLOUD_SSH_KEYS="bench",
-        DJANGO_SETTINGS_MODULE="octoprovider.settings",
-    )
+        "HCLOUD_TOKEN": "bench-never-sent",
+        "HCLOUD_ENDPOINT": "http://127.0.0.1:9/v1",
+        "HCLOUD_SSH_KEYS": "bench",
+        "DJANGO_SETTINGS_MODULE": "octoprovider.settings",
+    }
     servers: dict[str, subprocess.Popen] = {}
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{database}"')
     try:
         subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
-        seeded = subprocess.run([PYTHON, "-c", SEED, str(args.instances), TOKEN], cwd=ROOT, env=env, check=True,
-                                capture_output=True, text=True, timeout=300)
+        seeded = subprocess.run(
+            [PYTHON, "-c", SEED, str(args.instances), TOKEN],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         seed = json.loads(seeded.stdout.strip().splitlines()[-1])
         ids = seed["ids"]
         script = tmp / "state.lua"
@@ -203,13 +232,21 @@ def main() -> None:
         )
         ports = {"floor": free_port(), "state": free_port()}
         threads = ["--threads", str(args.threads)]
-        servers["floor"] = serve("bench.floor", env=base_env, port=ports["floor"], args=threads,
-                                 run_dir=tmp / "floor", log=tmp / "floor.log")
-        servers["state"] = serve("octoprovider.wsgi", env=env | {"PROMETHEUS_MULTIPROC_DIR": str(metrics)},
-                                 port=ports["state"], args=threads, run_dir=tmp / "state", log=tmp / "state.log")
+        servers["floor"] = serve(
+            "bench.floor", env=base_env, port=ports["floor"], args=threads, run_dir=tmp / "floor", log=tmp / "floor.log"
+        )
+        servers["state"] = serve(
+            "octoprovider.wsgi",
+            env=env | {"PROMETHEUS_MULTIPROC_DIR": str(metrics)},
+            port=ports["state"],
+            args=threads,
+            run_dir=tmp / "state",
+            log=tmp / "state.log",
+        )
         base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        answers = {name: sample_answer(f"{base[name]}/octoperf/{TOKEN}/instances/{ids[0]}/state?region=fsn1")
-                   for name in base}
+        answers = {
+            name: sample_answer(f"{base[name]}/octoperf/{TOKEN}/instances/{ids[0]}/state?region=fsn1") for name in base
+        }
         for name in base:  # warm every worker and thread
             wrk(base[name], seconds=2, connections=args.connections, script=script)
         runs: dict[str, list[dict]] = {"floor": [], "state": []}
@@ -217,8 +254,9 @@ def main() -> None:
         for round_number in range(args.rounds):
             for name in ("floor", "state") if round_number % 2 == 0 else ("state", "floor"):
                 for _ in range(LOPSIDED_RETRIES + 1):
-                    figures = measure(servers[name], base[name], seconds=args.seconds,
-                                      connections=args.connections, script=script)
+                    figures = measure(
+                        servers[name], base[name], seconds=args.seconds, connections=args.connections, script=script
+                    )
                     if args.workers == 1 or figures["busiest_share"] <= LOPSIDED:
                         break
                     lopsided.append((round_number + 1, name, figures))
@@ -232,38 +270,54 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(metrics, ignore_errors=True)
 
-    print(f"machine: {os.cpu_count()} cores shared by both gunicorns ({args.workers} workers x {args.threads} threads), "
-          f"PostgreSQL and wrk (2 threads); {args.connections} connections on loopback, {args.rounds} x "
-          f"{args.seconds:g} s per server, alternating; {args.instances} instances")
-    print(f"state endpoint: HTTP {seed['status']}, {len(seed['queries'])} SQL queries per poll between fleet reads"
-          + (f": {seed['queries']}" if seed["queries"] else ""))
+    print(
+        f"machine: {os.cpu_count()} cores shared by both gunicorns ({args.workers} workers x {args.threads} threads), "
+        f"PostgreSQL and wrk (2 threads); {args.connections} connections on loopback, {args.rounds} x "
+        f"{args.seconds:g} s per server, alternating; {args.instances} instances"
+    )
+    print(
+        f"state endpoint: HTTP {seed['status']}, {len(seed['queries'])} SQL queries per poll between fleet reads"
+        + (f": {seed['queries']}" if seed["queries"] else "")
+    )
     for name, label in (("floor", "floor (bare Django)"), ("state", "state endpoint")):
-        print(f"{label}: one poll answers {answers[name]}; access log lines: {logs[name].count(' /octoperf/')}, "
-              f"token in its log: {'YES' if TOKEN in logs[name] else 'no'}")
-    for number, (floor, state) in enumerate(zip(runs["floor"], runs["state"]), 1):
-        print(f"  round {number}: " + " | ".join(
-            f"{name} {figures['rps']:.0f} requests/s, p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms, "
-            f"{figures['cpu_us']:.0f} us CPU"
-            + (f", non-2xx {figures['non_2xx']}" if figures["non_2xx"] else "")
-            + (f", socket errors {figures['socket_errors']}" if figures["socket_errors"] != "none" else "")
-            for name, figures in (("floor", floor), ("state", state))
-        ) + f" | throughput {state['rps'] / floor['rps']:.2f}")
+        print(
+            f"{label}: one poll answers {answers[name]}; access log lines: {logs[name].count(' /octoperf/')}, "
+            f"token in its log: {'YES' if TOKEN in logs[name] else 'no'}"
+        )
+    for number, (floor, state) in enumerate(zip(runs["floor"], runs["state"], strict=True), 1):
+        print(
+            f"  round {number}: "
+            + " | ".join(
+                f"{name} {figures['rps']:.0f} requests/s, p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms, "
+                f"{figures['cpu_us']:.0f} us CPU"
+                + (f", non-2xx {figures['non_2xx']}" if figures["non_2xx"] else "")
+                + (f", socket errors {figures['socket_errors']}" if figures["socket_errors"] != "none" else "")
+                for name, figures in (("floor", floor), ("state", state))
+            )
+            + f" | throughput {state['rps'] / floor['rps']:.2f}"
+        )
     for number, name, figures in lopsided:
-        print(f"  round {number}: {name} run again: one worker took {figures['busiest_share']:.0%} of the work "
-              f"({figures['rps']:.0f} requests/s)")
+        print(
+            f"  round {number}: {name} run again: one worker took {figures['busiest_share']:.0%} of the work "
+            f"({figures['rps']:.0f} requests/s)"
+        )
     # Medians, and the ratios of each round's pair: a neighbour's burst on the shared cores (seen here:
     # one 5 s run at a third of its usual speed, floor or state alike) moves one round, not the verdict.
     for name, label in (("floor", "floor (bare Django)"), ("state", "state endpoint")):
         middle = {key: statistics.median(run[key] for run in runs[name]) for key in ("rps", "p50", "p99", "cpu_us")}
-        print(f"{label}: {middle['rps']:.0f} requests/s, p50 {middle['p50']:.2f} ms, p99 {middle['p99']:.2f} ms, "
-              f"{middle['cpu_us']:.0f} us of the workers' CPU per request (median of {args.rounds})")
-    pairs = list(zip(runs["floor"], runs["state"]))
+        print(
+            f"{label}: {middle['rps']:.0f} requests/s, p50 {middle['p50']:.2f} ms, p99 {middle['p99']:.2f} ms, "
+            f"{middle['cpu_us']:.0f} us of the workers' CPU per request (median of {args.rounds})"
+        )
+    pairs = list(zip(runs["floor"], runs["state"], strict=True))
     throughput = statistics.median(state["rps"] / floor["rps"] for floor, state in pairs)
     p99 = statistics.median(state["p99"] / floor["p99"] for floor, state in pairs)
     # CPU per request depends less on what the neighbours do than requests per second.
     cpu = statistics.median(floor["cpu_us"] / state["cpu_us"] for floor, state in pairs)
-    print(f"state / floor, median of the rounds: throughput {throughput:.2f} (target >= 0.80), "
-          f"p99 {p99:.2f}x (target <= 1.5x); floor's CPU per request / state's {cpu:.2f}")
+    print(
+        f"state / floor, median of the rounds: throughput {throughput:.2f} (target >= 0.80), "
+        f"p99 {p99:.2f}x (target <= 1.5x); floor's CPU per request / state's {cpu:.2f}"
+    )
     met = throughput >= 0.80 and p99 <= 1.5
     print("targets met" if met else "targets NOT met")
 

@@ -51,15 +51,21 @@ def one_run(clock: Clock, order: str, rng: random.Random) -> dict[str, bool]:
     assert status == 200, instance_id
     clock.run(60, until=lambda: state(instance_id) == "running")
     _, ip_id = call("POST", "/static-ips/allocate", "region=fsn1&zone=default")
-    _, association_id = call("PUT", "/static-ips/associate",
-                             f"region=fsn1&zone=default&instanceId={instance_id}&id={ip_id}")
+    _, association_id = call(
+        "PUT", "/static-ips/associate", f"region=fsn1&zone=default&instanceId={instance_id}&id={ip_id}"
+    )
     address = StaticIP.objects.get(pk=ip_id).address
     clock.run(120, until=lambda: state(instance_id) == "running" and server_address(instance_id) == address)
     hetzner_id = StaticIP.objects.get(pk=ip_id).hetzner_id
 
     answers = []
-    answers.append(call("PUT", "/static-ips/dissociate", f"region=fsn1&zone=default&instanceId={instance_id}"
-                                                         f"&id={ip_id}&associationId={association_id}")[0])
+    answers.append(
+        call(
+            "PUT",
+            "/static-ips/dissociate",
+            f"region=fsn1&zone=default&instanceId={instance_id}&id={ip_id}&associationId={association_id}",
+        )[0]
+    )
     clock.run(rng.uniform(0, 12))  # OctoPerf's next call meets the power cycle wherever it is
     if order == "dissociate, delete, release":
         answers.append(call("DELETE", f"/instances?instanceId={instance_id}")[0])

@@ -81,7 +81,10 @@ class Run:
         for instance_id, (ip_id, _) in self.associations.items():
             if instance_id in self.settled_at:
                 continue
-            if state(instance_id) == "running" and server_address(instance_id) == StaticIP.objects.get(pk=ip_id).address:
+            if (
+                state(instance_id) == "running"
+                and server_address(instance_id) == StaticIP.objects.get(pk=ip_id).address
+            ):
                 self.settled_at[instance_id] = self.now
 
     def until_settled(self, instance_ids: list[str], *, limit: float = 600) -> None:
@@ -92,7 +95,7 @@ class Run:
             if len(self.settled_at) == len(self.associations) and (
                 not self.free or len(self.associations) == len(instance_ids)
             ):
-                self.counted += cloud.requests[self._wave_start or len(cloud.requests):]
+                self.counted += cloud.requests[self._wave_start or len(cloud.requests) :]
                 self._wave_start = None
                 return
             self.step()
@@ -146,13 +149,19 @@ def scenario(instances: int, ips: int, shuffle: bool) -> None:
     values = sorted(latencies.values())
     print(f"{ips} static IPs, {instances} instances: {count} associations")
     print(f"  power-offs sent: {offs}")
-    print(f"  associate -> running with the static address: median {percentile(values, 50):.1f} s, "
-          f"p90 {percentile(values, 90):.1f} s, max {values[-1]:.1f} s (simulated); "
-          f"at once (0.0 s): {sum(1 for v in values if v == 0)}")
-    print(f"  Hetzner requests per association: {len(requests) / count:.1f} "
-          f"({mutations / count:.1f} mutations), from each wave's first associate until it settled")
-    print(f"  left at Hetzner after release: {left[0]} servers, {left[1]} Primary IPs; "
-          f"requests in the scenario: {len(cloud.requests) - requests_before}")
+    print(
+        f"  associate -> running with the static address: median {percentile(values, 50):.1f} s, "
+        f"p90 {percentile(values, 90):.1f} s, max {values[-1]:.1f} s (simulated); "
+        f"at once (0.0 s): {sum(1 for v in values if v == 0)}"
+    )
+    print(
+        f"  Hetzner requests per association: {len(requests) / count:.1f} "
+        f"({mutations / count:.1f} mutations), from each wave's first associate until it settled"
+    )
+    print(
+        f"  left at Hetzner after release: {left[0]} servers, {left[1]} Primary IPs; "
+        f"requests in the scenario: {len(cloud.requests) - requests_before}"
+    )
 
 
 def main() -> None:

@@ -71,9 +71,11 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     print(f"fleet: {args.instances} instances, states at the end: {dict(states)}")
-    print(f"simulated: {args.minutes:g} min; {len(reconciler.passes)} reconcile passes "
-          f"({sum(full for _, full, _ in reconciler.passes)} sweeps); {polls} state polls, one every "
-          f"{args.poll_every:g} s per instance; Hetzner requests made by polls: {poll_requests}")
+    print(
+        f"simulated: {args.minutes:g} min; {len(reconciler.passes)} reconcile passes "
+        f"({sum(full for _, full, _ in reconciler.passes)} sweeps); {polls} state polls, one every "
+        f"{args.poll_every:g} s per instance; Hetzner requests made by polls: {poll_requests}"
+    )
     print(f"Hetzner requests in the window: {spent}")
     for kind, count in kinds.most_common():
         print(f"  {count:6d}  {kind}")

@@ -25,7 +25,9 @@ from octoprovider.core.exceptions import HetznerError
 
 def _describe(instance: Instance) -> str:
     address = instance.public_ipv4 or "no IPv4"
-    return f"{instance.id} ({instance.name}): {instance.status}, {instance.server_type} in {instance.location}, {address}"
+    return (
+        f"{instance.id} ({instance.name}): {instance.status}, {instance.server_type} in {instance.location}, {address}"
+    )
 
 
 class StatusFilter(LiveStatusFilter):
@@ -79,16 +81,46 @@ def _hourly_prices() -> hetzner.Prices | None:
 @admin.register(Instance)
 class InstanceAdmin(OperatorsModelAdmin):
     list_display = [
-        "id", "status", "location", "size", "ipv4", "static_ip", "age", "price_per_hour", "hetzner_id", "has_error",
+        "id",
+        "status",
+        "location",
+        "size",
+        "ipv4",
+        "static_ip",
+        "age",
+        "price_per_hour",
+        "hetzner_id",
+        "has_error",
     ]
     list_filter = [StatusFilter, ClaimFilter, "location", "type", "region", AgeFilter]
     search_fields = ["id", "hetzner_id__exact", "public_ipv4"]
     search_help_text = "Our id (i-…), Hetzner server id or name (octoperf-i-…), or IPv4 address."
     date_hierarchy = "created_at"
     readonly_fields = [
-        "id", "name", "status", "region", "zone", "location", "type", "server_type", "image", "hetzner_id",
-        "hetzner_status", "public_ipv4", "own_ipv4", "static_ip", "age", "price_per_hour", "created_at", "updated_at",
-        "claim", "observed_at", "reboot_requested_at", "delete_requested_at", "terminated_at", "last_error",
+        "id",
+        "name",
+        "status",
+        "region",
+        "zone",
+        "location",
+        "type",
+        "server_type",
+        "image",
+        "hetzner_id",
+        "hetzner_status",
+        "public_ipv4",
+        "own_ipv4",
+        "static_ip",
+        "age",
+        "price_per_hour",
+        "created_at",
+        "updated_at",
+        "claim",
+        "observed_at",
+        "reboot_requested_at",
+        "delete_requested_at",
+        "terminated_at",
+        "last_error",
     ]
     fields = readonly_fields
     actions = ["reboot", "terminate", "refresh_from_hetzner"]
@@ -157,35 +189,55 @@ class InstanceAdmin(OperatorsModelAdmin):
     @admin.action(description="Reboot selected instances", permissions=["operate"])
     def reboot(self, request: HttpRequest, queryset):
         page = confirmation_page(
-            self, request, queryset, action="reboot", title="Reboot instances",
+            self,
+            request,
+            queryset,
+            action="reboot",
+            title="Reboot instances",
             consequence="Rebooting stops OctoPerf's agent on these hosts for a minute; a test running on them "
-                        "loses that host meanwhile. Hetzner-busy hosts are rebooted as soon as they are free.",
+            "loses that host meanwhile. Hetzner-busy hosts are rebooted as soon as they are free.",
             describe=_describe,
         )
         if page is not None:
             return page
-        run_per_row(self, request, queryset, done="rebooted",
-                    call=lambda instance: services.instance_reboot(instance_id=instance.id))
+        run_per_row(
+            self,
+            request,
+            queryset,
+            done="rebooted",
+            call=lambda instance: services.instance_reboot(instance_id=instance.id),
+        )
         return None
 
     @admin.action(description="Terminate selected instances (delete their Hetzner servers)", permissions=["destroy"])
     def terminate(self, request: HttpRequest, queryset):
         page = confirmation_page(
-            self, request, queryset, action="terminate", title="Terminate instances",
+            self,
+            request,
+            queryset,
+            action="terminate",
+            title="Terminate instances",
             consequence="Their Hetzner servers are deleted, with their disks; this cannot be undone. OctoPerf "
-                        "sees them as shutting-down, then terminated. Their static IPs are kept.",
+            "sees them as shutting-down, then terminated. Their static IPs are kept.",
             describe=_describe,
         )
         if page is not None:
             return page
-        run_per_row(self, request, queryset, done="terminating",
-                    call=lambda instance: services.instance_delete(instance_id=instance.id))
+        run_per_row(
+            self,
+            request,
+            queryset,
+            done="terminating",
+            call=lambda instance: services.instance_delete(instance_id=instance.id),
+        )
         return None
 
     # --- "Run a reconcile pass now", from the dashboard -------------------------------------------
 
     def get_urls(self):
-        urls = [path("reconcile/", self.admin_site.admin_view(self.reconcile_view), name="instances_instance_reconcile")]
+        urls = [
+            path("reconcile/", self.admin_site.admin_view(self.reconcile_view), name="instances_instance_reconcile")
+        ]
         return urls + super().get_urls()
 
     def reconcile_view(self, request: HttpRequest):

@@ -56,12 +56,13 @@ class Instance(models.Model):
     own_ipv4 = models.BooleanField(
         default=True,
         help_text="Whether the server has a Primary IPv4 of its own, billed apart. No when it was created with, "
-                  "or moved onto, one of our static IPs (which is billed as a static IP).",
+        "or moved onto, one of our static IPs (which is billed as a static IP).",
     )
     claimed_at = models.DateTimeField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="When OctoPerf first called with this id (a state poll, reboot, delete or associate): it "
-                  "received the create's answer. Never set: the create's answer was lost.",
+        "received the create's answer. Never set: the create's answer was lost.",
     )
 
     created_at = models.DateTimeField(default=clock.now, editable=False, db_index=True)
@@ -70,7 +71,7 @@ class Instance(models.Model):
     power_cycle_pending = models.BooleanField(
         default=False,
         help_text="A static IP is being moved on or off its server, which is powered off and on for it: the state "
-                  "does not say running until the move is over.",
+        "does not say running until the move is over.",
     )
     reboot_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="A reboot Hetzner could not take yet (locked); the reconciler retries it."

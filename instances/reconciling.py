@@ -83,7 +83,7 @@ def _look_up(ids: list[str], report: PassReport) -> list[hetzner.Server]:
     """Look servers up by our ids, 50 to a label selector."""
     servers = []
     for start in range(0, len(ids), _IDS_PER_CALL):
-        servers += hetzner.list_servers(label_selector=hetzner.managed_selector(ids=ids[start:start + _IDS_PER_CALL]))
+        servers += hetzner.list_servers(label_selector=hetzner.managed_selector(ids=ids[start : start + _IDS_PER_CALL]))
         report.hetzner_calls += 1
     return servers
 
@@ -130,8 +130,9 @@ def _sweep(looked_up: list[Instance], servers: list[hetzner.Server], report: Pas
     in_flight = Instance.objects.filter(status=Status.CREATING, hetzner_id__isnull=True).count()
     # A create in flight may have its server already: tolerate as many unknown servers for one sweep.
     if not len(known) <= total <= len(known) + in_flight:
-        logger.info("Drift sweep: Hetzner counts %s servers, the database accounts for %s; listing them all",
-                    total, len(known))
+        logger.info(
+            "Drift sweep: Hetzner counts %s servers, the database accounts for %s; listing them all", total, len(known)
+        )
         return None
     return observe
 
@@ -199,8 +200,15 @@ def _abandon(row: Instance, server: hetzner.Server | None, now, report: PassRepo
             report.terminated += 1
             report.changed += 1
         return
-    if set_status(row, Status.CREATING, status=Status.DELETING, hetzner_id=server.id, hetzner_status=server.status,
-            delete_requested_at=now, last_error="create abandoned: its request died"):
+    if set_status(
+        row,
+        Status.CREATING,
+        status=Status.DELETING,
+        hetzner_id=server.id,
+        hetzner_status=server.status,
+        delete_requested_at=now,
+        last_error="create abandoned: its request died",
+    ):
         logger.warning("Instance %s: its create request died; deleting server %s", row.id, server.id)
         row.hetzner_id = server.id
         report.changed += 1
@@ -213,8 +221,7 @@ def _delete_zombies(servers_by_our_id: dict[str, hetzner.Server], report: PassRe
     if not servers_by_our_id:
         return
     terminated = {
-        row.pk: row
-        for row in Instance.objects.filter(pk__in=list(servers_by_our_id), status=Status.TERMINATED)
+        row.pk: row for row in Instance.objects.filter(pk__in=list(servers_by_our_id), status=Status.TERMINATED)
     }
     for our_id, server in servers_by_our_id.items():
         row = terminated.get(our_id)

@@ -88,7 +88,11 @@ class UserDataField(TextField):
 def zone_field() -> TextField:
     # A JSON null counts as absent (ContractView.params drops it), hence allow_null.
     return TextField(
-        max_length=64, required=False, allow_blank=True, allow_null=True, default="",
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        default="",
         help_text="Recorded, not used: Hetzner places servers by location.",
     )
 

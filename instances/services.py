@@ -106,7 +106,9 @@ class _StateSnapshot:
         self._lock = threading.Lock()
 
     def _due(self) -> bool:
-        return self._read_at is None or clock.now() - self._read_at >= timedelta(seconds=settings.STATE_SNAPSHOT_SECONDS)
+        return self._read_at is None or clock.now() - self._read_at >= timedelta(
+            seconds=settings.STATE_SNAPSHOT_SECONDS
+        )
 
     def status(self, instance_id: str) -> str | None:
         # One thread reads the fleet; the others answer from the previous read meanwhile rather than
@@ -201,8 +203,9 @@ def instance_end_unclaimed(*, instance_id: str) -> bool:
     ):
         return False
     instance = Instance.objects.get(pk=instance_id)
-    logger.warning("Instance %s was never claimed by OctoPerf in %s s: deleting it", instance.id,
-                   settings.UNCLAIMED_INSTANCE_GRACE)
+    logger.warning(
+        "Instance %s was never claimed by OctoPerf in %s s: deleting it", instance.id, settings.UNCLAIMED_INSTANCE_GRACE
+    )
     if instance.hetzner_id is not None:
         delete_at_hetzner(instance)
     return True
@@ -213,8 +216,11 @@ def instances_end_unclaimed() -> list[str]:
 
     The reconciler's full pass calls it; `cleanup` lists the same instances as findings.
     """
-    return [instance_id for instance_id in instances_unclaimed().values_list("pk", flat=True)
-            if instance_end_unclaimed(instance_id=instance_id)]
+    return [
+        instance_id
+        for instance_id in instances_unclaimed().values_list("pk", flat=True)
+        if instance_end_unclaimed(instance_id=instance_id)
+    ]
 
 
 class PublicIPv4Source(Protocol):
@@ -269,10 +275,15 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
         # Every row whose server may still exist bills: a delete Hetzner refuses keeps its row
         # `deleting`, and a cap that left those out would let create/delete loops pile servers up.
         live = Instance.objects.exclude(status=Status.TERMINATED)
-        guardrails.check_count(name="MAX_INSTANCES", current=live.count(), limit=settings.MAX_INSTANCES,
-                               what="instances")
-        guardrails.check_count(name="MAX_INSTANCES_PER_REGION", current=live.filter(location=location).count(),
-                               limit=settings.MAX_INSTANCES_PER_REGION, what=f"instances in {location}")
+        guardrails.check_count(
+            name="MAX_INSTANCES", current=live.count(), limit=settings.MAX_INSTANCES, what="instances"
+        )
+        guardrails.check_count(
+            name="MAX_INSTANCES_PER_REGION",
+            current=live.filter(location=location).count(),
+            limit=settings.MAX_INSTANCES_PER_REGION,
+            what=f"instances in {location}",
+        )
         instance = Instance.objects.create(
             region=region.strip().lower(),  # as OctoPerf may send it, FSN1 or fsn1: one filter choice
             zone=zone,
@@ -302,10 +313,16 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
         if _public_ipv4_source is not None:
             _public_ipv4_source.give_back(instance=instance)
         raise
-    logger.info("Created instance %s as Hetzner server %s (%s in %s)", instance.id, server.id, server.server_type,
-                instance.location)
-    _record_created(instance, server, own_ipv4=server.public_ipv4_id is not None
-                    and server.public_ipv4_id != attempt.public_ipv4_id)
+    logger.info(
+        "Created instance %s as Hetzner server %s (%s in %s)",
+        instance.id,
+        server.id,
+        server.server_type,
+        instance.location,
+    )
+    _record_created(
+        instance, server, own_ipv4=server.public_ipv4_id is not None and server.public_ipv4_id != attempt.public_ipv4_id
+    )
     instance.refresh_from_db()
     return instance
 
@@ -324,8 +341,9 @@ class _Attempt:
     priced_as: tuple[str, str, bool] | None = None  # (server type, location, own IPv4)
 
 
-def _create_with_public_ipv4(instance: Instance, candidates: list[str], user_data: str, attempt: _Attempt
-                             ) -> hetzner.Server:
+def _create_with_public_ipv4(
+    instance: Instance, candidates: list[str], user_data: str, attempt: _Attempt
+) -> hetzner.Server:
     """Create the server with the Primary IP taken for it; when Hetzner refuses that IP, try another or none."""
     refused: list[int] = []
     while True:
@@ -358,9 +376,12 @@ def _check_budgets(instance: Instance, attempt: _Attempt, server_type: str, cand
         known = [p for p in (attempt.prices.instance(name, location, own_ipv4=own_ipv4) for name in candidates) if p]
         price = max(known, key=lambda p: p.hourly, default=hetzner.Price(hourly=Decimal(0), monthly=None))
     guardrails.check_budgets(
-        prices=attempt.prices, adding_per_hour=price.hourly, adding_monthly=price.monthly,
+        prices=attempt.prices,
+        adding_per_hour=price.hourly,
+        adding_monthly=price.monthly,
         what=f"a {server_type} in {location}" + (" with its IPv4" if own_ipv4 else " on a static IP"),
-        now=clock.now(), excluding_instance=instance.pk,
+        now=clock.now(),
+        excluding_instance=instance.pk,
     )
     attempt.priced_as = (server_type, location, own_ipv4)
 
@@ -403,8 +424,9 @@ def _locations_to_try(location: str) -> list[str]:
     return [location, *fallbacks]
 
 
-def _create_first_available(instance: Instance, candidates: list[str], user_data: str, attempt: _Attempt
-                            ) -> hetzner.Server:
+def _create_first_available(
+    instance: Instance, candidates: list[str], user_data: str, attempt: _Attempt
+) -> hetzner.Server:
     """Create the server in the region's location or, sold out there, in its LOCATION_FALLBACKS."""
     locations = _locations_to_try(instance.location)
     for index, location in enumerate(locations):
@@ -421,8 +443,7 @@ def _create_first_available(instance: Instance, candidates: list[str], user_data
     raise AssertionError("unreachable: the last location raises")
 
 
-def _create_in_location(instance: Instance, candidates: list[str], user_data: str, attempt: _Attempt
-                        ) -> hetzner.Server:
+def _create_in_location(instance: Instance, candidates: list[str], user_data: str, attempt: _Attempt) -> hetzner.Server:
     """Create the server with the first server type Hetzner can deliver, falling back in order.
 
     Types the catalogue lists as deprecated or unavailable in the location are skipped without a
@@ -445,17 +466,24 @@ def _create_in_location(instance: Instance, candidates: list[str], user_data: st
             f"Hetzner has no capacity for {', '.join(unavailable)} in {instance.location} right now"
             + (f" ({', '.join(skipped)} deprecated or not offered there)" if skipped else "")
             + "; try again later, or configure SERVER_TYPE_CANDIDATES or LOCATION_FALLBACKS.",
-            retry_after=300, code="hetzner_resource_unavailable", hetzner_code="resource_unavailable",
+            retry_after=300,
+            code="hetzner_resource_unavailable",
+            hetzner_code="resource_unavailable",
         )
     raise HetznerRejected(
         f"Server type {', '.join(unsold)} (for {instance.type}) is not sold in {instance.location}; "
         f"the operator can map {instance.type} to another type with SERVER_TYPES.",
-        code="type_not_available", hetzner_code="invalid_input",
+        code="type_not_available",
+        hetzner_code="invalid_input",
     )
 
 
 def _try_create(
-    instance: Instance, server_type: str, user_data: str, unavailable: list[str], unsold: list[str],
+    instance: Instance,
+    server_type: str,
+    user_data: str,
+    unavailable: list[str],
+    unsold: list[str],
     attempt: _Attempt,
 ) -> hetzner.Server | None:
     """Try one server type; return the server, or None (noting why) when Hetzner cannot deliver it."""
@@ -554,8 +582,9 @@ def reboot_at_hetzner(instance: Instance) -> HetznerError | None:
         if server_confirmed_gone(instance):
             _mark_gone(instance)
             return exc
-        logger.warning("Reboot of %s: Hetzner answered not found, yet lists the server; the reconciler retries",
-                       instance.id)
+        logger.warning(
+            "Reboot of %s: Hetzner answered not found, yet lists the server; the reconciler retries", instance.id
+        )
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now(), last_error=exc.message)
         return exc
     except HetznerError as exc:
@@ -653,8 +682,13 @@ def instance_mark_terminated(*, instance_id: str, reason: str, as_seen: Instance
     if as_seen is None:
         Instance.objects.filter(pk=instance.pk).update(last_error=reason)
         return _mark_gone(instance)
-    return _mark_gone(instance, last_error=reason, status=as_seen.status, hetzner_id=as_seen.hetzner_id,
-                      observed_at=as_seen.observed_at)
+    return _mark_gone(
+        instance,
+        last_error=reason,
+        status=as_seen.status,
+        hetzner_id=as_seen.hetzner_id,
+        observed_at=as_seen.observed_at,
+    )
 
 
 def instance_note_power_off(*, instance_id: str) -> bool:

@@ -29,11 +29,13 @@ def hetzner_server_settings(app_configs, **kwargs):
         problems = hetzner.server_settings_problems(
             image=settings.HCLOUD_IMAGE, ssh_keys=settings.HCLOUD_SSH_KEYS, firewalls=settings.HCLOUD_FIREWALLS
         )
-    except Exception as exc:  # noqa: BLE001  (a start-up check must not stop start-up for want of an answer)
+    except Exception as exc:
         logger.debug("Could not check HCLOUD_SSH_KEYS, HCLOUD_FIREWALLS and HCLOUD_IMAGE now: %s", exc)
         return []
     return [
-        Warning(problem, hint="Fix the setting, or create what it names in the Hetzner project.", id="octoprovider.W004")
+        Warning(
+            problem, hint="Fix the setting, or create what it names in the Hetzner project.", id="octoprovider.W004"
+        )
         for problem in problems
     ]
 

@@ -131,8 +131,11 @@ def read_server_type_candidates(name: str, defaults: dict[str, list[str]]) -> di
     """Read JSON like ``{"SMALL": ["cpx22", "cx23"]}`` merged over `defaults`, whose keys are the sizes."""
     candidates = {size: list(names) for size, names in defaults.items()}
     for size, names in read_json_object(name).items():
-        if size not in defaults or not isinstance(names, list) or not names or not all(
-            isinstance(server_type, str) and server_type for server_type in names
+        if (
+            size not in defaults
+            or not isinstance(names, list)
+            or not names
+            or not all(isinstance(server_type, str) and server_type for server_type in names)
         ):
             raise ImproperlyConfigured(f"{name} must map some of {', '.join(defaults)} to lists of server types")
         candidates[size] = list(names)
@@ -241,12 +244,17 @@ def logging_config(*, level: str, log_format: str) -> dict:
             "plain": {"()": "octoprovider.core.logs.TextFormatter"},
             "json": {"()": "octoprovider.core.logs.JsonFormatter"},
             "django.server": {
-                "()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{",
+                "()": "django.utils.log.ServerFormatter",
+                "format": "[{server_time}] {message}",
+                "style": "{",
             },
         },
         "handlers": {
-            "console": {"class": "logging.StreamHandler", "formatter": log_format if log_format == "json" else "plain",
-                        "filters": filters},
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": log_format if log_format == "json" else "plain",
+                "filters": filters,
+            },
             "django.server": {"class": "logging.StreamHandler", "formatter": "django.server", "filters": filters},
         },
         "root": {"handlers": ["console"], "level": level.upper()},

@@ -8,5 +8,11 @@ from octoprovider.hetzner.models import DeploymentLabel, HetznerRateBudget, Regi
 from octoprovider.operations.models import AuditEvent, ReconcilerRun
 
 __all__ = [
-    "ApiToken", "AuditEvent", "DeploymentLabel", "HetznerRateBudget", "ReconcilerRun", "RegionAlias", "ServerTypeMapping",
+    "ApiToken",
+    "AuditEvent",
+    "DeploymentLabel",
+    "HetznerRateBudget",
+    "ReconcilerRun",
+    "RegionAlias",
+    "ServerTypeMapping",
 ]

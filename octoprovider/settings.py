@@ -210,9 +210,7 @@ SANDBOX_LATENCY = read_str("SANDBOX_LATENCY", "")
 if not OCTOPERF_API_TOKENS and DEBUG and HETZNER_SANDBOX:
     OCTOPERF_API_TOKENS = ["dev-token"]
 
-OCTOPROVIDER_DEPLOYMENT = check_label_value(
-    "OCTOPROVIDER_DEPLOYMENT", read_str("OCTOPROVIDER_DEPLOYMENT", "default")
-)
+OCTOPROVIDER_DEPLOYMENT = check_label_value("OCTOPROVIDER_DEPLOYMENT", read_str("OCTOPROVIDER_DEPLOYMENT", "default"))
 
 # Regions: Hetzner locations, plus operators' aliases (eu-central=fsn1). Zones are only recorded.
 HETZNER_LOCATIONS = ["fsn1", "nbg1", "hel1", "ash", "hil", "sin"]
@@ -223,12 +221,15 @@ REGION_ALIASES = read_mapping("REGION_ALIASES")
 # location, of an architecture in SERVER_ARCHITECTURES (OctoPerf's agent image is x86).
 # SERVER_TYPE_CANDIDATES is JSON merged over the defaults: {"SMALL": ["cpx22", "cx23"]}.
 INSTANCE_TYPES = ["SMALL", "MEDIUM", "LARGE", "XLARGE"]
-SERVER_TYPE_CANDIDATES = read_server_type_candidates("SERVER_TYPE_CANDIDATES", {
-    "SMALL": ["cx23", "cpx22", "cax11"],
-    "MEDIUM": ["cx33", "cpx32", "cax21"],
-    "LARGE": ["cx43", "cpx42", "cax31"],
-    "XLARGE": ["cx53", "cpx52", "cax41"],
-})
+SERVER_TYPE_CANDIDATES = read_server_type_candidates(
+    "SERVER_TYPE_CANDIDATES",
+    {
+        "SMALL": ["cx23", "cpx22", "cax11"],
+        "MEDIUM": ["cx33", "cpx32", "cax21"],
+        "LARGE": ["cx43", "cpx42", "cax31"],
+        "XLARGE": ["cx53", "cpx52", "cax41"],
+    },
+)
 SERVER_ARCHITECTURES = read_choices("SERVER_ARCHITECTURES", ["x86"], ("x86", "arm"))
 
 # SERVER_TYPES pins a size to one server type, per location, over the candidates: JSON like

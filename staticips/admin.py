@@ -31,8 +31,11 @@ class UseFilter(admin.SimpleListFilter):
     parameter_name = "use"
 
     def lookups(self, request, model_admin):
-        return [("free", "free"), ("associated", "associated"),
-                ("never-used", "never used (never associated by OctoPerf)")]
+        return [
+            ("free", "free"),
+            ("associated", "associated"),
+            ("never-used", "never used (never associated by OctoPerf)"),
+        ]
 
     def queryset(self, request, queryset):
         if self.value() == "never-used":
@@ -82,8 +85,23 @@ class StaticIPAdmin(OperatorsModelAdmin):
     search_fields = ["id", "hetzner_id__exact", "address"]
     search_help_text = "Our id (ip-…), Hetzner Primary IP id or name (octoperf-ip-…), or address."
     readonly_fields = [
-        "id", "name", "status", "region", "zone", "location", "hetzner_id", "address", "assignee_hetzner_id",
-        "instance", "holder_link", "created_at", "updated_at", "observed_at", "release_requested_at", "released_at", "last_error",
+        "id",
+        "name",
+        "status",
+        "region",
+        "zone",
+        "location",
+        "hetzner_id",
+        "address",
+        "assignee_hetzner_id",
+        "instance",
+        "holder_link",
+        "created_at",
+        "updated_at",
+        "observed_at",
+        "release_requested_at",
+        "released_at",
+        "last_error",
     ]
     fields = readonly_fields
     inlines = [AddressChangeInline]
@@ -97,7 +115,9 @@ class StaticIPAdmin(OperatorsModelAdmin):
     # --- the allow-list --------------------------------------------------------------------------
 
     def get_urls(self):
-        urls = [path("allow-list/", self.admin_site.admin_view(self.allow_list_view), name="staticips_staticip_allow_list")]
+        urls = [
+            path("allow-list/", self.admin_site.admin_view(self.allow_list_view), name="staticips_staticip_allow_list")
+        ]
         return urls + super().get_urls()
 
     def allow_list_view(self, request: HttpRequest):
@@ -124,21 +144,28 @@ class StaticIPAdmin(OperatorsModelAdmin):
             "by_location": by_location,
             "error": error,
         }
-        return TemplateResponse(request, "admin/staticips/staticip/allow_list.html", context,
-                                status=400 if error else 200)
+        return TemplateResponse(
+            request, "admin/staticips/staticip/allow_list.html", context, status=400 if error else 200
+        )
 
     def get_queryset(self, request: HttpRequest):
-        return super().get_queryset(request).annotate(
-            active_instance=Subquery(_active_associations().values("instance_id")[:1]),
-            never_used=Exists(static_ips_never_used().filter(pk=OuterRef("pk"))),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                active_instance=Subquery(_active_associations().values("instance_id")[:1]),
+                never_used=Exists(static_ips_never_used().filter(pk=OuterRef("pk"))),
+            )
         )
 
     @admin.display(description="associated with", ordering="active_instance")
     def instance(self, static_ip: StaticIP) -> str:
         if not static_ip.active_instance and getattr(static_ip, "never_used", False):
             # Billed, yet OctoPerf never used it: likely an allocate whose answer it never received.
-            return format_html('<span title="{}">never used</span>',
-                               "Allocated, and never associated by OctoPerf: release it if nobody will.")
+            return format_html(
+                '<span title="{}">never used</span>',
+                "Allocated, and never associated by OctoPerf: release it if nobody will.",
+            )
         return _link("admin:instances_instance_change", static_ip.active_instance)
 
     @admin.display(description="error", boolean=True)
@@ -148,16 +175,25 @@ class StaticIPAdmin(OperatorsModelAdmin):
     @admin.action(description="Release selected static IPs (delete their Primary IPs)", permissions=["destroy"])
     def release(self, request: HttpRequest, queryset):
         page = confirmation_page(
-            self, request, queryset, action="release", title="Release static IPs",
+            self,
+            request,
+            queryset,
+            action="release",
+            title="Release static IPs",
             consequence="Their Hetzner Primary IPs are deleted: the addresses are gone for good, and any firewall "
-                        "rule that lists them stops matching. An IP still associated with a live instance is "
-                        "refused: dissociate it first.",
+            "rule that lists them stops matching. An IP still associated with a live instance is "
+            "refused: dissociate it first.",
             describe=_describe_ip,
         )
         if page is not None:
             return page
-        run_per_row(self, request, queryset, done="releasing",
-                    call=lambda static_ip: services.static_ip_release(static_ip_id=static_ip.id))
+        run_per_row(
+            self,
+            request,
+            queryset,
+            done="releasing",
+            call=lambda static_ip: services.static_ip_release(static_ip_id=static_ip.id),
+        )
         return None
 
 
@@ -171,12 +207,27 @@ def _describe_association(association: Association) -> str:
 @admin.register(Association)
 class AssociationAdmin(OperatorsModelAdmin):
     list_display = [
-        "id", "status", "static_ip_link", "address", "instance_link", "instance_status", "step", "created_at",
-        "ended_at", "has_error",
+        "id",
+        "status",
+        "static_ip_link",
+        "address",
+        "instance_link",
+        "instance_status",
+        "step",
+        "created_at",
+        "ended_at",
+        "has_error",
     ]
     list_filter = ["status", ("static_ip__location", admin.AllValuesFieldListFilter), AgeFilter]
-    search_fields = ["id", "static_ip__id", "instance__id", "static_ip__address", "instance__public_ipv4",
-                     "static_ip__hetzner_id__exact", "instance__hetzner_id__exact"]
+    search_fields = [
+        "id",
+        "static_ip__id",
+        "instance__id",
+        "static_ip__address",
+        "instance__public_ipv4",
+        "static_ip__hetzner_id__exact",
+        "instance__hetzner_id__exact",
+    ]
     search_help_text = "Association, static IP or instance id, address, or Hetzner id."
     list_select_related = ["static_ip", "instance"]
     readonly_fields = [f.name for f in Association._meta.fields]
@@ -205,19 +256,26 @@ class AssociationAdmin(OperatorsModelAdmin):
     @admin.action(description="Dissociate selected (give the instances their own IPv4 back)", permissions=["operate"])
     def dissociate(self, request: HttpRequest, queryset):
         page = confirmation_page(
-            self, request, queryset.select_related("static_ip", "instance"), action="dissociate",
+            self,
+            request,
+            queryset.select_related("static_ip", "instance"),
+            action="dissociate",
             title="Dissociate static IPs",
             consequence="Each live instance is powered off, its static IP taken away and a fresh IPv4 given, then "
-                        "powered on: OctoPerf's agent stops meanwhile, and traffic no longer comes from the "
-                        "whitelisted address. For a terminated instance this is bookkeeping only.",
+            "powered on: OctoPerf's agent stops meanwhile, and traffic no longer comes from the "
+            "whitelisted address. For a terminated instance this is bookkeeping only.",
             describe=_describe_association,
         )
         if page is not None:
             return page
         run_per_row(
-            self, request, queryset, done="dissociating",
+            self,
+            request,
+            queryset,
+            done="dissociating",
             call=lambda association: services.static_ip_dissociate(
-                static_ip_id=association.static_ip_id, instance_id=association.instance_id,
+                static_ip_id=association.static_ip_id,
+                instance_id=association.instance_id,
                 association_id=association.id,
             ),
         )

@@ -55,8 +55,11 @@ class StaticIPDissociateApi(ContractView):
     def put(self, request):
         data = self.validated(serializers.DissociateInput)
         services.static_ip_dissociate(
-            static_ip_id=data["id"], instance_id=data["instanceId"], association_id=data["associationId"],
-            region=data["region"], zone=data["zone"],
+            static_ip_id=data["id"],
+            instance_id=data["instanceId"],
+            association_id=data["associationId"],
+            region=data["region"],
+            zone=data["zone"],
         )
         return self.void()
 

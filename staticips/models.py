@@ -41,13 +41,18 @@ class StaticIP(models.Model):
         null=True, blank=True, help_text="The Hetzner server it is assigned to, as last seen."
     )
     holder = models.ForeignKey(
-        Instance, null=True, blank=True, on_delete=models.PROTECT, related_name="held_static_ips",
+        Instance,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="held_static_ips",
         help_text="The instance whose server has this address as its public IPv4 (given at create, or moved "
-                  "there). OctoPerf may still consider it free: only an association tells OctoPerf's view.",
+        "there). OctoPerf may still consider it free: only an association tells OctoPerf's view.",
     )
 
     holder_since = models.DateTimeField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="When octoprovider last wrote `holder`: a Primary IP listing asked for before then may not show it.",
     )
 
@@ -83,7 +88,11 @@ class AddressChange(models.Model):
     address = models.GenericIPAddressField(null=True, blank=True, protocol="IPv4")
     hetzner_id = models.BigIntegerField(null=True, blank=True)
     swapped_with = models.ForeignKey(
-        StaticIP, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        StaticIP,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="The static IP that stood for this address before.",
     )
     reason = models.CharField(max_length=200)
@@ -123,14 +132,16 @@ class Association(models.Model):
     step_done = models.BooleanField(default=True, help_text="Whether the call of the last step has returned.")
     version = models.PositiveIntegerField(default=0)
     replaced_hetzner_ip_id = models.BigIntegerField(
-        null=True, blank=True, help_text="The server's own IPv4 that the static IP replaces; deleted once unassigned "
-                                         "(given back to the server if the association ends while it lives), then "
-                                         "cleared."
+        null=True,
+        blank=True,
+        help_text="The server's own IPv4 that the static IP replaces; deleted once unassigned "
+        "(given back to the server if the association ends while it lives), then "
+        "cleared.",
     )
     internal = models.BooleanField(
         default=False,
         help_text="Made by octoprovider, not OctoPerf: moving a static IP off a server it was given at create "
-                  "(which OctoPerf considers free) before a release or another instance's associate.",
+        "(which OctoPerf considers free) before a release or another instance's associate.",
     )
 
     created_at = models.DateTimeField(default=clock.now, editable=False, db_index=True)
@@ -146,15 +157,18 @@ class Association(models.Model):
             # Internal ones (moving an IP off a server that OctoPerf never associated it with) are
             # counted apart: OctoPerf's associate of that IP may wait on one.
             models.UniqueConstraint(
-                fields=["static_ip"], condition=~Q(status="ended") & Q(internal=False),
+                fields=["static_ip"],
+                condition=~Q(status="ended") & Q(internal=False),
                 name="one_active_association_per_ip",
             ),
             models.UniqueConstraint(
-                fields=["instance"], condition=~Q(status="ended") & Q(internal=False),
+                fields=["instance"],
+                condition=~Q(status="ended") & Q(internal=False),
                 name="one_active_association_per_instance",
             ),
             models.UniqueConstraint(
-                fields=["static_ip"], condition=~Q(status="ended") & Q(internal=True),
+                fields=["static_ip"],
+                condition=~Q(status="ended") & Q(internal=True),
                 name="one_active_internal_association_per_ip",
             ),
         ]

@@ -107,7 +107,9 @@ def _delete_orphans(ips: list[hetzner.PrimaryIP], now, report: PassReport) -> No
     rows = dict(StaticIP.objects.filter(pk__in=[ip.our_id for ip in ours]).values_list("pk", "status"))
     # An association that took a server's own IPv4 puts it back or deletes it itself, ended or not.
     needed = set(
-        Association.objects.filter(replaced_hetzner_ip_id__isnull=False).values_list("replaced_hetzner_ip_id", flat=True)
+        Association.objects.filter(replaced_hetzner_ip_id__isnull=False).values_list(
+            "replaced_hetzner_ip_id", flat=True
+        )
     )
     for ip in ours:
         role = ip.labels.get(LABEL_ROLE)
@@ -140,7 +142,9 @@ def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None
         # The request died before recording the IP: nobody learned this ipId. Release what exists.
         if StaticIP.objects.filter(pk=static_ip.pk, status=Status.ALLOCATING).update(
             status=Status.RELEASING if primary_ip else Status.RELEASED,
-            release_requested_at=None, released_at=None if primary_ip else now, last_error="allocate abandoned",
+            release_requested_at=None,
+            released_at=None if primary_ip else now,
+            last_error="allocate abandoned",
         ):
             report.changed += 1
             static_ip.status = Status.RELEASING if primary_ip else Status.RELEASED
@@ -148,17 +152,26 @@ def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None
         if primary_ip is None:
             return
     if primary_ip is not None:
-        fields = {"hetzner_id": primary_ip.id, "address": primary_ip.ip,
-                  "assignee_hetzner_id": primary_ip.assignee_id, "observed_at": now}
+        fields = {
+            "hetzner_id": primary_ip.id,
+            "address": primary_ip.ip,
+            "assignee_hetzner_id": primary_ip.assignee_id,
+            "observed_at": now,
+        }
         # Not over a swap made since the row was read (it would be another IP's news).
-        if StaticIP.objects.filter(pk=static_ip.pk, status=static_ip.status, hetzner_id=static_ip.hetzner_id).update(
-            **fields
-        ) and static_ip.status == Status.ALLOCATED:
+        if (
+            StaticIP.objects.filter(pk=static_ip.pk, status=static_ip.status, hetzner_id=static_ip.hetzner_id).update(
+                **fields
+            )
+            and static_ip.status == Status.ALLOCATED
+        ):
             _follow_holder(static_ip, primary_ip, now)
         if static_ip.status == Status.RELEASING:
             if Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE).exists():
                 return  # a live server is being moved off it first; its end sends the release
-            retry_due = static_ip.release_requested_at is None or static_ip.release_requested_at < now - RELEASE_RETRY_AFTER
+            retry_due = (
+                static_ip.release_requested_at is None or static_ip.release_requested_at < now - RELEASE_RETRY_AFTER
+            )
             # The release_requested_at compare-and-set lets one reconciler at a time retry the release.
             if static_ip.hetzner_id is None or retry_due:
                 claimed = StaticIP.objects.filter(
@@ -179,10 +192,9 @@ def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None
         # the listing was asked for after the row last saw its IP (an allocate or a swap may have
         # written it while the listing was on its way), and the row still is what was read.
         seen_before_listing = Q(observed_at__lt=now) | Q(observed_at__isnull=True, created_at__lt=now)
-        if StaticIP.objects.filter(seen_before_listing, pk=static_ip.pk, status=static_ip.status,
-                                   hetzner_id=static_ip.hetzner_id).update(
-            status=Status.RELEASED, released_at=now, assignee_hetzner_id=None
-        ):
+        if StaticIP.objects.filter(
+            seen_before_listing, pk=static_ip.pk, status=static_ip.status, hetzner_id=static_ip.hetzner_id
+        ).update(status=Status.RELEASED, released_at=now, assignee_hetzner_id=None):
             report.changed += 1
             if static_ip.status == Status.ALLOCATED:
                 logger.warning("Static IP %s vanished from Hetzner; its associations end", static_ip.id)
@@ -202,28 +214,41 @@ def _follow_holder(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP, listed_at
     holder_id = Instance.objects.filter(hetzner_id=assignee).values_list("pk", flat=True).first() if assignee else None
     if holder_id == static_ip.holder_id:
         return
-    if static_ip.holder_id is not None and holder_id is None and not Instance.objects.filter(
-        Q(status=Instance.Status.TERMINATED) | Q(observed_at__lt=listed_at), pk=static_ip.holder_id
-    ).exists():
+    if (
+        static_ip.holder_id is not None
+        and holder_id is None
+        and not Instance.objects.filter(
+            Q(status=Instance.Status.TERMINATED) | Q(observed_at__lt=listed_at), pk=static_ip.holder_id
+        ).exists()
+    ):
         return  # its server may have been created (with the IP) since the listing was asked for
     if StaticIP.objects.filter(
         Q(holder_since__lt=listed_at) | Q(holder_since__isnull=True),
-        pk=static_ip.pk, hetzner_id=primary_ip.id, holder=static_ip.holder_id,
+        pk=static_ip.pk,
+        hetzner_id=primary_ip.id,
+        holder=static_ip.holder_id,
     ).update(holder=holder_id, holder_since=clock.now()):
-        logger.warning("Static IP %s is on the server of %s at Hetzner, not of %s: corrected", static_ip.id,
-                       holder_id or "no instance", static_ip.holder_id or "no instance")
+        logger.warning(
+            "Static IP %s is on the server of %s at Hetzner, not of %s: corrected",
+            static_ip.id,
+            holder_id or "no instance",
+            static_ip.holder_id or "no instance",
+        )
 
 
 Step = tuple[str, Callable[[], object], dict]
 DONE = "done"
 
 
-def _advance(association: Association, server: hetzner.Server | None, ips: dict[int, hetzner.PrimaryIP], now,
-             report: PassReport) -> None:
+def _advance(
+    association: Association, server: hetzner.Server | None, ips: dict[int, hetzner.PrimaryIP], now, report: PassReport
+) -> None:
     # A release waits for the dissociation under way (OctoPerf's, or an internal one off a server that
     # got the IP at create): the move finishes, so that the server is not left off or without an IPv4.
-    vacating_for_release = (association.status == Association.Status.DISSOCIATING
-                            and association.static_ip.status == StaticIP.Status.RELEASING)
+    vacating_for_release = (
+        association.status == Association.Status.DISSOCIATING
+        and association.static_ip.status == StaticIP.Status.RELEASING
+    )
     if association.instance.status in GONE or (
         association.static_ip.status not in StaticIP.LIVE and not vacating_for_release
     ):
@@ -247,7 +272,11 @@ def _advance(association: Association, server: hetzner.Server | None, ips: dict[
     if step is None:
         return
     if step == DONE:
-        final = Association.Status.ASSOCIATED if association.status == Association.Status.ASSOCIATING else Association.Status.ENDED
+        final = (
+            Association.Status.ASSOCIATED
+            if association.status == Association.Status.ASSOCIATING
+            else Association.Status.ENDED
+        )
         extra = {"ended_at": now} if final == Association.Status.ENDED else {}
         if final == Association.Status.ENDED and server.public_ipv4_id == association.replaced_hetzner_ip_id:
             extra["replaced_hetzner_ip_id"] = None  # given back to its server, which deletes it in the end
@@ -257,18 +286,22 @@ def _advance(association: Association, server: hetzner.Server | None, ips: dict[
             report.changed += 1
             logger.info("Association %s is %s", association.id, final)
             # The server's own IPv4 was replaced by the static IP, or given back: billed or not.
-            instance_services.instance_set_own_ipv4(instance_id=association.instance_id,
-                                                    own=final != Association.Status.ASSOCIATED)
+            instance_services.instance_set_own_ipv4(
+                instance_id=association.instance_id, own=final != Association.Status.ASSOCIATED
+            )
             # Whose server has the address now, for the next create and the next swap. A server has one
             # IPv4: no other static IP is on it any more.
             if final == Association.Status.ASSOCIATED:
                 StaticIP.objects.filter(holder=association.instance_id).exclude(pk=association.static_ip_id).update(
-                    holder=None, holder_since=now)
+                    holder=None, holder_since=now
+                )
                 StaticIP.objects.filter(pk=association.static_ip_id).update(
-                    holder=association.instance_id, holder_since=now)
+                    holder=association.instance_id, holder_since=now
+                )
             else:
                 StaticIP.objects.filter(pk=association.static_ip_id, holder=association.instance_id).update(
-                    holder=None, holder_since=now)
+                    holder=None, holder_since=now
+                )
             # Seen running, with its new address: the state may say so.
             power_cycle_over(association.instance_id, server_running=True)
             if final == Association.Status.ENDED:
@@ -284,8 +317,9 @@ def _power_cycle_step(server: hetzner.Server) -> Step | None:
     return None
 
 
-def _next_associate_step(association: Association, server: hetzner.Server, static: hetzner.PrimaryIP,
-                         ips: dict[int, hetzner.PrimaryIP]) -> Step | str | None:
+def _next_associate_step(
+    association: Association, server: hetzner.Server, static: hetzner.PrimaryIP, ips: dict[int, hetzner.PrimaryIP]
+) -> Step | str | None:
     if static.assignee_id == server.id:
         if server.status == "off":
             return ("poweron", lambda: hetzner.power_on(server.id), {})
@@ -300,10 +334,16 @@ def _next_associate_step(association: Association, server: hetzner.Server, stati
             # The server's own IPv4 carries no label of ours: claim it first, so that nothing acts
             # on an unlabelled resource and a crash after the unassign leaves it findable.
             labels = ownership_labels(association.instance_id, ROLE_SERVER_IPV4)
-            return ("label_own_ipv4", lambda: hetzner.label_primary_ip(server.public_ipv4_id, labels),
-                    {"replaced_hetzner_ip_id": server.public_ipv4_id})
-        return ("unassign_own_ipv4", lambda: hetzner.unassign_primary_ip(own.id),
-                {"replaced_hetzner_ip_id": own.id if own.labels.get(LABEL_ROLE) == ROLE_SERVER_IPV4 else None})
+            return (
+                "label_own_ipv4",
+                lambda: hetzner.label_primary_ip(server.public_ipv4_id, labels),
+                {"replaced_hetzner_ip_id": server.public_ipv4_id},
+            )
+        return (
+            "unassign_own_ipv4",
+            lambda: hetzner.unassign_primary_ip(own.id),
+            {"replaced_hetzner_ip_id": own.id if own.labels.get(LABEL_ROLE) == ROLE_SERVER_IPV4 else None},
+        )
     replaced = ips.get(association.replaced_hetzner_ip_id) if association.replaced_hetzner_ip_id else None
     if replaced is not None and replaced.assignee_id is None and replaced.labels.get(LABEL_ROLE) == ROLE_SERVER_IPV4:
         # An unassigned IP is still billed.
@@ -311,8 +351,9 @@ def _next_associate_step(association: Association, server: hetzner.Server, stati
     return ("assign", lambda: hetzner.assign_primary_ip(static.id, server.id), {})
 
 
-def _next_dissociate_step(association: Association, server: hetzner.Server, static: hetzner.PrimaryIP,
-                          ips: dict[int, hetzner.PrimaryIP]) -> Step | str | None:
+def _next_dissociate_step(
+    association: Association, server: hetzner.Server, static: hetzner.PrimaryIP, ips: dict[int, hetzner.PrimaryIP]
+) -> Step | str | None:
     if static.assignee_id == server.id:
         if server.status != "off":
             return _power_cycle_step(server)
@@ -321,13 +362,22 @@ def _next_dissociate_step(association: Association, server: hetzner.Server, stat
         if server.status != "off":
             return _power_cycle_step(server)
         replaced = ips.get(association.replaced_hetzner_ip_id) if association.replaced_hetzner_ip_id else None
-        if replaced is not None and replaced.assignee_id is None and replaced.labels.get(LABEL_ROLE) == ROLE_SERVER_IPV4:
+        if (
+            replaced is not None
+            and replaced.assignee_id is None
+            and replaced.labels.get(LABEL_ROLE) == ROLE_SERVER_IPV4
+        ):
             # A dissociate came mid-move, before the server's own IPv4 was deleted: give it back
             # rather than leave it unassigned (billed) and pay for a fresh one.
             return ("restore_own_ipv4", lambda: hetzner.assign_primary_ip(replaced.id, server.id), {})
         labels = ownership_labels(association.instance_id, ROLE_SERVER_IPV4)
-        return ("create_own_ipv4", lambda: hetzner.create_primary_ip(
-            name=f"octoperf-{association.id}-ipv4", labels=labels, assignee_id=server.id, auto_delete=True), {})
+        return (
+            "create_own_ipv4",
+            lambda: hetzner.create_primary_ip(
+                name=f"octoperf-{association.id}-ipv4", labels=labels, assignee_id=server.id, auto_delete=True
+            ),
+            {},
+        )
     if server.status == "off":
         return ("poweron", lambda: hetzner.power_on(server.id), {})
     return DONE if server.status == "running" else None
@@ -339,7 +389,10 @@ def _run_step(association: Association, step: Step, now, report: PassReport) -> 
     if association.step == name and association.step_at and association.step_at > now - STEP_TIMEOUT:
         return  # sent already; its effect is not visible yet
     claimed = Association.objects.filter(pk=association.pk, version=association.version).update(
-        step=name, step_at=now, step_done=False, version=F("version") + 1,
+        step=name,
+        step_at=now,
+        step_done=False,
+        version=F("version") + 1,
         **{k: v for k, v in fields.items() if v is not None},
     )
     if not claimed:
@@ -362,8 +415,9 @@ def _run_step(association: Association, step: Step, now, report: PassReport) -> 
     logger.info("Association %s: %s sent", association.id, name)
 
 
-def _settle_replaced_ip(association: Association, server: hetzner.Server | None,
-                        ips: dict[int, hetzner.PrimaryIP], report: PassReport) -> None:
+def _settle_replaced_ip(
+    association: Association, server: hetzner.Server | None, ips: dict[int, hetzner.PrimaryIP], report: PassReport
+) -> None:
     """Delete the server's own IPv4 that an ended association took away, then forget it.
 
     It stays billed while unassigned: deleted when seen unassigned; forgotten once gone from the

@@ -40,7 +40,11 @@ class DissociateInput(serializers.Serializer):
     id = ip_id_field()
     # The contract sends it; we accept its absence and find the live association of the pair.
     associationId = TextField(
-        max_length=64, required=False, allow_blank=True, allow_null=True, default="",
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        default="",
         help_text="The association, as associate answered it (`assoc-…`). When absent or blank, the live "
         "association of the static IP and the instance is ended.",
     )
@@ -51,9 +55,5 @@ class DissociateInput(serializers.Serializer):
 
 class ReleaseInput(serializers.Serializer):
     id = ip_id_field()
-    region = TextField(
-        max_length=64, required=False, allow_blank=True, default="", help_text="Accepted and ignored."
-    )
-    zone = TextField(
-        max_length=64, required=False, allow_blank=True, default="", help_text="Accepted and ignored."
-    )
+    region = TextField(max_length=64, required=False, allow_blank=True, default="", help_text="Accepted and ignored.")
+    zone = TextField(max_length=64, required=False, allow_blank=True, default="", help_text="Accepted and ignored.")

@@ -104,19 +104,26 @@ def static_ip_allocate(*, region: str, zone: str = "") -> StaticIP:
     with guardrails.guarded("static-ips"):
         # Releasing ones still cost until Hetzner has deleted them.
         guardrails.check_count(
-            name="MAX_STATIC_IPS", current=StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).count(),
-            limit=settings.MAX_STATIC_IPS, what="static IPs",
+            name="MAX_STATIC_IPS",
+            current=StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).count(),
+            limit=settings.MAX_STATIC_IPS,
+            what="static IPs",
         )
         if prices is not None:
             guardrails.check_budgets(
-                prices=prices, adding_per_hour=prices.ipv4(location) or Decimal(0),
+                prices=prices,
+                adding_per_hour=prices.ipv4(location) or Decimal(0),
                 adding_monthly=prices.primary_ipv4_monthly.get(location),
-                what=f"a static IPv4 in {location}", now=clock.now(),
+                what=f"a static IPv4 in {location}",
+                now=clock.now(),
             )
         static_ip = StaticIP.objects.create(region=region.strip().lower(), zone=zone, location=location)
     try:
         primary_ip = hetzner.create_primary_ip(
-            name=static_ip.name, location=location, labels=ownership_labels(static_ip.id, ROLE_STATIC), auto_delete=False
+            name=static_ip.name,
+            location=location,
+            labels=ownership_labels(static_ip.id, ROLE_STATIC),
+            auto_delete=False,
         )
     except HetznerError as exc:
         now = clock.now()
@@ -133,8 +140,9 @@ def static_ip_allocate(*, region: str, zone: str = "") -> StaticIP:
     StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.ALLOCATING).update(
         status=StaticIP.Status.ALLOCATED, hetzner_id=primary_ip.id, address=primary_ip.ip, observed_at=clock.now()
     )
-    AddressChange.objects.create(static_ip=static_ip, address=primary_ip.ip, hetzner_id=primary_ip.id,
-                                 reason="allocated")
+    AddressChange.objects.create(
+        static_ip=static_ip, address=primary_ip.ip, hetzner_id=primary_ip.id, reason="allocated"
+    )
     logger.info("Allocated static IP %s as Hetzner Primary IP %s in %s", static_ip.id, primary_ip.id, location)
     static_ip.refresh_from_db()
     return static_ip
@@ -173,7 +181,9 @@ def unattached():
     )
 
 
-def _lock_one_unattached(location: str, *, exclude: list[str] = (), exclude_hetzner_ids: list[int] = ()) -> StaticIP | None:
+def _lock_one_unattached(
+    location: str, *, exclude: list[str] = (), exclude_hetzner_ids: list[int] = ()
+) -> StaticIP | None:
     """Lock an unattached static IP of the location, skipping the ones other transactions hold.
 
     Taking it (as a new server's IPv4, or in a swap) is then safe from a concurrent create, associate
@@ -182,7 +192,9 @@ def _lock_one_unattached(location: str, *, exclude: list[str] = (), exclude_hetz
     an IP assigned for a moment after its server's delete), then the oldest.
     """
     candidates = (
-        unattached().filter(location=location).exclude(pk__in=list(exclude))
+        unattached()
+        .filter(location=location)
+        .exclude(pk__in=list(exclude))
         .exclude(hetzner_id__in=list(exclude_hetzner_ids))
         .order_by(F("holder__terminated_at").asc(nulls_first=True), "created_at")
     )
@@ -240,8 +252,13 @@ def _swap(a: StaticIP, b: StaticIP, *, instance_id: str, reason: str) -> None:
     for static_ip, now_of, other in ((a, of_b, b), (b, of_a, a)):
         for field, value in now_of.items():
             setattr(static_ip, field, value)
-        AddressChange.objects.create(static_ip=static_ip, address=now_of["address"], hetzner_id=now_of["hetzner_id"],
-                                     swapped_with=other, reason=reason[:200])
+        AddressChange.objects.create(
+            static_ip=static_ip,
+            address=now_of["address"],
+            hetzner_id=now_of["hetzner_id"],
+            swapped_with=other,
+            reason=reason[:200],
+        )
     logger.info("Static IPs %s and %s swapped addresses (%s)", a.id, b.id, reason)
     # Inside the transaction: the audit row stands or falls with the swap.
     static_ips_swapped.send(sender=StaticIP, first=a.id, second=b.id, instance_id=instance_id, reason=reason)
@@ -262,15 +279,19 @@ def _vacate(static_ip: StaticIP, *, why: str) -> Association:
     logger.info("Static IP %s moves off instance %s first (%s)", static_ip.id, static_ip.holder_id, why)
     instance_services.instance_note_power_cycle_ahead(instance_id=static_ip.holder_id)
     return Association.objects.create(
-        static_ip=static_ip, instance_id=static_ip.holder_id, status=Association.Status.DISSOCIATING, internal=True,
+        static_ip=static_ip,
+        instance_id=static_ip.holder_id,
+        status=Association.Status.DISSOCIATING,
+        internal=True,
         last_error=why[:200],
     )
 
 
 def _held_by_live_server(static_ip: StaticIP) -> bool:
-    return static_ip.holder_id is not None and Instance.objects.filter(
-        pk=static_ip.holder_id, status__in=Instance.LIVE
-    ).exists()
+    return (
+        static_ip.holder_id is not None
+        and Instance.objects.filter(pk=static_ip.holder_id, status__in=Instance.LIVE).exists()
+    )
 
 
 # --- associate and dissociate ----------------------------------------------------------------------
@@ -288,21 +309,30 @@ def static_ip_associate(*, static_ip_id: str, instance_id: str, region: str, zon
         # The static IP the instance's server holds is swapped with this one: lock both rows in one
         # order (by id), or two associates swapping the same pair the other way round deadlock.
         held_id = (
-            free_in_octoperfs_view().filter(holder_id=instance_id).exclude(pk=static_ip_id)
-            .values_list("pk", flat=True).first()
+            free_in_octoperfs_view()
+            .filter(holder_id=instance_id)
+            .exclude(pk=static_ip_id)
+            .values_list("pk", flat=True)
+            .first()
         )
         try:
             with transaction.atomic():
                 locked = {
-                    row.pk: row for row in StaticIP.objects.select_for_update()
-                    .filter(pk__in=[static_ip_id] + ([held_id] if held_id else [])).order_by("pk")
+                    row.pk: row
+                    for row in StaticIP.objects.select_for_update()
+                    .filter(pk__in=[static_ip_id] + ([held_id] if held_id else []))
+                    .order_by("pk")
                 }
                 if static_ip_id not in locked:
                     raise NotFound(f"No static IP {static_ip_id!r} exists here.")
                 static_ip = locked[static_ip_id]
                 instance = _locked(Instance, instance_id, "instance")
                 existing = _active_association(static_ip=static_ip)
-                if existing is not None and existing.instance_id == instance.pk and existing.status != Association.Status.DISSOCIATING:
+                if (
+                    existing is not None
+                    and existing.instance_id == instance.pk
+                    and existing.status != Association.Status.DISSOCIATING
+                ):
                     return existing
                 _check_associable(static_ip, instance, location, existing)
                 held = _held_free(instance, static_ip)
@@ -315,15 +345,20 @@ def static_ip_associate(*, static_ip_id: str, instance_id: str, region: str, zon
             existing = _active_association(static_ip_id=static_ip_id)
             if existing is not None and existing.instance_id == instance_id:
                 return existing
-            raise Conflict(f"Static IP {static_ip_id} or instance {instance_id} was just associated elsewhere.") from None
+            raise Conflict(
+                f"Static IP {static_ip_id} or instance {instance_id} was just associated elsewhere."
+            ) from None
     raise Conflict(f"Static IP {static_ip_id} and instance {instance_id} keep changing; try again.", code="busy")
 
 
 def _held_free(instance: Instance, other_than: StaticIP) -> StaticIP | None:
     """The static IP the instance's server has and OctoPerf considers free, if any."""
     return (
-        free_in_octoperfs_view().filter(holder=instance).exclude(pk=other_than.pk)
-        .exclude(Exists(_active_associations_of_ip())).first()
+        free_in_octoperfs_view()
+        .filter(holder=instance)
+        .exclude(pk=other_than.pk)
+        .exclude(Exists(_active_associations_of_ip()))
+        .first()
     )
 
 
@@ -346,13 +381,20 @@ def _associate(static_ip: StaticIP, instance: Instance, held: StaticIP | None) -
         return Association.objects.create(static_ip=static_ip, instance=instance, **done)
     if held is not None and allocated and not _moving(static_ip):
         # The server has B's address; OctoPerf wants A. Let A stand for that address and B for A's.
-        _swap(static_ip, held, instance_id=instance.id, reason=f"associate {static_ip.id} with {instance.id}, which had {held.address}")
+        _swap(
+            static_ip,
+            held,
+            instance_id=instance.id,
+            reason=f"associate {static_ip.id} with {instance.id}, which had {held.address}",
+        )
         return Association.objects.create(static_ip=static_ip, instance=instance, **done)
     if allocated and not _moving(static_ip) and _held_by_live_server(static_ip):
         # OctoPerf thinks A free, but another live server got it at create. Swap A with an address on
         # no server when there is one; otherwise that server must let go of it (a power cycle) first.
         _off_its_live_holder(
-            static_ip, for_instance=instance.id, doing=f"associating it with {instance.id}",
+            static_ip,
+            for_instance=instance.id,
+            doing=f"associating it with {instance.id}",
             swap_reason=f"associate {static_ip.id} with {instance.id}; its address stays on {static_ip.holder_id}",
             vacate_why=f"associated with {instance.id} at {now:%H:%M:%S}",
         )
@@ -361,8 +403,9 @@ def _associate(static_ip: StaticIP, instance: Instance, held: StaticIP | None) -
     return Association.objects.create(static_ip=static_ip, instance=instance)
 
 
-def _off_its_live_holder(static_ip: StaticIP, *, for_instance: str, doing: str, swap_reason: str,
-                         vacate_why: str) -> None:
+def _off_its_live_holder(
+    static_ip: StaticIP, *, for_instance: str, doing: str, swap_reason: str, vacate_why: str
+) -> None:
     """Free an ipId whose address a live server got at create, disturbing that server only as a last resort.
 
     It swaps with an address on no server when there is one (the server keeps its address, still
@@ -397,11 +440,9 @@ def _locked(model, pk: str, what: str):
 
 def _active_association(*, static_ip=None, static_ip_id=None) -> Association | None:
     """The association OctoPerf made that is not over (internal ones are not OctoPerf's)."""
-    return (
-        Association.objects.filter(static_ip_id=static_ip_id or static_ip.pk, status__in=Association.ACTIVE,
-                                   internal=False)
-        .first()
-    )
+    return Association.objects.filter(
+        static_ip_id=static_ip_id or static_ip.pk, status__in=Association.ACTIVE, internal=False
+    ).first()
 
 
 def _check_associable(static_ip: StaticIP, instance: Instance, location: str, existing: Association | None) -> None:
@@ -433,8 +474,9 @@ def _check_associable(static_ip: StaticIP, instance: Instance, location: str, ex
         )
 
 
-def static_ip_dissociate(*, static_ip_id: str, instance_id: str, association_id: str = "", region: str = "",
-                         zone: str = "") -> Association | None:
+def static_ip_dissociate(
+    *, static_ip_id: str, instance_id: str, association_id: str = "", region: str = "", zone: str = ""
+) -> Association | None:
     """End an association. With the instance gone this is bookkeeping (Hetzner unassigned the IP)."""
     if association_id:
         try:
@@ -479,9 +521,11 @@ def static_ip_dissociate(*, static_ip_id: str, instance_id: str, association_id:
 
 def end_association(association: Association, *, reason: str) -> bool:
     """End it by compare-and-set; the reconciler still deletes the IPv4 it took from the server, if any."""
-    updated = Association.objects.filter(pk=association.pk, version=association.version).exclude(
-        status=Association.Status.ENDED
-    ).update(status=Association.Status.ENDED, ended_at=clock.now(), step="", version=F("version") + 1)
+    updated = (
+        Association.objects.filter(pk=association.pk, version=association.version)
+        .exclude(status=Association.Status.ENDED)
+        .update(status=Association.Status.ENDED, ended_at=clock.now(), step="", version=F("version") + 1)
+    )
     if updated:
         logger.info("Association %s ended (%s)", association.id, reason)
         association.version += 1
@@ -509,8 +553,9 @@ def static_ip_release(*, static_ip_id: str, region: str = "", zone: str = "") ->
         static_ip = _locked(StaticIP, static_ip_id, "static IP")
         if static_ip.status == StaticIP.Status.RELEASED:
             return static_ip
-        for association in Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE,
-                                                      internal=False).select_related("instance"):
+        for association in Association.objects.filter(
+            static_ip=static_ip, status__in=Association.ACTIVE, internal=False
+        ).select_related("instance"):
             if association.instance.status in GONE:
                 end_association(association, reason="static IP released")
             elif association.status != Association.Status.DISSOCIATING:
@@ -524,7 +569,9 @@ def static_ip_release(*, static_ip_id: str, region: str = "", zone: str = "") ->
         vacating = Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE)
         if static_ip.status == StaticIP.Status.ALLOCATED and not vacating.exists() and _held_by_live_server(static_ip):
             _off_its_live_holder(
-                static_ip, for_instance=static_ip.holder_id, doing="releasing it",
+                static_ip,
+                for_instance=static_ip.holder_id,
+                doing="releasing it",
                 swap_reason=f"release {static_ip.id}; its address stays on {static_ip.holder_id}",
                 vacate_why="released while on a live server",
             )

@@ -152,15 +152,22 @@ class OctoPerf:
 
     def associate(self, ip_id: str, instance_id: str, *, region: str = "fsn1"):
         return self.call(
-            "PUT", "/static-ips/associate",
+            "PUT",
+            "/static-ips/associate",
             form={"region": region, "zone": "default", "instanceId": instance_id, "id": ip_id},
         )
 
     def dissociate(self, ip_id: str, instance_id: str, association_id: str, *, region: str = "fsn1"):
         return self.call(
-            "PUT", "/static-ips/dissociate",
-            form={"region": region, "zone": "default", "instanceId": instance_id, "id": ip_id,
-                  "associationId": association_id},
+            "PUT",
+            "/static-ips/dissociate",
+            form={
+                "region": region,
+                "zone": "default",
+                "instanceId": instance_id,
+                "id": ip_id,
+                "associationId": association_id,
+            },
         )
 
     def release(self, ip_id: str, *, region: str = "fsn1"):
@@ -217,8 +224,9 @@ def no_leftovers(sandbox, settle):
     for instance_id in Instance.objects.exclude(status="terminated").values_list("pk", flat=True):
         instance_services.instance_delete(instance_id=instance_id)
     for association in Association.objects.filter(status__in=Association.ACTIVE, internal=False):
-        static_ip_services.static_ip_dissociate(static_ip_id=association.static_ip_id,
-                                                instance_id=association.instance_id, association_id=association.id)
+        static_ip_services.static_ip_dissociate(
+            static_ip_id=association.static_ip_id, instance_id=association.instance_id, association_id=association.id
+        )
     for static_ip_id in StaticIP.objects.exclude(status="released").values_list("pk", flat=True):
         static_ip_services.static_ip_release(static_ip_id=static_ip_id)
     for _ in range(8):

@@ -97,15 +97,18 @@ def _server_type_location_availability(doc: dict) -> None:
 # after February 2026 (shared/hetzner/README.md), and one field the description never listed.
 SPEC_CHANGES: list[SpecChange] = [
     SpecChange("datacenter removed from servers and Primary IPs", "2026-07-01", _drop_datacenter),
-    SpecChange("assignee_type optional when creating a Primary IP in a location", "2026-08-01",
-               _assignee_type_optional),
-    SpecChange("an unassigned Primary IP reports assignee_type 'unassigned'", "2026-08-01",
-               _assignee_type_unassigned),
+    SpecChange(
+        "assignee_type optional when creating a Primary IP in a location", "2026-08-01", _assignee_type_optional
+    ),
+    SpecChange("an unassigned Primary IP reports assignee_type 'unassigned'", "2026-08-01", _assignee_type_unassigned),
     SpecChange("GET /datacenters answers 410", "2026-10-01", _datacenters_gone),
     # DESIGN.md §3: the live API tells per location whether a type can be ordered; hcloud-python
     # 2.27 reads it (ServerTypeLocation.available/recommended) and so does the gateway.
-    SpecChange("server type locations report available and recommended", "live API, hcloud 2.27",
-               _server_type_location_availability),
+    SpecChange(
+        "server type locations report available and recommended",
+        "live API, hcloud 2.27",
+        _server_type_location_availability,
+    ),
 ]
 
 # Requests the gateway sends that the description refuses. Each entry is (operation id, rule,
@@ -127,8 +130,11 @@ def _to_json_schema(node: Any, *, strict: bool) -> Any:
         return [_to_json_schema(item, strict=strict) for item in node]
     if not isinstance(node, dict):
         return node
-    node = {key: _to_json_schema(value, strict=strict) for key, value in node.items()
-            if key not in ("example", "examples", "x-codeSamples")}
+    node = {
+        key: _to_json_schema(value, strict=strict)
+        for key, value in node.items()
+        if key not in ("example", "examples", "x-codeSamples")
+    }
     if "$ref" in node:
         node["$ref"] = _NAME + node["$ref"]
     # The description wraps references as a one-item allOf to describe them; it composes nothing.
@@ -171,8 +177,10 @@ class Violation:
     message: str
 
     def expected(self) -> bool:
-        return any(self.operation == operation and self.rule == rule and needle in self.message
-                   for operation, rule, needle in EXPECTED_GATEWAY_VIOLATIONS)
+        return any(
+            self.operation == operation and self.rule == rule and needle in self.message
+            for operation, rule, needle in EXPECTED_GATEWAY_VIOLATIONS
+        )
 
 
 class HetznerSpec:
@@ -189,9 +197,12 @@ class HetznerSpec:
         self.raw = raw
         self._validator_class = Draft202012Validator
         self._registries = {
-            strict: Registry().with_resource(_NAME, Resource.from_contents(
-                {"components": _to_json_schema(raw["components"], strict=strict)},
-                default_specification=DRAFT202012))
+            strict: Registry().with_resource(
+                _NAME,
+                Resource.from_contents(
+                    {"components": _to_json_schema(raw["components"], strict=strict)}, default_specification=DRAFT202012
+                ),
+            )
             for strict in (True, False)
         }
         self._validators: dict[tuple[str, bool], Any] = {}
@@ -215,15 +226,19 @@ class HetznerSpec:
                 for status, response in op.get("responses", {}).items():
                     content = response.get("content", {}).get("application/json")
                     responses[status] = content["schema"] if content else None
-                operations.append(Operation(
-                    id=op.get("operationId", f"{method} {template}"), method=method.upper(),
-                    template=template, pattern=re.compile(regex),
-                    literal_segments=sum(1 for part in template.split("/")
-                                         if part and not part.startswith("{")),
-                    path_params={p["name"]: p["schema"] for p in params if p["in"] == "path"},
-                    query_params={p["name"]: p["schema"] for p in params if p["in"] == "query"},
-                    request_schema=body["schema"] if body else None,
-                    responses=responses))
+                operations.append(
+                    Operation(
+                        id=op.get("operationId", f"{method} {template}"),
+                        method=method.upper(),
+                        template=template,
+                        pattern=re.compile(regex),
+                        literal_segments=sum(1 for part in template.split("/") if part and not part.startswith("{")),
+                        path_params={p["name"]: p["schema"] for p in params if p["in"] == "path"},
+                        query_params={p["name"]: p["schema"] for p in params if p["in"] == "query"},
+                        request_schema=body["schema"] if body else None,
+                        responses=responses,
+                    )
+                )
         # A literal segment beats a parameter: /servers/actions is not /servers/{id}.
         operations.sort(key=lambda op: -op.literal_segments)
         return operations
@@ -248,8 +263,9 @@ class HetznerSpec:
 
     # --- the rules ---------------------------------------------------------------------------------
 
-    def check_request(self, operation: Operation, path_params: dict[str, str],
-                      query: dict[str, list[str]], body: Any) -> list[Violation]:
+    def check_request(
+        self, operation: Operation, path_params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> list[Violation]:
         """Check what the client sent: path parameters, query parameters, body."""
         found = []
         for name, raw in path_params.items():
@@ -259,8 +275,13 @@ class HetznerSpec:
         for name, values in query.items():
             schema = operation.query_params.get(name)
             if schema is None:
-                found.append(Violation(operation.id, "unknown query parameter",
-                                       f"{name} (known: {', '.join(sorted(operation.query_params))})"))
+                found.append(
+                    Violation(
+                        operation.id,
+                        "unknown query parameter",
+                        f"{name} (known: {', '.join(sorted(operation.query_params))})",
+                    )
+                )
                 continue
             if schema.get("type") == "array":
                 value: Any = [_coerce(item, schema.get("items", {})) for item in values]
@@ -285,8 +306,11 @@ class HetznerSpec:
         """Check what the sandbox answered against the schema of its status."""
         key = str(status) if str(status) in operation.responses else f"{str(status)[0]}xx"
         if key not in operation.responses:
-            return [Violation(operation.id, "response status",
-                              f"{status} (documented: {', '.join(sorted(operation.responses))})")]
+            return [
+                Violation(
+                    operation.id, "response status", f"{status} (documented: {', '.join(sorted(operation.responses))})"
+                )
+            ]
         schema = operation.responses[key]
         if schema is None:
             if payload is not None:
@@ -294,8 +318,10 @@ class HetznerSpec:
             return []
         if payload is None:
             return [Violation(operation.id, "response body", f"{status} is empty, documented with a body")]
-        return [Violation(operation.id, f"response body {key}", error)
-                for error in self.errors(schema, payload, strict=True)]
+        return [
+            Violation(operation.id, f"response body {key}", error)
+            for error in self.errors(schema, payload, strict=True)
+        ]
 
 
 def _render(error: Any) -> str:
@@ -365,18 +391,28 @@ class Recorder:
         agent = {k.lower(): v for k, v in exchange.request_headers.items()}.get("user-agent", "")
         from_gateway = agent.startswith(GATEWAY_USER_AGENT)
         operation, path_params = self.spec.match(exchange.method, exchange.path)
-        key = (exchange.method, operation.id if operation else exchange.path, from_gateway,
-               shape(exchange.query) if from_gateway else None,
-               shape(exchange.body) if from_gateway else None,
-               exchange.status, shape(exchange.payload))
+        key = (
+            exchange.method,
+            operation.id if operation else exchange.path,
+            from_gateway,
+            shape(exchange.query) if from_gateway else None,
+            shape(exchange.body) if from_gateway else None,
+            exchange.status,
+            shape(exchange.payload),
+        )
         if key in self._seen:
             return []
         self._seen.add(key)
         self.checked += 1
         if operation is None:
             if from_gateway:
-                return [Violation(f"{exchange.method} {exchange.path}", "unknown operation",
-                                  "no operation of the description serves this method and path")]
+                return [
+                    Violation(
+                        f"{exchange.method} {exchange.path}",
+                        "unknown operation",
+                        "no operation of the description serves this method and path",
+                    )
+                ]
             return []
         found = []
         if from_gateway:
@@ -469,7 +505,8 @@ class HetznerSpecPlugin:
         terminalreporter.write_line(
             f"Hetzner OpenAPI check: {recorder.exchanges} exchanges, {recorder.checked} distinct "
             f"checked, {len(recorder.unexpected())} violations, "
-            f"{len(recorder.violations) - len(recorder.unexpected())} expected")
+            f"{len(recorder.violations) - len(recorder.unexpected())} expected"
+        )
 
 
 def register(config: pytest.Config) -> None:

@@ -12,7 +12,7 @@ TEST_TOKENS = ["test-token-0123456789abcdef0123456789", "second-token-abcdefabcd
 os.environ["OCTOPERF_API_TOKENS"] = ",".join(TEST_TOKENS)
 os.environ.pop("HCLOUD_TOKEN", None)
 
-from octoprovider.settings import *  # noqa: E402,F401,F403
+from octoprovider.settings import *  # noqa: E402, F403
 
 # hcloud's own retries must not sleep in tests.
 HCLOUD_RETRY_BACKOFF = 0.0

@@ -29,8 +29,10 @@ def test_production_paths_are_those_of_deployment_md():
 
 def test_cleanup_runs_every_15_minutes_everywhere_it_is_described():
     assert "OnCalendar=*:0/15\n" in (ROOT / "deploy" / "octoprovider-cleanup.timer").read_text()
-    assert "ExecStart=/opt/octoprovider/.venv/bin/python manage.py cleanup\n" in (
-        ROOT / "deploy" / "octoprovider-cleanup.service").read_text()
+    assert (
+        "ExecStart=/opt/octoprovider/.venv/bin/python manage.py cleanup\n"
+        in (ROOT / "deploy" / "octoprovider-cleanup.service").read_text()
+    )
     [cron] = [line for line in README.splitlines() if "manage.py cleanup" in line and line.lstrip().startswith("*/")]
     assert cron.lstrip().startswith("*/15 * * * * cd /opt/octoprovider && ")
     for name, text in DOCS.items():
@@ -61,7 +63,7 @@ def test_every_file_of_deploy_is_described_in_deployment_md():
 def test_ci_tests_postgresql_on_a_database_name_of_its_own():
     ci = (ROOT / ".ci" / "run").read_text()
 
-    assert "5432/test\"" not in ci and "5432/test " not in ci
+    assert '5432/test"' not in ci and "5432/test " not in ci
     assert "5432/$CI_DATABASE" in ci
     assert "5432/test " not in README
 
@@ -109,8 +111,11 @@ def unit_reads(text: str) -> set[str]:
 
 def variables_read_by_shipped_files() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
-    python = [ROOT / "manage.py", ROOT / "gunicorn.conf.py",
-              *(path for package in ("octoprovider", "instances", "staticips") for path in (ROOT / package).rglob("*.py"))]
+    python = [
+        ROOT / "manage.py",
+        ROOT / "gunicorn.conf.py",
+        *(path for package in ("octoprovider", "instances", "staticips") for path in (ROOT / package).rglob("*.py")),
+    ]
     for path in python:
         found[str(path.relative_to(ROOT))] = python_reads(path)
     for path in (ROOT / "bin").iterdir():
@@ -130,8 +135,11 @@ def settings_table_names() -> set[str]:
 def test_readme_settings_tables_list_every_variable_a_shipped_file_reads():
     documented = settings_table_names()
 
-    missing = {(name, where) for where, names in variables_read_by_shipped_files().items()
-               for name in names - documented - INTERNAL_VARIABLES}
+    missing = {
+        (name, where)
+        for where, names in variables_read_by_shipped_files().items()
+        for name in names - documented - INTERNAL_VARIABLES
+    }
 
     assert not missing, sorted(missing)
 

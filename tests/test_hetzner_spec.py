@@ -21,8 +21,7 @@ def spec() -> HetznerSpec:
     return HetznerSpec.load(SPEC)
 
 
-def exchange(method: str, path: str, *, query=None, body=None, status=200, payload=None,
-             headers=GATEWAY) -> Exchange:
+def exchange(method: str, path: str, *, query=None, body=None, status=200, payload=None, headers=GATEWAY) -> Exchange:
     return Exchange(method, path, query or {}, body, headers, status, {}, payload)
 
 
@@ -47,26 +46,41 @@ def test_an_unknown_request_field_from_the_gateway_is_a_violation(spec: HetznerS
 
 
 def test_requests_from_tests_probing_the_sandbox_are_not_held_to_the_description(spec: HetznerSpec) -> None:
-    probe = exchange("POST", "/servers", body={**CREATE, "colour": "blue"}, status=422,
-                     payload=ERROR, headers={"User-Agent": "hcloud-python/2.27.0"})
+    probe = exchange(
+        "POST",
+        "/servers",
+        body={**CREATE, "colour": "blue"},
+        status=422,
+        payload=ERROR,
+        headers={"User-Agent": "hcloud-python/2.27.0"},
+    )
 
     assert rules(spec, probe) == []
 
 
 def test_unknown_query_parameters_and_operations_are_violations(spec: HetznerSpec) -> None:
-    found = rules(spec, exchange("GET", "/servers", query={"colour": ["blue"]}, status=None),
-                  exchange("GET", "/volcanoes", status=None))
+    found = rules(
+        spec,
+        exchange("GET", "/servers", query={"colour": ["blue"]}, status=None),
+        exchange("GET", "/volcanoes", status=None),
+    )
 
     assert found == [("GET /volcanoes", "unknown operation"), ("list_servers", "unknown query parameter")]
 
 
 def test_an_answer_off_its_schema_or_status_is_a_violation(spec: HetznerSpec) -> None:
-    found = rules(spec, exchange("GET", "/pricing", payload={"pricing": {"currency": "EUR"}}),
-                  exchange("DELETE", "/primary_ips/1", status=200, payload={}),
-                  exchange("GET", "/servers/1", status=404, payload={"error": {"code": "not_found"}}))
+    found = rules(
+        spec,
+        exchange("GET", "/pricing", payload={"pricing": {"currency": "EUR"}}),
+        exchange("DELETE", "/primary_ips/1", status=200, payload={}),
+        exchange("GET", "/servers/1", status=404, payload={"error": {"code": "not_found"}}),
+    )
 
-    assert found == [("delete_primary_ip", "response status"), ("get_server", "response body 4xx"),
-                     ("list_prices", "response body 200")]
+    assert found == [
+        ("delete_primary_ip", "response status"),
+        ("get_server", "response body 4xx"),
+        ("list_prices", "response body 200"),
+    ]
 
 
 def test_the_announced_changes_are_the_only_exceptions(spec: HetznerSpec) -> None:

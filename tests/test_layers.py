@@ -13,9 +13,14 @@ PACKAGES = ("octoprovider", "instances", "staticips")
 def test_imports_go_down_the_layers_in_pyproject():
     # import-linter reads its contracts from pyproject.toml; run as a new process, as a developer would.
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
-                               "sys.exit(lint_imports_command())"],
-        cwd=ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 

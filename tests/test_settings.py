@@ -77,9 +77,15 @@ def test_production_settings_start_with_a_token_and_warn_without_ssh_keys():
 
 def test_budgets_runs_and_fallbacks_start_with_good_values():
     result = manage_check(
-        DEBUG="true", MAX_HOURLY_SPEND_EUR="2.50", DAILY_BUDGET_EUR="40", MONTHLY_BUDGET_EUR="600",
-        BUDGETS_INCLUDE_VAT="false", RUN_GAP="600", LOCATION_FALLBACKS="fsn1:nbg1,hel1;ash:hil",
-        SERVER_TYPE_CANDIDATES='{"SMALL": ["cpx22", "cx23"]}', SERVER_ARCHITECTURES="x86,arm",
+        DEBUG="true",
+        MAX_HOURLY_SPEND_EUR="2.50",
+        DAILY_BUDGET_EUR="40",
+        MONTHLY_BUDGET_EUR="600",
+        BUDGETS_INCLUDE_VAT="false",
+        RUN_GAP="600",
+        LOCATION_FALLBACKS="fsn1:nbg1,hel1;ash:hil",
+        SERVER_TYPE_CANDIDATES='{"SMALL": ["cpx22", "cx23"]}',
+        SERVER_ARCHITECTURES="x86,arm",
     )
 
     assert result.returncode == 0, result.stderr

@@ -25,8 +25,9 @@ def test_manage_py_version_prints_octoproviders_version_even_with_no_setting_rig
     clean = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
     clean.update(DEBUG="false", DJANGO_SETTINGS_MODULE="octoprovider.settings")  # no SECRET_KEY: start-up would stop
 
-    result = subprocess.run([sys.executable, "manage.py", "version"], cwd=ROOT, env=clean, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "version"], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"octoprovider {VERSION} (Django ")

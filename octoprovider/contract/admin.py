@@ -55,7 +55,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
         if change:
             return  # nothing about a token is editable
         token, secret = tokens.api_token_create(name=obj.name)
-        obj.pk, obj.prefix, obj.secret_hash, obj.created_at = token.pk, token.prefix, token.secret_hash, token.created_at
+        obj.pk, obj.prefix, obj.secret_hash, obj.created_at = (
+            token.pk,
+            token.prefix,
+            token.secret_hash,
+            token.created_at,
+        )
         obj._state.adding = False
         obj._secret = secret  # for response_add only: never saved
 
@@ -80,12 +85,17 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected API tokens", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset):
         page = confirmation_page(
-            self, request, queryset, action="revoke", title="Revoke API tokens",
+            self,
+            request,
+            queryset,
+            action="revoke",
+            title="Revoke API tokens",
             consequence="OctoPerf's calls with these tokens are refused (401) from now on; a provider configured "
-                        "with one stops working until its base URL gets another token. This cannot be undone.",
+            "with one stops working until its base URL gets another token. This cannot be undone.",
         )
         if page is not None:
             return page
-        run_per_row(self, request, queryset, done="revoked",
-                    call=lambda token: tokens.api_token_revoke(token_id=token.pk))
+        run_per_row(
+            self, request, queryset, done="revoked", call=lambda token: tokens.api_token_revoke(token_id=token.pk)
+        )
         return None

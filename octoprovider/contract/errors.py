@@ -106,16 +106,22 @@ DATABASE_RETRY_AFTER = 10
 def refused_request(exc: BaseException) -> Refusal | None:
     """Say how to answer what is not a bug of ours: a request too large to read, a database gone away."""
     if isinstance(exc, RequestDataTooBig):
-        return Refusal(413, "request_too_large",
-                       f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; "
-                       "userData may be 32 KiB at most.")
+        return Refusal(
+            413,
+            "request_too_large",
+            f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes; userData may be 32 KiB at most.",
+        )
     if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
         return Refusal(400, "too_many_fields", "The request has too many parameters; the contract has at most five.")
     if isinstance(exc, (OperationalError, InterfaceError)):
         # Django closes the broken connection when the request ends; the next one reconnects.
         logger.warning("The database is unavailable: %s", type(exc).__name__)
-        return Refusal(503, "database_unavailable", "octoprovider's database is unavailable; try again shortly.",
-                       retry_after=DATABASE_RETRY_AFTER)
+        return Refusal(
+            503,
+            "database_unavailable",
+            "octoprovider's database is unavailable; try again shortly.",
+            retry_after=DATABASE_RETRY_AFTER,
+        )
     return None
 
 
@@ -163,8 +169,9 @@ class ContractErrorMiddleware:
             return None
         refused = refused_request(exception)
         if refused is not None:
-            response = JsonResponse(error_body(refused.code, refused.message), status=refused.status,
-                                    content_type=CONTENT_TYPE)
+            response = JsonResponse(
+                error_body(refused.code, refused.message), status=refused.status, content_type=CONTENT_TYPE
+            )
             if refused.retry_after is not None:
                 response["Retry-After"] = str(refused.retry_after)
             return response

@@ -1,4 +1,7 @@
-"""JSON in UTF-8 for every response, whatever `Accept` says (Java's default asks for HTML first), and JSON bodies read safely."""
+"""JSON in UTF-8 for every response, whatever `Accept` says, and JSON bodies read safely.
+
+Java's default `Accept` asks for HTML first.
+"""
 
 from rest_framework.exceptions import ParseError
 from rest_framework.negotiation import DefaultContentNegotiation

@@ -60,7 +60,10 @@ ALWAYS = (401, 503)
 
 # A response header of every 503, declared as extend_schema wants it: a parameter with `response`.
 _RETRY_AFTER = OpenApiParameter(
-    "Retry-After", OpenApiTypes.INT, location=OpenApiParameter.HEADER, response=[503],
+    "Retry-After",
+    OpenApiTypes.INT,
+    location=OpenApiParameter.HEADER,
+    response=[503],
     description="Seconds to wait before trying again.",
 )
 
@@ -103,7 +106,10 @@ _LINKS: dict[str, dict[str, dict]] = {}
 
 
 def link(operation_id: str, **parameters: str) -> dict:
-    """Say that another operation takes values from this answer: `link("instance_state", instance_id="$response.body#/value")`."""
+    """Say that another operation takes values from this answer.
+
+    `link("instance_state", instance_id="$response.body#/value")`
+    """
     return {"operationId": operation_id, "parameters": parameters}
 
 
@@ -126,7 +132,7 @@ def contract_operation(
     `errors` lists the other error statuses it answers, or maps them to what they mean for it.
     `links` name the operations that take a value from its 200 answer (they let a fuzzer chain calls).
     """
-    errors = dict(errors) if isinstance(errors, dict) else {status: "" for status in errors}
+    errors = dict(errors) if isinstance(errors, dict) else dict.fromkeys(errors, "")
     if links:
         _LINKS[operation_id] = links
     return extend_schema(
@@ -135,7 +141,7 @@ def contract_operation(
         description=description,
         request=request,
         parameters=[*(parameters or []), _RETRY_AFTER],
-        responses={**responses, **error_responses({**{status: "" for status in ALWAYS}, **errors})},
+        responses={**responses, **error_responses({**dict.fromkeys(ALWAYS, ""), **errors})},
         tags=tags,
     )
 
@@ -261,8 +267,11 @@ def merge_blank_alternatives(result, **kwargs):
         if isinstance(node, dict):
             one_of = node.get("oneOf")
             if (
-                isinstance(one_of, list) and len(one_of) == 2 and one_of[1] == {"type": "string", "maxLength": 0}
-                and isinstance(one_of[0], dict) and not one_of[0].get("minLength")
+                isinstance(one_of, list)
+                and len(one_of) == 2
+                and one_of[1] == {"type": "string", "maxLength": 0}
+                and isinstance(one_of[0], dict)
+                and not one_of[0].get("minLength")
                 and re.search(one_of[0].get("pattern", ""), "")
             ):
                 node.update(node.pop("oneOf")[0])

@@ -192,7 +192,7 @@ def run_per_row(
             call(obj)
         except ServiceError as exc:
             failures.append(f"{obj}: {exc.message}")
-        except Exception as exc:  # noqa: BLE001  (reported to the operator, logged with its traceback)
+        except Exception as exc:
             logger.exception("Admin action on %s failed", obj)
             failures.append(f"{obj}: unexpected error ({type(exc).__name__}); see the logs.")
         else:
@@ -236,8 +236,9 @@ def run_reconcile_pass(modeladmin: admin.ModelAdmin, request: HttpRequest):
     return report
 
 
-def report_changes(modeladmin: admin.ModelAdmin, request: HttpRequest, before: dict[str, str],
-                   queryset: QuerySet) -> None:
+def report_changes(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, before: dict[str, str], queryset: QuerySet
+) -> None:
     """Tell the operator which selected rows changed status (e.g. after a refresh from Hetzner)."""
     after = dict(queryset.model.objects.filter(pk__in=list(before)).values_list("pk", "status"))
     changed = [f"{pk}: {before[pk]} → {after.get(pk)}" for pk in before if after.get(pk) != before[pk]]

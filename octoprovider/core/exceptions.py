@@ -61,8 +61,15 @@ class HetznerError(ServiceError):
     status_code = 502
     code = "hetzner_error"
 
-    def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None,
-                 hetzner_code: str | None = None, public: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retry_after: int | None = None,
+        hetzner_code: str | None = None,
+        public: str | None = None,
+    ):
         super().__init__(message, code=code, retry_after=retry_after)
         self.hetzner_code = hetzner_code
         self.public = public

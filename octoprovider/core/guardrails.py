@@ -111,8 +111,15 @@ def started_hours(start: datetime, end: datetime) -> int:
     return max(0, math.ceil((end - start) / HOUR))
 
 
-def check_budgets(*, prices, adding_per_hour: Decimal, adding_monthly: Decimal | None, what: str, now: datetime,
-                  excluding_instance: str | None = None) -> None:
+def check_budgets(
+    *,
+    prices,
+    adding_per_hour: Decimal,
+    adding_monthly: Decimal | None,
+    what: str,
+    now: datetime,
+    excluding_instance: str | None = None,
+) -> None:
     """Refuse (429) what would take the spend past MAX_HOURLY_SPEND_EUR, DAILY_BUDGET_EUR or MONTHLY_BUDGET_EUR.
 
     Run inside `guarded(...)`, after `measure_spend_ahead(prices)` outside it: one more lock, shared
@@ -128,25 +135,23 @@ def check_budgets(*, prices, adding_per_hour: Decimal, adding_monthly: Decimal |
     if crossed is not None and spend.measured_seconds_ago > FRESH_SECONDS:
         # Measured a while ago, the spend may still count what was deleted since: refuse on a fresh one only.
         spend = _spend_meter(prices, fresh=True, excluding_instance=excluding_instance)
-        crossed = _crossed(spend, adding_per_hour=adding_per_hour, adding_monthly=adding_monthly, what=what,
-                           now=now)
+        crossed = _crossed(spend, adding_per_hour=adding_per_hour, adding_monthly=adding_monthly, what=what, now=now)
     if crossed is not None:
         raise crossed
 
 
-def _crossed(spend: Spend, *, adding_per_hour: Decimal, adding_monthly: Decimal | None, what: str, now: datetime
-             ) -> LimitReached | None:
+def _crossed(
+    spend: Spend, *, adding_per_hour: Decimal, adding_monthly: Decimal | None, what: str, now: datetime
+) -> LimitReached | None:
     day_cost = adding_per_hour * started_hours(now, spend.day_end)
     month_cost = adding_per_hour * started_hours(now, spend.month_end)
     if adding_monthly is not None:
         month_cost = min(month_cost, adding_monthly)  # Hetzner never bills more than the monthly price
     currency = spend.currency
     for name, limit, current, added, meaning in (
-        ("MAX_HOURLY_SPEND_EUR", settings.MAX_HOURLY_SPEND_EUR, spend.per_hour, adding_per_hour,
-         "per hour now"),
+        ("MAX_HOURLY_SPEND_EUR", settings.MAX_HOURLY_SPEND_EUR, spend.per_hour, adding_per_hour, "per hour now"),
         ("DAILY_BUDGET_EUR", settings.DAILY_BUDGET_EUR, spend.day, day_cost, "billed today to midnight UTC"),
-        ("MONTHLY_BUDGET_EUR", settings.MONTHLY_BUDGET_EUR, spend.month, month_cost,
-         "billed this month to its end"),
+        ("MONTHLY_BUDGET_EUR", settings.MONTHLY_BUDGET_EUR, spend.month, month_cost, "billed this month to its end"),
     ):
         if limit is not None and current + added > limit:
             return LimitReached(

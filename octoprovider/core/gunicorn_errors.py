@@ -30,26 +30,53 @@ class Answer:
 
 # gunicorn's own mapping (Worker.handle_error), in the contract's words. The first that matches wins.
 _CLIENT_ERRORS: list[tuple[tuple[type[BaseException], ...], Answer]] = [
-    ((errors.LimitRequestLine,),
-     Answer(414, "URI Too Long", "uri_too_long", "The request line is over the server's limit.")),
-    ((errors.LimitRequestHeaders,),
-     Answer(431, "Request Header Fields Too Large", "headers_too_large", "The request headers are over the server's limit.")),
-    ((errors.ExpectationFailed,),
-     Answer(417, "Expectation Failed", "expectation_failed", "The Expect header cannot be met.")),
-    ((errors.UnsupportedTransferCoding,),
-     Answer(501, "Not Implemented", "unsupported_transfer_coding", "The transfer coding is not supported.")),
-    ((errors.ForbiddenProxyRequest, ssl.SSLError),
-     Answer(403, "Forbidden", "forbidden", "The request is forbidden.")),
-    ((errors.ConfigurationProblem,),
-     Answer(500, "Internal Server Error", "internal_error", "The server is misconfigured; the error was logged.")),
-    ((errors.InvalidRequestLine, errors.InvalidRequestMethod, errors.InvalidHTTPVersion, errors.InvalidHeader,
-      errors.InvalidHeaderName, errors.InvalidProxyLine, errors.InvalidSchemeHeaders, errors.ObsoleteFolding,
-      errors.InvalidH2CPreface, errors.InvalidChunkSize, errors.ChunkMissingTerminator,
-      errors.InvalidChunkExtension),
-     Answer(400, "Bad Request", "bad_request", "The request is not valid HTTP/1.x.")),
+    (
+        (errors.LimitRequestLine,),
+        Answer(414, "URI Too Long", "uri_too_long", "The request line is over the server's limit."),
+    ),
+    (
+        (errors.LimitRequestHeaders,),
+        Answer(
+            431,
+            "Request Header Fields Too Large",
+            "headers_too_large",
+            "The request headers are over the server's limit.",
+        ),
+    ),
+    (
+        (errors.ExpectationFailed,),
+        Answer(417, "Expectation Failed", "expectation_failed", "The Expect header cannot be met."),
+    ),
+    (
+        (errors.UnsupportedTransferCoding,),
+        Answer(501, "Not Implemented", "unsupported_transfer_coding", "The transfer coding is not supported."),
+    ),
+    ((errors.ForbiddenProxyRequest, ssl.SSLError), Answer(403, "Forbidden", "forbidden", "The request is forbidden.")),
+    (
+        (errors.ConfigurationProblem,),
+        Answer(500, "Internal Server Error", "internal_error", "The server is misconfigured; the error was logged."),
+    ),
+    (
+        (
+            errors.InvalidRequestLine,
+            errors.InvalidRequestMethod,
+            errors.InvalidHTTPVersion,
+            errors.InvalidHeader,
+            errors.InvalidHeaderName,
+            errors.InvalidProxyLine,
+            errors.InvalidSchemeHeaders,
+            errors.ObsoleteFolding,
+            errors.InvalidH2CPreface,
+            errors.InvalidChunkSize,
+            errors.ChunkMissingTerminator,
+            errors.InvalidChunkExtension,
+        ),
+        Answer(400, "Bad Request", "bad_request", "The request is not valid HTTP/1.x."),
+    ),
 ]
-_SERVER_ERROR = Answer(500, "Internal Server Error", "internal_error",
-                       "octoprovider failed to handle this request; the error was logged.")
+_SERVER_ERROR = Answer(
+    500, "Internal Server Error", "internal_error", "octoprovider failed to handle this request; the error was logged."
+)
 
 
 def answer_for(exc: BaseException) -> Answer:
@@ -90,5 +117,5 @@ def handle_error(worker, req, client, addr, exc: BaseException) -> None:
     )
     try:
         util.write_nonblock(client, head.encode("latin-1") + body)
-    except Exception:  # noqa: BLE001  (the client may be gone: gunicorn gives up the same way)
+    except Exception:
         worker.log.debug("Failed to send error message.")

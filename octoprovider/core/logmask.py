@@ -13,9 +13,19 @@ RESOURCES = r"(?:instances|static-ips)"
 # may be a token, wherever it sits: OctoPerf's base URL typed with a trailing slash
 # (`/octoperf/<token>//instances`) or a doubled one (`/octoperf//<token>/instances`), in capitals
 # (`/OCTOPERF/<token>/…`, which Django answers 404 and logs), a typo after the token, the bare base URL.
-_CONTRACT_WORDS = frozenset({
-    "instances", "static-ips", "state", "allocate", "associate", "dissociate", "release", "openapi.json", "***",
-})
+_CONTRACT_WORDS = frozenset(
+    {
+        "instances",
+        "static-ips",
+        "state",
+        "allocate",
+        "associate",
+        "dissociate",
+        "release",
+        "openapi.json",
+        "***",
+    }
+)
 # The segment after `instances` is an instance id; ours are `i-` and hex digits, which no token can be
 # told from, but a token of that shape would have to be chosen so by an operator.
 _INSTANCE_ID = re.compile(r"i-[0-9a-f]{1,32}")
@@ -43,8 +53,9 @@ def _mask_segments(rest: str) -> str:
     previous = ""
     for index in range(2, len(parts), 2):
         segment = parts[index]
-        kept = (not segment or segment in _CONTRACT_WORDS
-                or (previous == "instances" and _INSTANCE_ID.fullmatch(segment)))
+        kept = (
+            not segment or segment in _CONTRACT_WORDS or (previous == "instances" and _INSTANCE_ID.fullmatch(segment))
+        )
         if not kept:
             parts[index] = "***"
         if segment:

@@ -52,7 +52,10 @@ class TextFormatter(logging.Formatter):
 
 # Attributes every LogRecord has; anything else on a record came through `extra=`.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "request_id", "taskName",
+    "message",
+    "asctime",
+    "request_id",
+    "taskName",
 }
 
 
@@ -119,12 +122,15 @@ class JsonLines(io.TextIOBase):
         if not line.strip():
             return
         if not (line.startswith("{") and line.endswith("}")):
-            line = json.dumps({
-                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "level": self.level,
-                "logger": self.logger,
-                "message": mask_path(line.rstrip()),
-                "request_id": request_id.get(),
-            }, ensure_ascii=False)
+            line = json.dumps(
+                {
+                    "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "level": self.level,
+                    "logger": self.logger,
+                    "message": mask_path(line.rstrip()),
+                    "request_id": request_id.get(),
+                },
+                ensure_ascii=False,
+            )
         self.target.write(line + "\n")
         self.target.flush()

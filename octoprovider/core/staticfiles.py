@@ -24,7 +24,8 @@ class StaticFilesStorage(CompressedManifestStaticFilesStorage):
                 logger.warning(
                     "Static files are not collected (no %s in %s): serving them from the apps' directories, "
                     "uncompressed and not cached for long. Run `manage.py collectstatic --noinput`.",
-                    self.manifest_name, self.location,
+                    self.manifest_name,
+                    self.location,
                 )
             return name
         return super().stored_name(name)

@@ -94,9 +94,15 @@ def current() -> Budget | None:
     if row is None:
         return None
     return Budget(
-        limit=row.limit, remaining=row.remaining, observed_at=row.observed_at, observed_by=row.observed_by,
-        reset_at=row.reset_at, deferred_refreshes=row.deferred_refreshes, last_deferred_at=row.last_deferred_at,
-        refused_mutations=row.refused_mutations, full_listing_at=row.full_listing_at,
+        limit=row.limit,
+        remaining=row.remaining,
+        observed_at=row.observed_at,
+        observed_by=row.observed_by,
+        reset_at=row.reset_at,
+        deferred_refreshes=row.deferred_refreshes,
+        last_deferred_at=row.last_deferred_at,
+        refused_mutations=row.refused_mutations,
+        full_listing_at=row.full_listing_at,
     )
 
 
@@ -133,8 +139,11 @@ def observe(response: requests.Response, *args, **kwargs) -> requests.Response:
         return response
     reset = _header_int(response, "RateLimit-Reset")
     try:
-        record(limit=limit, remaining=remaining,
-               reset_at=datetime.fromtimestamp(reset, tz=UTC) if reset is not None else None)
+        record(
+            limit=limit,
+            remaining=remaining,
+            reset_at=datetime.fromtimestamp(reset, tz=UTC) if reset is not None else None,
+        )
     except DatabaseError as exc:
         logger.warning("Could not record Hetzner's rate budget: %s", exc)
     return response
@@ -148,8 +157,13 @@ def _header_int(response: requests.Response, name: str) -> int | None:
 def record(*, limit: int, remaining: int, reset_at: datetime | None = None, at: datetime | None = None) -> None:
     """Record one observation, unless a newer one is already recorded (compare-and-set on its time)."""
     now = at or clock.now()
-    fields = {"limit": limit, "remaining": remaining, "reset_at": reset_at, "observed_at": now,
-              "observed_by": _observer_name()[:64]}
+    fields = {
+        "limit": limit,
+        "remaining": remaining,
+        "reset_at": reset_at,
+        "observed_at": now,
+        "observed_by": _observer_name()[:64],
+    }
     newer_or_equal = Q(observed_at__isnull=True) | Q(observed_at__lte=now)
     if HetznerRateBudget.objects.filter(newer_or_equal, pk=_ROW).update(**fields):
         return
@@ -186,7 +200,8 @@ def admit(*, refresh: bool, what: str) -> None:
             f"Hetzner's rate budget is estimated at {int(estimate)} of {budget.limit} requests, below the "
             f"{budget.reserve} kept for mutations (HCLOUD_RATE_RESERVE); {what} waits.",
             retry_after=max(1, budget.seconds_until(budget.reserve, now)),
-            code="hetzner_rate_reserve", hetzner_code="rate_reserve",
+            code="hetzner_rate_reserve",
+            hetzner_code="rate_reserve",
         )
     if estimate < 1:
         HetznerRateBudget.objects.filter(pk=_ROW).update(refused_mutations=F("refused_mutations") + 1)
@@ -195,7 +210,9 @@ def admit(*, refresh: bool, what: str) -> None:
         raise HetznerUnavailable(
             f"Hetzner's API rate limit is exhausted; try again shortly. ({what}: refused before calling "
             f"Hetzner, which would answer rate_limit_exceeded for about {retry_after} s)",
-            retry_after=retry_after, code="hetzner_rate_limit_exceeded", hetzner_code="rate_limit_exceeded",
+            retry_after=retry_after,
+            code="hetzner_rate_limit_exceeded",
+            hetzner_code="rate_limit_exceeded",
         )
 
 

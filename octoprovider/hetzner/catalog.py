@@ -91,7 +91,8 @@ def server_type_candidates(location: str, instance_type: str) -> list[str]:
     if pinned:
         return list(dict.fromkeys(pinned))
     candidates = [
-        name for name in settings.SERVER_TYPE_CANDIDATES[size]
+        name
+        for name in settings.SERVER_TYPE_CANDIDATES[size]
         if server_type_architecture(name) in (None, *settings.SERVER_ARCHITECTURES)
     ]
     return list(dict.fromkeys(candidates)) or list(settings.SERVER_TYPE_CANDIDATES[size][:1])

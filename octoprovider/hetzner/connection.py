@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 
 import requests
 from django.conf import settings
-from urllib3.exceptions import NewConnectionError
 from django.core.exceptions import ImproperlyConfigured
 from hcloud import Client
+from urllib3.exceptions import NewConnectionError
 
 from octoprovider import __version__
 from octoprovider.core.concurrency import waiting_for_hetzner
@@ -196,8 +196,9 @@ def _build_client() -> Client:
         sandbox = FileBackedSandbox(settings.HCLOUD_SANDBOX_FILE)
         # Boots and power cycles in a fraction of Hetzner's time: the README's walkthrough is tested
         # against `make run` without waiting minutes.
-        sandbox.cloud.timings = {step: seconds / settings.HCLOUD_SANDBOX_SPEED
-                                 for step, seconds in sandbox.cloud.timings.items()}
+        sandbox.cloud.timings = {
+            step: seconds / settings.HCLOUD_SANDBOX_SPEED for step, seconds in sandbox.cloud.timings.items()
+        }
         if settings.SANDBOX_LATENCY:
             sandbox.cloud.set_latency(settings.SANDBOX_LATENCY)
     client = Client(

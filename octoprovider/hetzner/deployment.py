@@ -99,8 +99,8 @@ def deployment_relabel(*, new: str, old: str | None = None, dry_run: bool) -> Re
     done.primary_ips = [f"Primary IP {ip.id} ({ip.ip})" for ip in ips]
     if dry_run:
         return done
-    moves = [(name, label_server, server.id, server.labels) for name, server in zip(done.servers, servers)]
-    moves += [(name, label_primary_ip, ip.id, ip.labels) for name, ip in zip(done.primary_ips, ips)]
+    moves = [(name, label_server, server.id, server.labels) for name, server in zip(done.servers, servers, strict=True)]
+    moves += [(name, label_primary_ip, ip.id, ip.labels) for name, ip in zip(done.primary_ips, ips, strict=True)]
     for name, label, hetzner_id, labels in moves:
         try:
             label(hetzner_id, {**labels, LABEL_DEPLOYMENT: new})
@@ -110,6 +110,13 @@ def deployment_relabel(*, new: str, old: str | None = None, dry_run: bool) -> Re
         done.left_behind = len(list_servers(label_selector=selector)) + len(list_primary_ips(label_selector=selector))
     if done.complete:
         DeploymentLabel.objects.update_or_create(pk=_ROW, defaults={"label": new, "recorded_at": clock.now()})
-        logger.warning("The fleet moved from %s=%s to %s=%s: %d servers, %d Primary IPs.", LABEL_DEPLOYMENT, old,
-                       LABEL_DEPLOYMENT, new, len(servers), len(ips))
+        logger.warning(
+            "The fleet moved from %s=%s to %s=%s: %d servers, %d Primary IPs.",
+            LABEL_DEPLOYMENT,
+            old,
+            LABEL_DEPLOYMENT,
+            new,
+            len(servers),
+            len(ips),
+        )
     return done

@@ -77,8 +77,10 @@ UNREADABLE = (KeyError, IndexError, TypeError, AttributeError, ValueError)
 
 def bad_answer(what: str, exc: Exception) -> HetznerBadAnswer:
     logger.warning("Hetzner %s: unreadable answer (%s: %s)", what, type(exc).__name__, exc)
-    return HetznerBadAnswer(f"Hetzner's answer could not be read ({what}: {type(exc).__name__} {exc}).",
-                            public="Hetzner's answer could not be read.")
+    return HetznerBadAnswer(
+        f"Hetzner's answer could not be read ({what}: {type(exc).__name__} {exc}).",
+        public="Hetzner's answer could not be read.",
+    )
 
 
 @contextlib.contextmanager
@@ -94,20 +96,36 @@ def _no_answer(exc: requests.RequestException, what: str) -> HetznerError:
     """Translate a request that got no answer: never sent (certainly not carried out), or lost on its way."""
     if isinstance(exc, requests.ConnectTimeout):
         logger.warning("Hetzner %s: no connection in time", what)
-        return HetznerTimeout(f"Hetzner did not answer in time ({what}: no connection was made).", retry_after=15,
-                              hetzner_code="connect_timeout", public="Hetzner did not answer in time.")
+        return HetznerTimeout(
+            f"Hetzner did not answer in time ({what}: no connection was made).",
+            retry_after=15,
+            hetzner_code="connect_timeout",
+            public="Hetzner did not answer in time.",
+        )
     if never_sent(exc):
         # Connection refused or no DNS answer: not a timeout, and nothing reached Hetzner.
         logger.warning("Hetzner %s: unreachable (%s)", what, type(exc.args[0]).__name__ if exc.args else "")
-        return HetznerUnreachable(f"Hetzner could not be reached ({what}).", retry_after=30,
-                                  hetzner_code="unreachable", public="Hetzner could not be reached.")
+        return HetznerUnreachable(
+            f"Hetzner could not be reached ({what}).",
+            retry_after=30,
+            hetzner_code="unreachable",
+            public="Hetzner could not be reached.",
+        )
     if isinstance(exc, requests.Timeout):
         logger.warning("Hetzner %s timed out", what)
-        return HetznerTimeout(f"Hetzner did not answer in time ({what}).", retry_after=15,
-                              hetzner_code="timeout", public="Hetzner did not answer in time.")
+        return HetznerTimeout(
+            f"Hetzner did not answer in time ({what}).",
+            retry_after=15,
+            hetzner_code="timeout",
+            public="Hetzner did not answer in time.",
+        )
     logger.warning("Hetzner %s failed: %s", what, type(exc).__name__)
-    return HetznerTimeout(f"Hetzner's answer was lost ({what}).", retry_after=15,
-                          hetzner_code="connection", public="Hetzner's answer was lost.")
+    return HetznerTimeout(
+        f"Hetzner's answer was lost ({what}).",
+        retry_after=15,
+        hetzner_code="connection",
+        public="Hetzner's answer was lost.",
+    )
 
 
 def _translate_api_error(exc: APIException, what: str) -> HetznerError:
@@ -116,39 +134,67 @@ def _translate_api_error(exc: APIException, what: str) -> HetznerError:
     if code in _UNAVAILABLE:
         message, retry_after = _UNAVAILABLE[code]
         return HetznerUnavailable(
-            f"{message} ({what}: {exc.message})", retry_after=retry_after,
-            code=f"hetzner_{code}", hetzner_code=code, public=message,
+            f"{message} ({what}: {exc.message})",
+            retry_after=retry_after,
+            code=f"hetzner_{code}",
+            hetzner_code=code,
+            public=message,
         )
     if code.isdigit() and int(code) < 400:
         # A success whose body is not JSON: whatever was asked may have been done.
-        return HetznerBadAnswer(f"Hetzner answered HTTP {code} with a body that is not JSON ({what}).",
-                                public="Hetzner's answer could not be read.")
+        return HetznerBadAnswer(
+            f"Hetzner answered HTTP {code} with a body that is not JSON ({what}).",
+            public="Hetzner's answer could not be read.",
+        )
     if code.isdigit() and int(code) >= 500:
-        return HetznerTimeout(f"Hetzner answered HTTP {code} ({what}).", retry_after=15, hetzner_code=code,
-                              public=f"Hetzner answered HTTP {code}.")
+        return HetznerTimeout(
+            f"Hetzner answered HTTP {code} ({what}).",
+            retry_after=15,
+            hetzner_code=code,
+            public=f"Hetzner answered HTTP {code}.",
+        )
     if code == "not_found":
         return HetznerNotFound(f"{what}: not found at Hetzner.", hetzner_code=code, public="Not found at Hetzner.")
     if code == "locked":
-        return HetznerLocked(f"{what}: another action is running on it.", hetzner_code=code,
-                             public="Another Hetzner action is running on it; try again shortly.")
+        return HetznerLocked(
+            f"{what}: another action is running on it.",
+            hetzner_code=code,
+            public="Another Hetzner action is running on it; try again shortly.",
+        )
     if code in _CONFLICT:
         return HetznerConflict(f"{what}: {exc.message}", hetzner_code=code, public=f"Hetzner refused ({code}).")
     if code in ("invalid_input", "json_error", "invalid_server_type"):
-        return HetznerRejected(f"{what}: {exc.message}", hetzner_code=code,
-                               public=f"Hetzner rejected the request ({code}).")
-    return HetznerError(f"{what}: Hetzner answered {code}: {exc.message}", hetzner_code=code,
-                        public=f"Hetzner answered {code}.")
+        return HetznerRejected(
+            f"{what}: {exc.message}", hetzner_code=code, public=f"Hetzner rejected the request ({code})."
+        )
+    return HetznerError(
+        f"{what}: Hetzner answered {code}: {exc.message}", hetzner_code=code, public=f"Hetzner answered {code}."
+    )
 
 
 # Hetzner answered these before doing anything: a create that met one of them created nothing.
 # Anything else (an outage, a 5xx, `server_error`, `service_error`, a timeout) may have come after the effect.
 _REFUSALS = {
-    "invalid_input", "json_error", "invalid_server_type", "uniqueness_error", "rate_limit_exceeded",
-    "resource_unavailable", "resource_limit_exceeded", "placement_error", "unauthorized", "forbidden",
-    "token_readonly", "locked", "conflict", "server_not_stopped", "must_be_unassigned", "configuration",
+    "invalid_input",
+    "json_error",
+    "invalid_server_type",
+    "uniqueness_error",
+    "rate_limit_exceeded",
+    "resource_unavailable",
+    "resource_limit_exceeded",
+    "placement_error",
+    "unauthorized",
+    "forbidden",
+    "token_readonly",
+    "locked",
+    "conflict",
+    "server_not_stopped",
+    "must_be_unassigned",
+    "configuration",
     "maintenance",
     # No connection was ever made (refused, no DNS answer, connect timeout): the request never left.
-    "unreachable", "connect_timeout",
+    "unreachable",
+    "connect_timeout",
 }
 
 

@@ -27,6 +27,5 @@ def managed_selector(*, ids: list[str] | None = None, deployment: str | None = N
 
 def is_ours(labels: dict[str, str]) -> bool:
     return (
-        labels.get(LABEL_MANAGED_BY) == MANAGED_BY
-        and labels.get(LABEL_DEPLOYMENT) == settings.OCTOPROVIDER_DEPLOYMENT
+        labels.get(LABEL_MANAGED_BY) == MANAGED_BY and labels.get(LABEL_DEPLOYMENT) == settings.OCTOPROVIDER_DEPLOYMENT
     )

@@ -38,7 +38,9 @@ class ServerTypeMapping(models.Model):
     size = models.CharField(max_length=8, choices=Size.choices)
     server_type = models.CharField(max_length=32, help_text="A Hetzner server type, e.g. cx33.")
     fallbacks = models.CharField(
-        max_length=200, blank=True, help_text="Server types to try, in order, when Hetzner has no capacity (comma separated)."
+        max_length=200,
+        blank=True,
+        help_text="Server types to try, in order, when Hetzner has no capacity (comma separated).",
     )
 
     class Meta:

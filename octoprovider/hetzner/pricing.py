@@ -85,19 +85,28 @@ def hourly_prices(*, vat: bool | None = None) -> Prices:
             cache.set(_LAST_KEY, pricing, None)
         cache.set(_CACHE_KEY, pricing, 3600)
     amount = "gross" if vat else "net"
-    ipv4 = [price for entry in pricing.get("primary_ips", []) if entry.get("type") == "ipv4"
-            for price in entry.get("prices", [])]
-    server_prices = [(server_type["name"], price) for server_type in pricing.get("server_types", [])
-                     for price in server_type.get("prices", [])]
+    ipv4 = [
+        price
+        for entry in pricing.get("primary_ips", [])
+        if entry.get("type") == "ipv4"
+        for price in entry.get("prices", [])
+    ]
+    server_prices = [
+        (server_type["name"], price)
+        for server_type in pricing.get("server_types", [])
+        for price in server_type.get("prices", [])
+    ]
     return Prices(
         currency=pricing.get("currency", "EUR"),
         vat=vat,
         server_types={(name, p["location"]): Decimal(p["price_hourly"][amount]) for name, p in server_prices},
         primary_ipv4={p["location"]: Decimal(p["price_hourly"][amount]) for p in ipv4},
         server_types_monthly={
-            (name, p["location"]): Decimal(p["price_monthly"][amount]) for name, p in server_prices
+            (name, p["location"]): Decimal(p["price_monthly"][amount])
+            for name, p in server_prices
             if p.get("price_monthly")
         },
-        primary_ipv4_monthly={p["location"]: Decimal(p["price_monthly"][amount]) for p in ipv4
-                              if p.get("price_monthly")},
+        primary_ipv4_monthly={
+            p["location"]: Decimal(p["price_monthly"][amount]) for p in ipv4 if p.get("price_monthly")
+        },
     )

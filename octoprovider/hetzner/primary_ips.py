@@ -48,8 +48,12 @@ def _primary_ip(bound: BoundPrimaryIP) -> PrimaryIP:
 
 
 def create_primary_ip(
-    *, name: str, labels: dict[str, str], location: str | None = None,
-    assignee_id: int | None = None, auto_delete: bool = False,
+    *,
+    name: str,
+    labels: dict[str, str],
+    location: str | None = None,
+    assignee_id: int | None = None,
+    auto_delete: bool = False,
 ) -> PrimaryIP:
     """Create a Primary IPv4, in a location or assigned to a (powered-off) server.
 

@@ -36,8 +36,10 @@ def server_settings_problems(*, image: str, ssh_keys: list[str], firewalls: list
                 problems.append(f"HCLOUD_FIREWALLS names {name!r}, which is not a firewall of the Hetzner project")
     try:
         with translated(f"look up image {image}"):
-            found = [client().images.get_by_id(int(image))] if image.isdigit() else (
-                client().images.get_list(name=image).images
+            found = (
+                [client().images.get_by_id(int(image))]
+                if image.isdigit()
+                else (client().images.get_list(name=image).images)
             )
     except HetznerNotFound:
         found = []

@@ -10,9 +10,8 @@ from hcloud.images import Image
 from hcloud.locations import Location
 from hcloud.primary_ips import PrimaryIP as HcloudPrimaryIP
 from hcloud.server_types import ServerType
-from hcloud.servers import BoundServer
+from hcloud.servers import BoundServer, ServerCreatePublicNetwork
 from hcloud.servers import Server as HcloudServer
-from hcloud.servers import ServerCreatePublicNetwork
 from hcloud.ssh_keys import SSHKey
 
 from octoprovider.core.exceptions import (
@@ -117,16 +116,16 @@ def create_server(
     `uniqueness_error`. Names are deterministic, so the server found by that name is ours.
     """
     _check_settings(image=image, ssh_keys=ssh_keys, firewalls=firewalls)
-    kwargs = dict(
-        name=name,
-        server_type=ServerType(name=server_type),
-        image=Image(name=image),
-        location=Location(name=location),
-        user_data=user_data,
-        labels=labels,
-        ssh_keys=[SSHKey(name=key) for key in ssh_keys] or None,
-        firewalls=_firewalls(firewalls) or None,
-    )
+    kwargs = {
+        "name": name,
+        "server_type": ServerType(name=server_type),
+        "image": Image(name=image),
+        "location": Location(name=location),
+        "user_data": user_data,
+        "labels": labels,
+        "ssh_keys": [SSHKey(name=key) for key in ssh_keys] or None,
+        "firewalls": _firewalls(firewalls) or None,
+    }
     if public_ipv4_id is not None:
         kwargs["public_net"] = ServerCreatePublicNetwork(ipv4=HcloudPrimaryIP(id=public_ipv4_id))
     try:
@@ -185,8 +184,10 @@ def server_type_offers() -> dict[str, ServerTypeOffer] | None:
             if entry.available and entry.deprecation is None:
                 orderable.add(entry.location.name)
         offers[found.name] = ServerTypeOffer(
-            name=found.name, architecture=found.architecture or "x86",
-            orderable_in=frozenset(orderable), sold_in=frozenset(sold),
+            name=found.name,
+            architecture=found.architecture or "x86",
+            orderable_in=frozenset(orderable),
+            sold_in=frozenset(sold),
         )
     cache.set(_CATALOGUE_KEY, offers, CATALOGUE_SECONDS)
     return offers

@@ -73,13 +73,21 @@ def runs_view(request: HttpRequest):
     since_date, status, error = _day(since_text), 200, None
     if since_date is None:
         if since_text:
-            status, error = 400, f"{since_text!r} is not a date like 2026-05-01; the runs of the last {RUNS_DEFAULT_DAYS} days:"
+            status, error = (
+                400,
+                f"{since_text!r} is not a date like 2026-05-01; the runs of the last {RUNS_DEFAULT_DAYS} days:",
+            )
         since_date = (clock.now() - timedelta(days=RUNS_DEFAULT_DAYS)).date()
     since = datetime.combine(since_date, time.min, tzinfo=UTC)
-    context = {**admin.site.each_context(request), "title": "Test runs", "since": since_date,
-               "gap": settings.RUN_GAP, "date_error": error,
-               # The dashboard's rule: euros of static IPs only to whom may view static IPs (a total would tell them).
-               "show_static_ips": request.user.has_perm("staticips.view_staticip")}
+    context = {
+        **admin.site.each_context(request),
+        "title": "Test runs",
+        "since": since_date,
+        "gap": settings.RUN_GAP,
+        "date_error": error,
+        # The dashboard's rule: euros of static IPs only to whom may view static IPs (a total would tell them).
+        "show_static_ips": request.user.has_perm("staticips.view_staticip"),
+    }
     try:
         context["runs"] = costing.runs(since=since)
     except HetznerError as exc:

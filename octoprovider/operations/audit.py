@@ -33,7 +33,7 @@ def _record(**fields) -> None:
         # A savepoint: a failed insert must not break the caller's transaction.
         with transaction.atomic():
             AuditEvent.objects.create(at=clock.now(), request_id=request_id.get(), **fields)
-    except Exception:  # noqa: BLE001  (auditing never fails the call it records)
+    except Exception:
         logger.exception("Could not write an audit event (%s %s)", fields.get("method"), fields.get("route"))
 
 
@@ -85,8 +85,13 @@ def _ids(candidates: list) -> str:
 
 def record_static_ip_swap(sender, *, first: str, second: str, instance_id: str, **signal) -> None:
     """Record that two ipIds exchanged the addresses they stand for (bookkeeping, no Hetzner call)."""
-    _record(kind=AuditEvent.Kind.SWAP, method="", route="static-ip swap", our_ids=_ids([first, second, instance_id]),
-            outcome="ok")
+    _record(
+        kind=AuditEvent.Kind.SWAP,
+        method="",
+        route="static-ip swap",
+        our_ids=_ids([first, second, instance_id]),
+        outcome="ok",
+    )
 
 
 # --- Hetzner mutations --------------------------------------------------------------------------------
@@ -117,12 +122,19 @@ def on_hetzner_response(response: requests.Response) -> None:
                 our_id = str((body[resource].get("labels") or {}).get(LABEL_ID, ""))
         if response.status_code >= 400 and isinstance(body.get("error"), dict):
             outcome = str(body["error"].get("code", outcome))
-    _record_hetzner(response.request.method or "", response.request.url or "", status=response.status_code,
-                    outcome=outcome, action_id=action_id, our_id=our_id)
+    _record_hetzner(
+        response.request.method or "",
+        response.request.url or "",
+        status=response.status_code,
+        outcome=outcome,
+        action_id=action_id,
+        our_id=our_id,
+    )
 
 
-def _record_hetzner(method: str, url: str, *, status: int | None, outcome: str, action_id: int | None = None,
-                    our_id: str = "") -> None:
+def _record_hetzner(
+    method: str, url: str, *, status: int | None, outcome: str, action_id: int | None = None, our_id: str = ""
+) -> None:
     hetzner_id = None
     if match := _HETZNER_ID.search(url.split("?", 1)[0]):
         hetzner_id = int(match.group(2))
@@ -130,7 +142,7 @@ def _record_hetzner(method: str, url: str, *, status: int | None, outcome: str, 
             model = Instance if match.group(1) == "servers" else StaticIP
             try:
                 our_id = model.objects.filter(hetzner_id=hetzner_id).values_list("pk", flat=True).first() or ""
-            except Exception:  # noqa: BLE001  (the id is a convenience; the event is recorded without it)
+            except Exception:
                 our_id = ""
     _record(
         kind=AuditEvent.Kind.HETZNER,

@@ -81,7 +81,9 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
     deadline = now + wait
     prices = _prices()
     servers = [s for s in hetzner.list_servers(label_selector=hetzner.managed_selector()) if hetzner.is_ours(s.labels)]
-    ips = [ip for ip in hetzner.list_primary_ips(label_selector=hetzner.managed_selector()) if hetzner.is_ours(ip.labels)]
+    ips = [
+        ip for ip in hetzner.list_primary_ips(label_selector=hetzner.managed_selector()) if hetzner.is_ours(ip.labels)
+    ]
     instances = {row.pk: row for row in Instance.objects.filter(pk__in=[s.our_id for s in servers])}
     # A swap moves an ipId to another Primary IP, whose label still names the ipId it was allocated
     # for: rows are matched by Hetzner id, and by label only while they have none.
@@ -102,18 +104,35 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
         row = instances.get(server.our_id)
         what = f"server {server.id} ({server.name}, {server.server_type} in {server.location})"
         if row is None and _age(server.created, now) > grace:
-            findings.append(Finding("delete", what, "unknown to the database", server_price(server),
-                                    _delete_unknown_server(server)))
+            findings.append(
+                Finding("delete", what, "unknown to the database", server_price(server), _delete_unknown_server(server))
+            )
         elif row is not None and row.status == Instance.Status.TERMINATED:
-            findings.append(Finding("delete", what, f"its instance {row.pk} is terminated", server_price(server),
-                                    lambda server=server: hetzner.delete_server(server.id)))
+            findings.append(
+                Finding(
+                    "delete",
+                    what,
+                    f"its instance {row.pk} is terminated",
+                    server_price(server),
+                    lambda server=server: hetzner.delete_server(server.id),
+                )
+            )
         elif row is not None and row.status == Instance.Status.DELETING:
             # Hetzner has not taken the delete yet (locked, an outage): finish it rather than wait for the loop.
-            findings.append(Finding(
-                "delete", what, f"its instance {row.pk} is being deleted", server_price(server),
-                _waiting_out_locked(deadline, lambda row=row, server=server: instance_services.instance_finish_delete(
-                    instance_id=row.pk, hetzner_id=server.id)),
-            ))
+            findings.append(
+                Finding(
+                    "delete",
+                    what,
+                    f"its instance {row.pk} is being deleted",
+                    server_price(server),
+                    _waiting_out_locked(
+                        deadline,
+                        lambda row=row, server=server: instance_services.instance_finish_delete(
+                            instance_id=row.pk, hetzner_id=server.id
+                        ),
+                    ),
+                )
+            )
 
     for ip in ips:
         role = ip.labels.get(LABEL_ROLE)
@@ -125,11 +144,20 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
             elif row is not None and row.status == StaticIP.Status.RELEASED:
                 why = f"its static IP {row.pk} is released"
             elif row is not None and row.status == StaticIP.Status.RELEASING:
-                findings.append(Finding(
-                    "delete", what, f"its static IP {row.pk} is being released", ip_price(ip.location),
-                    _waiting_out_locked(deadline, lambda row=row, ip=ip: static_ip_services.static_ip_finish_release(
-                        static_ip_id=row.pk, hetzner_id=ip.id, assignee_id=ip.assignee_id)),
-                ))
+                findings.append(
+                    Finding(
+                        "delete",
+                        what,
+                        f"its static IP {row.pk} is being released",
+                        ip_price(ip.location),
+                        _waiting_out_locked(
+                            deadline,
+                            lambda row=row, ip=ip: static_ip_services.static_ip_finish_release(
+                                static_ip_id=row.pk, hetzner_id=ip.id, assignee_id=ip.assignee_id
+                            ),
+                        ),
+                    )
+                )
                 continue
             else:
                 continue
@@ -137,31 +165,52 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
         elif role == ROLE_SERVER_IPV4 and ip.assignee_id is None and _age(ip.created, now) > grace:
             if _needed_by_an_association(ip.id):
                 continue  # a static-IP move took it off its server, and puts it back or deletes it itself
-            findings.append(Finding("delete", what, "a server's own IPv4, left unassigned", ip_price(ip.location),
-                                    _delete_unneeded_server_ipv4(ip)))
+            findings.append(
+                Finding(
+                    "delete",
+                    what,
+                    "a server's own IPv4, left unassigned",
+                    ip_price(ip.location),
+                    _delete_unneeded_server_ipv4(ip),
+                )
+            )
 
     if settings.INSTANCE_MAX_LIFETIME:
         limit = timedelta(hours=settings.INSTANCE_MAX_LIFETIME)
         for row in Instance.objects.filter(status__in=Instance.LIVE, created_at__lt=now - limit):
-            findings.append(Finding(
-                "terminate", f"instance {row.pk}", f"older than INSTANCE_MAX_LIFETIME ({settings.INSTANCE_MAX_LIFETIME} h)",
-                prices.server(row.server_type, row.location) if prices else None,
-                lambda row=row: instance_services.instance_delete(instance_id=row.pk),
-            ))
+            findings.append(
+                Finding(
+                    "terminate",
+                    f"instance {row.pk}",
+                    f"older than INSTANCE_MAX_LIFETIME ({settings.INSTANCE_MAX_LIFETIME} h)",
+                    prices.server(row.server_type, row.location) if prices else None,
+                    lambda row=row: instance_services.instance_delete(instance_id=row.pk),
+                )
+            )
 
     seen_servers = {server.our_id for server in servers}
     vanished = _seen_before(Instance.objects.exclude(status=Instance.Status.TERMINATED), listed_at)
     for row in vanished.filter(hetzner_id__isnull=False).exclude(pk__in=seen_servers):
-        findings.append(Finding(
-            "end", f"instance {row.pk}", f"its Hetzner server {row.hetzner_id} is gone", Decimal(0),
-            _end_vanished_instance(row),
-        ))
+        findings.append(
+            Finding(
+                "end",
+                f"instance {row.pk}",
+                f"its Hetzner server {row.hetzner_id} is gone",
+                Decimal(0),
+                _end_vanished_instance(row),
+            )
+        )
     gone_ips = _seen_before(StaticIP.objects.exclude(status=StaticIP.Status.RELEASED), listed_at)
     for row in gone_ips.filter(hetzner_id__isnull=False).exclude(hetzner_id__in=[ip.id for ip in ips]):
-        findings.append(Finding(
-            "end", f"static IP {row.pk}", f"its Primary IP {row.hetzner_id} is gone", Decimal(0),
-            _end_vanished_static_ip(row),
-        ))
+        findings.append(
+            Finding(
+                "end",
+                f"static IP {row.pk}",
+                f"its Primary IP {row.hetzner_id} is gone",
+                Decimal(0),
+                _end_vanished_static_ip(row),
+            )
+        )
     findings.extend(_unclaimed_instances(prices))
     return findings
 
@@ -171,13 +220,16 @@ def _unclaimed_instances(prices: hetzner.Prices | None) -> list[Finding]:
     findings = []
     for row in instance_services.instances_unclaimed():
         price = prices.instance(row.server_type, row.location, own_ipv4=row.own_ipv4) if prices else None
-        findings.append(Finding(
-            "terminate", f"instance {row.pk}",
-            f"never claimed: OctoPerf never called about it in UNCLAIMED_INSTANCE_GRACE "
-            f"({settings.UNCLAIMED_INSTANCE_GRACE} s)",
-            price.hourly if price else None,
-            lambda row=row: instance_services.instance_end_unclaimed(instance_id=row.pk),
-        ))
+        findings.append(
+            Finding(
+                "terminate",
+                f"instance {row.pk}",
+                f"never claimed: OctoPerf never called about it in UNCLAIMED_INSTANCE_GRACE "
+                f"({settings.UNCLAIMED_INSTANCE_GRACE} s)",
+                price.hourly if price else None,
+                lambda row=row: instance_services.instance_end_unclaimed(instance_id=row.pk),
+            )
+        )
     return findings
 
 
@@ -213,8 +265,9 @@ def _end_vanished_instance(row: Instance) -> Callable[[], object]:
         # whose server lives would hand a running agent to the reconciler's zombie sweep.
         if hetzner.list_servers(label_selector=hetzner.managed_selector(ids=[row.pk])):
             raise LeftAlone(f"Hetzner lists a server of instance {row.pk} again")
-        if not instance_services.instance_mark_terminated(instance_id=row.pk, reason="server gone (cleanup)",
-                                                          as_seen=row):
+        if not instance_services.instance_mark_terminated(
+            instance_id=row.pk, reason="server gone (cleanup)", as_seen=row
+        ):
             raise LeftAlone(f"instance {row.pk} changed since the listing")
 
     return act
@@ -222,8 +275,7 @@ def _end_vanished_instance(row: Instance) -> Callable[[], object]:
 
 def _end_vanished_static_ip(row: StaticIP) -> Callable[[], object]:
     def act():
-        if not static_ip_services.static_ip_mark_released(static_ip_id=row.pk, reason="IP gone (cleanup)",
-                                                          as_seen=row):
+        if not static_ip_services.static_ip_mark_released(static_ip_id=row.pk, reason="IP gone (cleanup)", as_seen=row):
             raise LeftAlone(f"static IP {row.pk} changed since the listing")
 
     return act

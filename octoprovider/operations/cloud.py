@@ -32,8 +32,12 @@ def project_seen() -> Project:
     servers = hetzner.count_servers(label_selector=None)
     ours = hetzner.count_servers(label_selector=hetzner.managed_selector())
     left = budget.snapshot()
-    return Project(servers=servers, ours=ours, rate_remaining=left["remaining"] if left else None,
-                   rate_limit=left["limit"] if left else None)
+    return Project(
+        servers=servers,
+        ours=ours,
+        rate_remaining=left["remaining"] if left else None,
+        rate_limit=left["limit"] if left else None,
+    )
 
 
 def real_cloud_line() -> str:
@@ -41,7 +45,9 @@ def real_cloud_line() -> str:
 
     Never raises for Hetzner's sake: an unreachable API or a refused token is said in the line.
     """
-    where = f"the REAL Hetzner Cloud at {settings.HCLOUD_ENDPOINT}, deployment label {settings.OCTOPROVIDER_DEPLOYMENT!r}"
+    where = (
+        f"the REAL Hetzner Cloud at {settings.HCLOUD_ENDPOINT}, deployment label {settings.OCTOPROVIDER_DEPLOYMENT!r}"
+    )
     try:
         seen = project_seen()
     except HetznerError as exc:

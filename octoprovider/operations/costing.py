@@ -24,8 +24,7 @@ from django.db.models import Q
 
 from instances.models import Instance
 from octoprovider import hetzner
-from octoprovider.core import clock
-from octoprovider.core import guardrails
+from octoprovider.core import clock, guardrails
 from octoprovider.core.guardrails import Spend, started_hours
 from staticips.models import Association, StaticIP
 from staticips.selectors import static_ips_never_used
@@ -72,7 +71,14 @@ def _billed_instances(since: datetime | None = None):
     if since is not None:
         rows = rows.filter(Q(terminated_at__isnull=True) | Q(terminated_at__gt=since))
     return rows.values(
-        "id", "region", "location", "server_type", "own_ipv4", "status", "created_at", "delete_requested_at",
+        "id",
+        "region",
+        "location",
+        "server_type",
+        "own_ipv4",
+        "status",
+        "created_at",
+        "delete_requested_at",
         "terminated_at",
     )
 
@@ -82,12 +88,20 @@ def _server_and_ipv4(instance: dict, prices: hetzner.Prices) -> tuple[Billed, Bi
     end = _server_end(instance)
     location = instance["location"]
     alone = prices.instance(instance["server_type"], location, own_ipv4=False)
-    server = Billed(start=instance["created_at"], end=end, hourly=alone.hourly if alone else None,
-                    monthly=alone.monthly if alone else None)
+    server = Billed(
+        start=instance["created_at"],
+        end=end,
+        hourly=alone.hourly if alone else None,
+        monthly=alone.monthly if alone else None,
+    )
     if not instance["own_ipv4"]:
         return server, Billed(start=instance["created_at"], end=instance["created_at"], hourly=None, monthly=None)
-    ipv4 = Billed(start=instance["created_at"], end=end, hourly=prices.ipv4(location),
-                  monthly=prices.primary_ipv4_monthly.get(location))
+    ipv4 = Billed(
+        start=instance["created_at"],
+        end=end,
+        hourly=prices.ipv4(location),
+        monthly=prices.primary_ipv4_monthly.get(location),
+    )
     return server, ipv4
 
 
@@ -100,8 +114,11 @@ def _billed_static_ips(prices: hetzner.Prices, since: datetime | None = None) ->
         "location", "status", "created_at", "release_requested_at", "released_at"
     ):
         end = None if status in StaticIP.LIVE else (release_requested or released)
-        billed.append(Billed(start=created, end=end, hourly=prices.ipv4(location),
-                             monthly=prices.primary_ipv4_monthly.get(location)))
+        billed.append(
+            Billed(
+                start=created, end=end, hourly=prices.ipv4(location), monthly=prices.primary_ipv4_monthly.get(location)
+            )
+        )
     return billed
 
 
@@ -179,8 +196,16 @@ def _measure_settled(prices: hetzner.Prices, now: datetime) -> _Settled:
         else:
             billed.extend(_server_and_ipv4(instance, prices))
     per_hour, day, month = _add_up(billed, day_start, day_end, month_start, month_end)
-    return _Settled(cutoff=cutoff, day_start=day_start, prices=prices, measured_at=time.monotonic(),
-                    per_hour=per_hour, day=day, month=month, unsettled=frozenset(unsettled))
+    return _Settled(
+        cutoff=cutoff,
+        day_start=day_start,
+        prices=prices,
+        measured_at=time.monotonic(),
+        per_hour=per_hour,
+        day=day,
+        month=month,
+        unsettled=frozenset(unsettled),
+    )
 
 
 def _add_up(billed: list[Billed], day_start, day_end, month_start, month_end) -> tuple[Decimal, Decimal, Decimal]:
@@ -205,12 +230,14 @@ def spend(prices: hetzner.Prices, now: datetime | None = None, *, excluding_inst
         billed.extend(_server_and_ipv4(instance, prices))
     billed.extend(_billed_static_ips(prices, since=month_start))
     per_hour, day, month = _add_up(billed, day_start, day_end, month_start, month_end)
-    return Spend(per_hour=per_hour, day=day, month=month, day_end=day_end, month_end=month_end,
-                 currency=prices.currency)
+    return Spend(
+        per_hour=per_hour, day=day, month=month, day_end=day_end, month_end=month_end, currency=prices.currency
+    )
 
 
-def spend_for_budgets(prices: hetzner.Prices, now: datetime | None = None, *, fresh: bool = False,
-                      excluding_instance: str | None = None) -> Spend:
+def spend_for_budgets(
+    prices: hetzner.Prices, now: datetime | None = None, *, fresh: bool = False, excluding_instance: str | None = None
+) -> Spend:
     """Measure what `spend` does, quickly enough for the budgets' lock (it may count what just ended).
 
     Adds the rows created since the settled sum's cutoff, those it left unsettled, and the static
@@ -221,18 +248,28 @@ def spend_for_budgets(prices: hetzner.Prices, now: datetime | None = None, *, fr
     now = now or clock.now()
     day_start, day_end, month_start, month_end = periods(now)
     settled = _settled_for(prices, now)
-    if settled is None or time.monotonic() - settled.measured_at > (guardrails.FRESH_SECONDS if fresh else AHEAD_SECONDS):
+    if settled is None or time.monotonic() - settled.measured_at > (
+        guardrails.FRESH_SECONDS if fresh else AHEAD_SECONDS
+    ):
         settled = _measure_settled(prices, now)
         cache.set(_AHEAD_KEY, settled, None)
     billed: list[Billed] = []
-    recent = _billed_instances(since=month_start).filter(Q(created_at__gte=settled.cutoff) | Q(pk__in=settled.unsettled))
+    recent = _billed_instances(since=month_start).filter(
+        Q(created_at__gte=settled.cutoff) | Q(pk__in=settled.unsettled)
+    )
     for instance in recent.exclude(pk=excluding_instance):
         billed.extend(_server_and_ipv4(instance, prices))
     billed.extend(_billed_static_ips(prices, since=month_start))
     per_hour, day, month = _add_up(billed, day_start, day_end, month_start, month_end)
-    return Spend(per_hour=settled.per_hour + per_hour, day=settled.day + day, month=settled.month + month,
-                 day_end=day_end, month_end=month_end, currency=prices.currency,
-                 measured_seconds_ago=time.monotonic() - settled.measured_at)
+    return Spend(
+        per_hour=settled.per_hour + per_hour,
+        day=settled.day + day,
+        month=settled.month + month,
+        day_end=day_end,
+        month_end=month_end,
+        currency=prices.currency,
+        measured_seconds_ago=time.monotonic() - settled.measured_at,
+    )
 
 
 # --- test runs -------------------------------------------------------------------------------------
@@ -268,8 +305,11 @@ class Run:
     def as_json(self) -> dict:
         data = {key: value for key, value in asdict(self).items() if not key.startswith("_")}
         data.update(
-            start=self.start.isoformat(), end=self.end.isoformat() if self.end else None,
-            locations=sorted(self.locations), total_eur=self.total_eur, unused_minutes=self.unused_minutes,
+            start=self.start.isoformat(),
+            end=self.end.isoformat() if self.end else None,
+            locations=sorted(self.locations),
+            total_eur=self.total_eur,
+            unused_minutes=self.unused_minutes,
         )
         del data["unused_seconds"]
         return {key: str(value) if isinstance(value, Decimal) else value for key, value in data.items()}
@@ -357,6 +397,8 @@ def unclaimed(*, since: datetime, prices: hetzner.Prices) -> Unclaimed:
             instances_eur += item.cost_in(item.start, item.end or now)
     static_ips = list(static_ips_never_used().values_list("location", flat=True))
     return Unclaimed(
-        instances=instances, instances_eur=instances_eur, static_ips=len(static_ips),
+        instances=instances,
+        instances_eur=instances_eur,
+        static_ips=len(static_ips),
         static_ips_eur_per_hour=sum((prices.ipv4(location) or ZERO for location in static_ips), ZERO),
     )

@@ -64,8 +64,7 @@ def instances_by_status() -> list[tuple[str, str, int]]:
 def instances_by_location() -> list[tuple[str, int]]:
     """Count the instances that exist at Hetzner (not terminated) by location."""
     return list(
-        Instance.objects.filter(status__in=_BILLED).order_by("location").values_list("location")
-        .annotate(n=Count("pk"))
+        Instance.objects.filter(status__in=_BILLED).order_by("location").values_list("location").annotate(n=Count("pk"))
     )
 
 
@@ -87,7 +86,9 @@ def hourly_spend() -> Spend:
         return Spend(error=exc.message)
     spend = Spend(currency=prices.currency, vat=prices.vat)
     servers = (
-        Instance.objects.filter(status__in=_BILLED).order_by().values_list("server_type", "location")
+        Instance.objects.filter(status__in=_BILLED)
+        .order_by()
+        .values_list("server_type", "location")
         .annotate(n=Count("pk"))
     )
     for server_type, location, count in servers:
@@ -98,11 +99,16 @@ def hourly_spend() -> Spend:
             spend.servers += price * count
     # A server created with, or moved onto, a static IP has no IPv4 of its own (the static IP bills).
     own_ipv4s = (
-        Instance.objects.filter(status__in=_BILLED, own_ipv4=True).order_by().values_list("location")
+        Instance.objects.filter(status__in=_BILLED, own_ipv4=True)
+        .order_by()
+        .values_list("location")
         .annotate(n=Count("pk"))
     )
-    static = StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).order_by().values_list("location").annotate(
-        n=Count("pk")
+    static = (
+        StaticIP.objects.exclude(status=StaticIP.Status.RELEASED)
+        .order_by()
+        .values_list("location")
+        .annotate(n=Count("pk"))
     )
     for location, count in [*own_ipv4s, *static]:
         price = prices.primary_ipv4.get(location)
@@ -143,14 +149,16 @@ def budgets() -> dict:
     except HetznerError as exc:
         return {"set": True, "error": exc.message}
     spent = costing.spend(prices)
-    figures = {"MAX_HOURLY_SPEND_EUR": spent.per_hour, "DAILY_BUDGET_EUR": spent.day,
-               "MONTHLY_BUDGET_EUR": spent.month}
+    figures = {"MAX_HOURLY_SPEND_EUR": spent.per_hour, "DAILY_BUDGET_EUR": spent.day, "MONTHLY_BUDGET_EUR": spent.month}
     return {
         "set": True,
         "currency": spent.currency,
         "vat": prices.vat,
-        "rows": [Budget(name=name, limit=limit, spent=figures[name], meaning=meaning)
-                 for name, limit, meaning in limits if limit is not None],
+        "rows": [
+            Budget(name=name, limit=limit, spent=figures[name], meaning=meaning)
+            for name, limit, meaning in limits
+            if limit is not None
+        ],
     }
 
 
@@ -170,7 +178,8 @@ def last_errors(*, kinds: set[str]) -> list[LastError]:
             continue
         opts = model._meta
         for pk, status, error, at in (
-            model.objects.exclude(last_error="").order_by("-updated_at")
+            model.objects.exclude(last_error="")
+            .order_by("-updated_at")
             .values_list("pk", "status", "last_error", "updated_at")[:_LAST_ERRORS]
         ):
             url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[pk])
@@ -186,15 +195,26 @@ def visible_to(user) -> dict[str, bool]:
     """
     instances = user.has_perm("instances.view_instance")
     static_ips = user.has_perm("staticips.view_staticip")
-    return {"instances": instances, "static_ips": static_ips, "spend": instances and static_ips,
-            "reconciler": instances}
+    return {
+        "instances": instances,
+        "static_ips": static_ips,
+        "spend": instances and static_ips,
+        "reconciler": instances,
+    }
 
 
 def figures(*, user) -> dict:
     """Return what the dashboard shows `user`; figures the user may not see are not even computed."""
     show = visible_to(user)
-    kinds = {kind for kind, perm in (("instance", "instances.view_instance"), ("static IP", "staticips.view_staticip"),
-                                     ("association", "staticips.view_association")) if user.has_perm(perm)}
+    kinds = {
+        kind
+        for kind, perm in (
+            ("instance", "instances.view_instance"),
+            ("static IP", "staticips.view_staticip"),
+            ("association", "staticips.view_association"),
+        )
+        if user.has_perm(perm)
+    }
     return {
         "show": show,
         "instances_by_status": instances_by_status() if show["instances"] else [],

@@ -2,8 +2,9 @@
 
 `/healthz` answers as long as the process serves requests. `/readyz` also checks that the database
 answers, that Hetzner accepts HCLOUD_TOKEN, and that the project has the SSH keys, firewalls and
-image every server is created with (a wrong one makes every create fail: the operator's to fix). The Hetzner check costs one request of the project's
-budget (3600 an hour, shared with everything else), so its outcome is kept in Django's cache for
+image every server is created with (a wrong one makes every create fail: the operator's to fix). The
+Hetzner check costs one request of the project's budget (3600 an hour, shared with everything else),
+so its outcome is kept in Django's cache for
 HETZNER_CHECK_TTL seconds: probes every few seconds cost about one Hetzner request a minute per
 process.
 
@@ -117,7 +118,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if checks["hetzner"] == OK:
         checks["configuration"] = check_server_settings()
     failed = sorted(
-        name for name, outcome in checks.items()
+        name
+        for name, outcome in checks.items()
         if outcome != OK and not outcome.startswith(("unavailable", "unknown", "not checked"))
     )
     if failed:

@@ -34,7 +34,9 @@ class ReconcilerRun(models.Model):
     hetzner_calls = models.PositiveIntegerField(default=0)
     actions = models.JSONField(default=list, blank=True)
     errors = models.JSONField(default=list, blank=True)
-    last_change_at = models.DateTimeField(null=True, blank=True, help_text="The last pass that changed or did anything.")
+    last_change_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last pass that changed or did anything."
+    )
     last_changes = models.JSONField(default=list, blank=True)
     rate_remaining = models.PositiveIntegerField(null=True, blank=True)
     rate_limit = models.PositiveIntegerField(null=True, blank=True)
@@ -67,8 +69,9 @@ class ReconcilerRun(models.Model):
                 ([f"{report.changed} changed"] if report.changed else []) + report.actions + report.errors
             )[:_KEPT]
         if rate_budget:
-            fields.update(rate_remaining=rate_budget["remaining"], rate_limit=rate_budget["limit"],
-                          rate_seen_at=rate_budget["at"])
+            fields.update(
+                rate_remaining=rate_budget["remaining"], rate_limit=rate_budget["limit"], rate_seen_at=rate_budget["at"]
+            )
         kind = cls.Kind.FULL if full else cls.Kind.QUICK
         if cls.objects.filter(kind=kind).update(**fields):
             return
@@ -95,16 +98,23 @@ class AuditEvent(models.Model):
     at = models.DateTimeField(db_index=True)
     kind = models.CharField(max_length=8, choices=Kind.choices, db_index=True)
     actor = models.CharField(max_length=100, blank=True, help_text="The API token's name (contract calls).")
-    request_id = models.CharField(max_length=128, blank=True, db_index=True,
-                                  help_text="Ties a contract call to the Hetzner mutations it made.")
+    request_id = models.CharField(
+        max_length=128, blank=True, db_index=True, help_text="Ties a contract call to the Hetzner mutations it made."
+    )
     method = models.CharField(max_length=8)
     route = models.CharField(max_length=200, help_text="Route name, or Hetzner's templated path.")
     our_ids = models.CharField(max_length=300, blank=True, help_text="Our ids involved (i-…, ip-…, assoc-…).")
     hetzner_id = models.BigIntegerField(null=True, blank=True, help_text="The Hetzner resource in the path.")
     hetzner_action_id = models.BigIntegerField(null=True, blank=True)
-    status = models.PositiveSmallIntegerField(null=True, blank=True, help_text="HTTP status; empty when no answer came.")
-    outcome = models.CharField(max_length=64, blank=True, db_index=True,
-                               help_text="ok, or the error code (ours for contract calls, Hetzner's otherwise).")
+    status = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="HTTP status; empty when no answer came."
+    )
+    outcome = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="ok, or the error code (ours for contract calls, Hetzner's otherwise).",
+    )
 
     class Meta:
         app_label = "octoprovider"

@@ -83,22 +83,25 @@ def _is_placeholder(value: str | None) -> bool:
 def _secret_problems() -> list[str]:
     problems = []
     secrets = [("SECRET_KEY", settings.SECRET_KEY), ("METRICS_TOKEN", settings.METRICS_TOKEN)]
-    secrets += [(f"OCTOPERF_API_TOKENS (token {index + 1})", token)
-                for index, token in enumerate(settings.OCTOPERF_API_TOKENS)]
+    secrets += [
+        (f"OCTOPERF_API_TOKENS (token {index + 1})", token) for index, token in enumerate(settings.OCTOPERF_API_TOKENS)
+    ]
     for name, value in secrets:
         if not value:
             continue  # METRICS_TOKEN unset: /metrics does not exist
         minimum = MIN_LENGTH[name.split()[0]]
         if _is_placeholder(value):
-            problems.append(f"{name} is the example's change-me placeholder: replace it with "
-                            f"{minimum}+ random characters")
+            problems.append(
+                f"{name} is the example's change-me placeholder: replace it with {minimum}+ random characters"
+            )
         elif len(value) < minimum:
             problems.append(f"{name} is shorter than {minimum} characters: make it longer")
     if not settings.OCTOPERF_API_TOKENS:
         problems.append("OCTOPERF_API_TOKENS is empty: every call from OctoPerf would be refused with 401")
     if _is_placeholder(settings.HCLOUD_TOKEN):
-        problems.append("HCLOUD_TOKEN is the example's change-me placeholder: set a read & write API token of "
-                        "the Hetzner project")
+        problems.append(
+            "HCLOUD_TOKEN is the example's change-me placeholder: set a read & write API token of the Hetzner project"
+        )
     if _is_placeholder(settings.DATABASES["default"].get("PASSWORD")):
         problems.append("DATABASE_URL's password is the example's change-me placeholder")
     return problems
@@ -138,8 +141,9 @@ def _allowed_region_problems(*, database_usable: bool) -> list[str]:
         elif region in settings.SERVER_TYPES or region in settings.REGION_ALIASES:
             continue
         known = ", ".join(sorted(set(settings.SERVER_TYPES) | set(settings.REGION_ALIASES)))
-        problems.append(f"ALLOWED_REGIONS names {region!r}, which is not a Hetzner location or region alias "
-                        f"(known: {known})")
+        problems.append(
+            f"ALLOWED_REGIONS names {region!r}, which is not a Hetzner location or region alias (known: {known})"
+        )
     return problems
 
 
@@ -148,8 +152,9 @@ def _ask_hetzner(report: Preflight) -> None:
         hetzner.check_token()
     except HetznerError as exc:
         if exc.hetzner_code in _TOKEN_REFUSED:
-            report.problems.append(f"Hetzner refuses HCLOUD_TOKEN ({exc.hetzner_code}): set a read & write API "
-                                   "token of the project")
+            report.problems.append(
+                f"Hetzner refuses HCLOUD_TOKEN ({exc.hetzner_code}): set a read & write API token of the project"
+            )
             report.hetzner_not_asked = "it did not accept the token"
         else:
             # Down, rate-limited or out of reach: the token may be fine, but nothing here proves it.
@@ -195,6 +200,11 @@ def cost_at_caps(prices: hetzner.Prices) -> CostAtCaps | None:
     static_ipv4 = max((prices.ipv4(location) or Decimal(0) for location in locations), default=Decimal(0))
     return CostAtCaps(
         per_hour=settings.MAX_INSTANCES * per_instance + settings.MAX_STATIC_IPS * static_ipv4,
-        currency=prices.currency, vat=prices.vat, server_type=server_type, location=location,
-        server_price=server_price, instance_ipv4_price=per_instance - server_price, static_ipv4_price=static_ipv4,
+        currency=prices.currency,
+        vat=prices.vat,
+        server_type=server_type,
+        location=location,
+        server_price=server_price,
+        instance_ipv4_price=per_instance - server_price,
+        static_ipv4_price=static_ipv4,
     )

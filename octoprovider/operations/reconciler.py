@@ -81,9 +81,12 @@ def _run(report: PassReport, *, full: bool) -> None:
         )
         # With no static IP to check, listing the Primary IPs would cost a request and tell nothing;
         # for an hour after a release, a create answered late may still leave an IP to delete.
-        ips_full = full and StaticIP.objects.filter(
-            ~Q(status=StaticIP.Status.RELEASED) | Q(released_at__gte=clock.now() - ORPHANS_LOOKED_FOR)
-        ).exists()
+        ips_full = (
+            full
+            and StaticIP.objects.filter(
+                ~Q(status=StaticIP.Status.RELEASED) | Q(released_at__gte=clock.now() - ORPHANS_LOOKED_FOR)
+            ).exists()
+        )
         static_ips_reconciling.static_ips_reconcile(full=ips_full, associations=associations, report=report)
         if full:  # creates whose answer OctoPerf never received (UNCLAIMED_INSTANCE_GRACE)
             report.actions.extend(f"end never-claimed {i}" for i in instances_services.instances_end_unclaimed())

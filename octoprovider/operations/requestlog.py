@@ -107,7 +107,12 @@ class RequestLogMiddleware:
             "duration_ms": round(seconds * 1000, 1),
         }
         request_logger.log(
-            level, "%s %s %s %.1fms", request.method, route, response.status_code, fields["duration_ms"],
+            level,
+            "%s %s %s %.1fms",
+            request.method,
+            route,
+            response.status_code,
+            fields["duration_ms"],
             extra=fields,
         )
 
@@ -122,7 +127,7 @@ def hetzner_endpoint(url: str) -> str:
     """Template a Hetzner URL: `https://…/v1/servers/42/actions/reboot?x=1` → `/servers/{id}/actions/reboot`."""
     path = url.split("?", 1)[0].split("#", 1)[0]
     marker = path.find("/v1/")
-    path = path[marker + 3:] if marker >= 0 else "/" + path.split("://", 1)[-1].partition("/")[2]
+    path = path[marker + 3 :] if marker >= 0 else "/" + path.split("://", 1)[-1].partition("/")[2]
     segments = [segment if _API_WORD.match(segment) else "{id}" for segment in path.strip("/").split("/") if segment]
     return "/" + "/".join(segments)
 
@@ -141,7 +146,12 @@ def _error_code(response: requests.Response) -> str:
 def _log_hetzner_call(method: str, endpoint: str, status: int | str, code: str, seconds: float) -> None:
     duration_ms = round(seconds * 1000, 1)
     hetzner_logger.info(
-        "Hetzner %s %s %s %s %.1fms", method, endpoint, status, code, duration_ms,
+        "Hetzner %s %s %s %s %.1fms",
+        method,
+        endpoint,
+        status,
+        code,
+        duration_ms,
         extra={
             "hetzner_method": method,
             "hetzner_endpoint": endpoint,
@@ -159,8 +169,12 @@ def on_hetzner_response(response: requests.Response) -> None:
     code = _error_code(response)
     seconds = response.elapsed.total_seconds()
     metrics.observe_hetzner_call(
-        method=method, endpoint=endpoint, code=code, seconds=seconds,
-        remaining=response.headers.get("RateLimit-Remaining"), limit=response.headers.get("RateLimit-Limit"),
+        method=method,
+        endpoint=endpoint,
+        code=code,
+        seconds=seconds,
+        remaining=response.headers.get("RateLimit-Remaining"),
+        limit=response.headers.get("RateLimit-Limit"),
     )
     _log_hetzner_call(method, endpoint, response.status_code, code, seconds)
 

@@ -60,8 +60,9 @@ def test_a_token_made_in_the_admin_lets_octoperf_in(created, how):
         response = octoperf.call("POST", "/static-ips/allocate", form={"region": "fsn1"})
     else:
         octoperf = OctoPerf(base="/octoperf")
-        response = octoperf.call("POST", "/static-ips/allocate", form={"region": "fsn1"},
-                                 HTTP_AUTHORIZATION=f"Bearer {secret}")
+        response = octoperf.call(
+            "POST", "/static-ips/allocate", form={"region": "fsn1"}, HTTP_AUTHORIZATION=f"Bearer {secret}"
+        )
 
     assert response.status_code == 200
 

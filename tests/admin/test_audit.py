@@ -27,10 +27,21 @@ def test_a_create_is_recorded_with_the_token_name_and_the_hetzner_create_it_made
 
     (call,) = contract_calls()
     assert (call.actor, call.method, call.route, call.our_ids, call.status, call.outcome) == (
-        "env-token-1", "POST", "instances", instance_id, 200, "ok")
+        "env-token-1",
+        "POST",
+        "instances",
+        instance_id,
+        200,
+        "ok",
+    )
     (mutation,) = hetzner_mutations()
     assert (mutation.method, mutation.route, mutation.our_ids, mutation.status, mutation.outcome) == (
-        "POST", "/servers", instance_id, 201, "ok")
+        "POST",
+        "/servers",
+        instance_id,
+        201,
+        "ok",
+    )
     assert mutation.hetzner_action_id in sandbox.actions
     assert mutation.request_id == call.request_id != ""
     assert Instance.objects.get().hetzner_id == server["id"]
@@ -95,8 +106,9 @@ def test_the_audit_log_never_holds_user_data_nor_any_token(octoperf, sandbox, se
     for _ in range(10):
         settle(10)
     octoperf.delete(instance_id)
-    OctoPerf(base="/octoperf").call("DELETE", "/instances", query={"instanceId": instance_id},
-                                    HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    OctoPerf(base="/octoperf").call(
+        "DELETE", "/instances", query={"instanceId": instance_id}, HTTP_AUTHORIZATION=f"Bearer {TOKEN}"
+    )
 
     rows = list(AuditEvent.objects.values())
     everything = " ".join(str(value) for row in rows for value in row.values())

@@ -16,8 +16,12 @@ from instances.models import Instance
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 WIDTHS = [1280, 1440, 1920]
@@ -54,9 +58,13 @@ OVERFLOW_JS = """() => {
 def overlapping(panels: list[dict]) -> list[tuple[str, str]]:
     pairs = []
     for i, a in enumerate(panels):
-        for b in panels[i + 1:]:
-            if a["left"] < b["right"] - 1 and b["left"] < a["right"] - 1 and a["top"] < b["bottom"] - 1 \
-                    and b["top"] < a["bottom"] - 1:
+        for b in panels[i + 1 :]:
+            if (
+                a["left"] < b["right"] - 1
+                and b["left"] < a["right"] - 1
+                and a["top"] < b["bottom"] - 1
+                and b["top"] < a["bottom"] - 1
+            ):
                 pairs.append((a["id"], b["id"]))
     return pairs
 
@@ -86,8 +94,9 @@ def logged_in(live_server, browser_page, django_user_model):
     return page
 
 
-def test_an_operator_sees_the_fleet_and_terminates_an_instance_after_confirming(live_server, logged_in, octoperf,
-                                                                                 settle):
+def test_an_operator_sees_the_fleet_and_terminates_an_instance_after_confirming(
+    live_server, logged_in, octoperf, settle
+):
     doomed, kept = octoperf.create(), octoperf.create(region="nbg1", type="MEDIUM")
     octoperf.allocate()
     settle(60)
@@ -112,7 +121,15 @@ def test_an_operator_sees_the_fleet_and_terminates_an_instance_after_confirming(
     assert Instance.objects.get(pk=kept).status == "running"
 
     page.goto(f"{live_server.url}/admin/")
-    assert page.inner_text("#instances-by-status").lower().split() == ["instances", "by", "state", "running", "1", "deleting", "1"]
+    assert page.inner_text("#instances-by-status").lower().split() == [
+        "instances",
+        "by",
+        "state",
+        "running",
+        "1",
+        "deleting",
+        "1",
+    ]
 
 
 def test_every_page_fits_at_common_screen_widths(live_server, logged_in, octoperf, settle, sandbox):
@@ -151,11 +168,16 @@ def test_every_page_fits_at_common_screen_widths(live_server, logged_in, octoper
             page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
             overflow = page.evaluate(OVERFLOW_JS)
             if overflow["extra"] > 0 or overflow["offscreen"]:
-                problems.append(f"{name} at {width}px: {overflow['extra']}px too wide, off-screen: {overflow['offscreen']}")
+                problems.append(
+                    f"{name} at {width}px: {overflow['extra']}px too wide, off-screen: {overflow['offscreen']}"
+                )
             if name == "dashboard":
                 panels = page.evaluate(PANELS_JS)
                 problems += [f"dashboard at {width}px: {a} overlaps {b}" for a, b in overlapping(panels)]
-                problems += [f"dashboard at {width}px: {p['id']} shows {p['outside']} outside its panel"
-                             for p in panels if p["outside"]]
+                problems += [
+                    f"dashboard at {width}px: {p['id']} shows {p['outside']} outside its panel"
+                    for p in panels
+                    if p["outside"]
+                ]
 
     assert problems == [], "\n".join(problems)

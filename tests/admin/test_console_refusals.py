@@ -31,8 +31,12 @@ def test_the_costs_command_refuses_a_date_that_is_no_day_with_a_command_error(si
         call_command("costs", "--since", since)
 
 
-def test_the_runs_page_shows_static_ip_euros_only_to_who_may_view_static_ips(day, client, admin_client,  # noqa: F811
-                                                                             django_user_model):
+def test_the_runs_page_shows_static_ip_euros_only_to_who_may_view_static_ips(
+    day,
+    client,
+    admin_client,
+    django_user_model,
+):
     staff = django_user_model.objects.create_user("staff", password="x", is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="view_instance"))
     client.force_login(staff)
@@ -68,8 +72,7 @@ def test_the_allow_list_resolves_an_operators_alias(admin_client, octoperf, sett
 
 
 @pytest.mark.parametrize("location", ["\x00", "mars1", "fsn1\x00"])
-def test_the_allow_list_refuses_an_unknown_location_with_a_400_naming_the_known_ones(admin_client, octoperf,
-                                                                                   location):
+def test_the_allow_list_refuses_an_unknown_location_with_a_400_naming_the_known_ones(admin_client, octoperf, location):
     octoperf.allocate()
 
     as_json = admin_client.get(ALLOW_LIST, {"location": location, "format": "json"})

@@ -158,8 +158,15 @@ def test_the_dashboard_costs_the_same_queries_for_300_instances_as_for_3(admin_c
     dashboard(admin_client)  # prices cached
     few = queries()
     Instance.objects.bulk_create(
-        Instance(region="fsn1", location=("fsn1", "nbg1", "hel1")[n % 3], type="SMALL", server_type="cx23",
-                 image="docker-ce", status=("running", "stopped", "terminated")[n % 3], last_error=f"boom {n}")
+        Instance(
+            region="fsn1",
+            location=("fsn1", "nbg1", "hel1")[n % 3],
+            type="SMALL",
+            server_type="cx23",
+            image="docker-ce",
+            status=("running", "stopped", "terminated")[n % 3],
+            last_error=f"boom {n}",
+        )
         for n in range(300)
     )
     StaticIP.objects.bulk_create(StaticIP(region="fsn1", location="fsn1", status="allocated") for _ in range(50))
@@ -217,15 +224,24 @@ def staff_client(client, django_user_model, *perms: str):
     return client
 
 
-def test_a_staff_user_without_permissions_sees_no_figure_of_the_fleet(client, django_user_model, octoperf, sandbox,
-                                                                     running):
+def test_a_staff_user_without_permissions_sees_no_figure_of_the_fleet(
+    client, django_user_model, octoperf, sandbox, running
+):
     octoperf.allocate()
     sandbox.inject_fault("DELETE", r"/servers/\d+", code="unavailable", status=503, times=5)
     octoperf.delete(running)
     page = dashboard(staff_client(client, django_user_model))
 
-    for module_id in ("instances-by-status", "instances-by-location", "static-ips", "spend", "budgets",
-                      "rate-budget", "reconciler", "last-errors"):
+    for module_id in (
+        "instances-by-status",
+        "instances-by-location",
+        "static-ips",
+        "spend",
+        "budgets",
+        "rate-budget",
+        "reconciler",
+        "last-errors",
+    ):
         assert f'id="{module_id}"' not in page
     assert running not in page
     assert "unavailable" not in page

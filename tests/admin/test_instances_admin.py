@@ -42,8 +42,12 @@ def test_an_instance_is_found_by_our_id_hetzner_id_name_or_address(admin_client,
     wanted, other = octoperf.create(), octoperf.create(region="nbg1")
     settle(60)
     instance = Instance.objects.get(pk=wanted)
-    query = {"id": instance.id, "hetzner_id": instance.hetzner_id, "name": instance.name,
-             "public_ipv4": instance.public_ipv4}[term]
+    query = {
+        "id": instance.id,
+        "hetzner_id": instance.hetzner_id,
+        "name": instance.name,
+        "public_ipv4": instance.public_ipv4,
+    }[term]
 
     page = admin_client.get(CHANGELIST, {"q": query}).content.decode()
 
@@ -75,8 +79,16 @@ def test_the_list_filters_by_state_location_type_and_age(admin_client, octoperf,
 def test_the_list_costs_the_same_queries_for_300_instances_as_for_3(admin_client, django_assert_max_num_queries):
     def make(count: int) -> None:
         Instance.objects.bulk_create(
-            Instance(region="fsn1", location="fsn1", type="SMALL", server_type="cx23", image="docker-ce",
-                     status="running", hetzner_id=10_000 + Instance.objects.count() + n, public_ipv4=f"10.0.{n // 250}.{n % 250}")
+            Instance(
+                region="fsn1",
+                location="fsn1",
+                type="SMALL",
+                server_type="cx23",
+                image="docker-ce",
+                status="running",
+                hetzner_id=10_000 + Instance.objects.count() + n,
+                public_ipv4=f"10.0.{n // 250}.{n % 250}",
+            )
             for n in range(count)
         )
         ips = StaticIP.objects.bulk_create(
@@ -84,7 +96,8 @@ def test_the_list_costs_the_same_queries_for_300_instances_as_for_3(admin_client
             for n in range(count // 3)
         )
         instances = Instance.objects.filter(associations__isnull=True)[: len(ips)]
-        Association.objects.bulk_create(Association(static_ip=ip, instance=i) for ip, i in zip(ips, instances))
+        pairs = zip(ips, instances, strict=True)
+        Association.objects.bulk_create(Association(static_ip=ip, instance=i) for ip, i in pairs)
 
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:

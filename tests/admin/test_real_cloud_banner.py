@@ -19,8 +19,9 @@ def real_cloud(settings):
 
 
 @pytest.mark.parametrize("path", ["/admin/", "/admin/instances/instance/", "/admin/login/"])
-def test_every_console_page_says_the_hetzner_project_is_real_and_billed_with_debug_on(client, admin_client, real_cloud,
-                                                                                  settings, path):
+def test_every_console_page_says_the_hetzner_project_is_real_and_billed_with_debug_on(
+    client, admin_client, real_cloud, settings, path
+):
     settings.DEBUG = True
     page = (client if path == "/admin/login/" else admin_client).get(path).content.decode()
 
@@ -51,8 +52,13 @@ def test_a_production_console_shows_no_banner(admin_client, real_cloud, settings
 def test_the_reconcilers_start_line_names_the_project_and_says_servers_are_billed(octoperf, sandbox, settings):
     octoperf.create()
     # Someone else's server in the same project (the hcloud CLI's, say).
-    sandbox.handle("POST", "/servers", {}, {"name": "web-1", "server_type": "cx23", "image": "docker-ce",
-                                            "location": "fsn1", "labels": {}}, AUTH)
+    sandbox.handle(
+        "POST",
+        "/servers",
+        {},
+        {"name": "web-1", "server_type": "cx23", "image": "docker-ce", "location": "fsn1", "labels": {}},
+        AUTH,
+    )
 
     line = real_cloud_line()
 

@@ -15,13 +15,13 @@ def nothing_collected(settings, tmp_path, monkeypatch):
     settings.STATIC_ROOT = tmp_path / "staticfiles"
     settings.STATIC_ROOT.mkdir()
     settings.STORAGES = {
-        **settings.STORAGES, "staticfiles": {"BACKEND": "octoprovider.core.staticfiles.StaticFilesStorage"},
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "octoprovider.core.staticfiles.StaticFilesStorage"},
     }
     settings.WHITENOISE_USE_FINDERS = True  # what settings choose when there is no manifest
 
 
-def test_the_admin_answers_200_with_its_stylesheet_when_collectstatic_never_ran(nothing_collected, admin_user,
-                                                                                   caplog):
+def test_the_admin_answers_200_with_its_stylesheet_when_collectstatic_never_ran(nothing_collected, admin_user, caplog):
     client = Client()
     client.force_login(admin_user)
 

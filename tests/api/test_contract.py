@@ -145,7 +145,9 @@ def test_tokens_are_masked_in_logged_request_lines():
 
 
 def test_the_logging_filter_masks_tokens_in_formatted_messages():
-    record = logging.LogRecord("django.server", logging.INFO, "", 0, '"%s" %s', (f"PUT /octoperf/{TOKEN}/instances/i-1 HTTP/1.1", 200), None)
+    record = logging.LogRecord(
+        "django.server", logging.INFO, "", 0, '"%s" %s', (f"PUT /octoperf/{TOKEN}/instances/i-1 HTTP/1.1", 200), None
+    )
 
     MaskTokensFilter().filter(record)
 

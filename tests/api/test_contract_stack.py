@@ -49,7 +49,8 @@ def test_a_contract_post_from_a_logged_in_browser_needs_no_csrf_token(operator):
     browser.force_login(operator)
 
     response = browser.post(
-        f"/octoperf/{TOKEN}/instances", {"userData": "x", "region": "fsn1", "type": "SMALL"},
+        f"/octoperf/{TOKEN}/instances",
+        {"userData": "x", "region": "fsn1", "type": "SMALL"},
     )
 
     assert response.status_code == 200
@@ -68,7 +69,11 @@ def test_the_admin_still_has_sessions_csrf_and_messages(operator):
 
     logged_in = browser.post(
         "/admin/login/?next=/admin/",
-        {"username": "ops", "password": "a long passphrase", "csrfmiddlewaretoken": login_page.cookies["csrftoken"].value},
+        {
+            "username": "ops",
+            "password": "a long passphrase",
+            "csrfmiddlewaretoken": login_page.cookies["csrftoken"].value,
+        },
     )
     assert logged_in.status_code == 302
     assert "sessionid" in browser.cookies
@@ -86,5 +91,5 @@ def test_start_up_refuses_a_middleware_list_that_does_not_start_with_the_contrac
     settings.MIDDLEWARE = [entry for entry in settings.MIDDLEWARE if entry != CONTRACT_ROUTER] + [CONTRACT_ROUTER]
 
     assert [message.id for message in contract_middleware(None)] == ["octoprovider.E001"]
-    settings.MIDDLEWARE = [CONTRACT_ROUTER] + settings.MIDDLEWARE[:-1]
+    settings.MIDDLEWARE = [CONTRACT_ROUTER, *settings.MIDDLEWARE[:-1]]
     assert contract_middleware(None) == []

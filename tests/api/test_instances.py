@@ -450,8 +450,9 @@ def seconds_until_terminated(octoperf, sandbox, settle, settings, instance_id: s
 
 
 @pytest.mark.parametrize("phase", [0.0, 1.0], ids=["passes-on-even-seconds", "passes-on-odd-seconds"])
-def test_a_delete_right_after_a_reboot_terminates_within_5_s_of_the_reboot_ending(octoperf, sandbox, settle,
-                                                                                   settings, phase):
+def test_a_delete_right_after_a_reboot_terminates_within_5_s_of_the_reboot_ending(
+    octoperf, sandbox, settle, settings, phase
+):
     instance_id = octoperf.create()
     settle(60)
     octoperf.reboot(instance_id)

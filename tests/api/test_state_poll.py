@@ -35,9 +35,13 @@ def drf_requests(monkeypatch):
 def test_a_successful_poll_is_answered_without_drf_in_the_same_json(octoperf, drf_requests, how):
     instance_id = octoperf.create()
     drf_requests.clear()
-    client, extra = (octoperf, {}) if how == "path" else (OctoPerf(base="/octoperf"), {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"})
+    client, extra = (
+        (octoperf, {}) if how == "path" else (OctoPerf(base="/octoperf"), {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"})
+    )
 
-    response = client.call("GET", f"/instances/{instance_id}/state", query={"region": "fsn1", "zone": "default"}, **extra)
+    response = client.call(
+        "GET", f"/instances/{instance_id}/state", query={"region": "fsn1", "zone": "default"}, **extra
+    )
 
     assert drf_requests == []
     assert response.status_code == 200
@@ -98,9 +102,15 @@ def test_a_poll_leaves_no_reference_cycle_for_the_garbage_collector(octoperf):
     """
     instance_id = octoperf.create()
     application = WSGIHandler()
-    environ = RequestFactory().get(
-        f"/octoperf/{TOKEN}/instances/{instance_id}/state", {"region": "fsn1"}, HTTP_ACCEPT="application/json",
-    ).environ
+    environ = (
+        RequestFactory()
+        .get(
+            f"/octoperf/{TOKEN}/instances/{instance_id}/state",
+            {"region": "fsn1"},
+            HTTP_ACCEPT="application/json",
+        )
+        .environ
+    )
 
     def poll():
         answered = []

@@ -35,10 +35,13 @@ class Poller:
         for instance_id in self.instance_ids:
             state = self.octoperf.state(instance_id)
             server = self.sandbox.servers.get(server_of_id(instance_id))
-            self.polls[instance_id].append(Poll(
-                state, server["status"] if server else None,
-                public_ipv4(self.sandbox, instance_id) if server else None,
-            ))
+            self.polls[instance_id].append(
+                Poll(
+                    state,
+                    server["status"] if server else None,
+                    public_ipv4(self.sandbox, instance_id) if server else None,
+                )
+            )
 
     def __call__(self, response, *args, **kwargs):
         self.poll()

@@ -52,8 +52,9 @@ def test_a_static_ip_of_another_location_is_not_given(octoperf, sandbox, settle)
     instance_id = octoperf.create(region="fsn1")
     settle(60)
 
-    assert "ipv4" not in ((create := [r for r in sandbox.mutation_requests() if r.path == "/servers"][0]).body
-                          .get("public_net") or {})
+    assert "ipv4" not in (
+        (create := next(r for r in sandbox.mutation_requests() if r.path == "/servers")).body.get("public_net") or {}
+    )
     assert public_ipv4(sandbox, instance_id) not in (None, StaticIP.objects.get().address), create
 
 
@@ -119,7 +120,9 @@ def test_associating_another_free_ip_swaps_what_the_two_ipids_stand_for(octoperf
     (swap,) = AuditEvent.objects.filter(kind="swap")
     assert set(swap.our_ids.split()) >= {first_ip, second_ip, other}
     assert [change.reason.split()[0] for change in AddressChange.objects.filter(static_ip_id=second_ip)] == [
-        "associate", "allocated"]
+        "associate",
+        "allocated",
+    ]
     # A full pass after the swap keeps both rows on their new Primary IPs.
     settle(30, full=True)
     assert {address_of(first_ip), address_of(second_ip)} == {first_address, second_address}
@@ -155,7 +158,8 @@ def test_an_ip_on_another_running_server_is_swapped_with_one_on_no_server(octope
     assert public_ipv4(sandbox, bare) == address_of(held_ip)
     assert address_of(spare_ip) == holder_address
     assert [server["id"] for server in sandbox.servers.values() if server["status"] == "running"] == [
-        server["id"] for server in sandbox.servers.values()]
+        server["id"] for server in sandbox.servers.values()
+    ]
 
 
 def test_with_more_instances_than_ips_the_holder_is_moved_off_safely_first(octoperf, sandbox, settle):
@@ -211,7 +215,9 @@ def test_the_orphan_sweep_keeps_an_address_a_swap_gave_to_another_ipid(octoperf,
     assert public_ipv4(sandbox, instance_id) == address
     assert address_of(spare_ip) == address
     assert [ip["ip"] for ip in ipv4s(sandbox)] == [address]
-    assert not [r for r in sandbox.mutation_requests() if r.method == "DELETE" and r.path == f"/primary_ips/{live_ip_id}"]
+    assert not [
+        r for r in sandbox.mutation_requests() if r.method == "DELETE" and r.path == f"/primary_ips/{live_ip_id}"
+    ]
     # Once its server is gone the address is unassigned, and still the spare ipId's.
     octoperf.delete(instance_id)
     for _ in range(3):
@@ -282,7 +288,8 @@ def test_in_strict_mode_an_associate_that_would_power_cycle_another_agent_off_th
     assert public_ipv4(sandbox, agent) == address
     assert public_ipv4(sandbox, bare) == address_of(ip_id)
     assert {r.path for r in sandbox.mutation_requests() if r.path.endswith("/actions/poweroff")} == {
-        f"/servers/{Instance.objects.get(pk=bare).hetzner_id}/actions/poweroff"}
+        f"/servers/{Instance.objects.get(pk=bare).hetzner_id}/actions/poweroff"
+    }
 
 
 def test_in_strict_mode_a_release_that_would_power_cycle_an_agent_off_the_allow_list_is_409(
@@ -322,8 +329,7 @@ def test_the_allow_list_command_lists_every_allocated_address_by_location(octope
     text = StringIO()
     call_command("static-ips", stdout=text)
 
-    assert json.loads(out.getvalue()) == {
-        "fsn1": sorted(address_of(ip_id) for ip_id in fsn), "nbg1": [address_of(nbg)]}
+    assert json.loads(out.getvalue()) == {"fsn1": sorted(address_of(ip_id) for ip_id in fsn), "nbg1": [address_of(nbg)]}
     assert address_of(released) not in text.getvalue()
     assert "fsn1 (2)" in text.getvalue() and address_of(nbg) in text.getvalue()
 

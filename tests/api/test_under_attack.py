@@ -46,7 +46,7 @@ def all_logs():
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
     yield stream
-    for logger, level in zip(loggers, levels):
+    for logger, level in zip(loggers, levels, strict=True):
         logger.removeHandler(handler)
         logger.setLevel(level)
 
@@ -79,8 +79,14 @@ def test_the_access_log_masks_the_token_of_a_mistyped_base_url(path):
     class Request:
         headers = []
 
-    environ = {"REQUEST_METHOD": "POST", "RAW_URI": path, "PATH_INFO": path, "QUERY_STRING": "",
-               "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1"}
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": path,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
     logger = conf["logger_class"](Config())
     atoms = logger.atoms(Response(), Request(), environ, timedelta(seconds=0.01))
 
@@ -139,8 +145,9 @@ def test_contract_words_and_the_openapi_document_are_not_masked():
 def test_a_write_to_an_unknown_contract_path_is_a_json_404_not_a_csrf_page(method, all_logs):
     client = Client(enforce_csrf_checks=True)
 
-    response = client.generic(method, f"/octoperf/{TOKEN}/volumes", "a=b",
-                              content_type="application/x-www-form-urlencoded")
+    response = client.generic(
+        method, f"/octoperf/{TOKEN}/volumes", "a=b", content_type="application/x-www-form-urlencoded"
+    )
 
     assert response.status_code == 404
     assert response["Content-Type"] == JSON_UTF8
@@ -151,8 +158,9 @@ def test_a_write_to_an_unknown_contract_path_is_a_json_404_not_a_csrf_page(metho
 def test_a_body_over_the_size_limit_is_a_json_413(octoperf):
     body = "userData=" + "x" * (3 * 1024 * 1024) + "&region=fsn1&type=SMALL"
 
-    response = octoperf.client.post(f"{octoperf.base}/instances", body,
-                                    content_type="application/x-www-form-urlencoded")
+    response = octoperf.client.post(
+        f"{octoperf.base}/instances", body, content_type="application/x-www-form-urlencoded"
+    )
 
     assert response.status_code == 413
     assert response["Content-Type"] == JSON_UTF8
@@ -171,8 +179,9 @@ def test_a_json_body_over_the_size_limit_is_a_json_413(octoperf):
 def test_over_a_thousand_form_fields_is_a_json_400(octoperf):
     body = "&".join(f"f{n}=1" for n in range(1500)) + "&region=fsn1&type=SMALL&userData=x"
 
-    response = octoperf.client.post(f"{octoperf.base}/instances", body,
-                                    content_type="application/x-www-form-urlencoded")
+    response = octoperf.client.post(
+        f"{octoperf.base}/instances", body, content_type="application/x-www-form-urlencoded"
+    )
 
     assert response.status_code == 400
     assert response["Content-Type"] == JSON_UTF8

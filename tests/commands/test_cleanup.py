@@ -60,8 +60,11 @@ def test_what_is_not_ours_survives(sandbox, capsys, settings):
     make_server(sandbox, "other-deployment", {**ours("i-other"), "octoprovider-deployment": "staging"})
     make_server(sandbox, "only-managed-by", {"managed-by": "octoprovider"})
     make_ip(sandbox, "foreign-ip", {})
-    make_ip(sandbox, "other-deployment-ip", {**ours("ip-other"), "octoprovider-deployment": "staging",
-                                             "octoprovider-role": "static-ip"})
+    make_ip(
+        sandbox,
+        "other-deployment-ip",
+        {**ours("ip-other"), "octoprovider-deployment": "staging", "octoprovider-role": "static-ip"},
+    )
     later(sandbox, 60 * 48)
     ips = set(sandbox.primary_ips)
 

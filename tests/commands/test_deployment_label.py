@@ -1,6 +1,5 @@
 """OCTOPROVIDER_DEPLOYMENT changed under a running fleet: every process refuses, until the fleet is relabelled."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,7 +64,8 @@ def test_a_dry_run_relabels_nothing(fleet, sandbox, settings, capsys):
 
 
 def test_relabelling_moves_servers_and_static_ips_and_the_fleet_runs_on_under_the_new_label(
-        fleet, sandbox, settings, octoperf, settle):
+    fleet, sandbox, settings, octoperf, settle
+):
     settings.OCTOPROVIDER_DEPLOYMENT = "blue"
 
     call_command("relabel-deployment", "--to", "blue")
@@ -93,8 +93,14 @@ def test_migrate_works_on_an_empty_database_and_check_and_the_web_process_refuse
 
     env["OCTOPROVIDER_DEPLOYMENT"] = "blue"
     check = manage(env, "check")
-    web = subprocess.run([sys.executable, "-c", "import octoprovider.wsgi"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=60)
+    web = subprocess.run(
+        [sys.executable, "-c", "import octoprovider.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert check.returncode != 0 and "octoprovider.E010" in check.stderr
     assert web.returncode != 0 and "relabel-deployment --to blue" in web.stderr

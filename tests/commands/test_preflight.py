@@ -71,8 +71,16 @@ def problems(stderr: str) -> list[str]:
 
 def test_a_good_configuration_passes_and_shows_the_project_and_what_the_caps_can_bill(production, sandbox):
     for name, labels in (("ours", hetzner.ownership_labels("i-0123456789abcdef0")), ("someone-elses", {})):
-        hetzner.create_server(name=name, server_type="cx23", image="docker-ce", location="fsn1", user_data="",
-                              labels=labels, ssh_keys=[], firewalls=[])
+        hetzner.create_server(
+            name=name,
+            server_type="cx23",
+            image="docker-ce",
+            location="fsn1",
+            user_data="",
+            labels=labels,
+            ssh_keys=[],
+            firewalls=[],
+        )
 
     status, out, err = preflight()
 
@@ -83,8 +91,10 @@ def test_a_good_configuration_passes_and_shows_the_project_and_what_the_caps_can
     assert f"{remaining} of 3600 API requests left this hour" in out
     per_instance = gross_hourly(sandbox, server_type="cpx22") + gross_hourly(sandbox, ipv4=True)
     at_caps = 10 * per_instance + 2 * gross_hourly(sandbox, ipv4=True)
-    assert f"Billed at the caps: at most {at_caps:.4f} EUR an hour (VAT included): MAX_INSTANCES=10 x (cpx22 in fsn1" \
+    assert (
+        f"Billed at the caps: at most {at_caps:.4f} EUR an hour (VAT included): MAX_INSTANCES=10 x (cpx22 in fsn1"
         in out
+    )
     assert out.rstrip().endswith("No problems: the units can be enabled.")
 
 
@@ -137,8 +147,10 @@ def test_hetzner_unreachable_is_a_problem(production):
     hetzner.use_sandbox(None)  # the production client, with `responses` standing in for the network
     # What requests raises when nothing listens: the request never left (told apart from an answer lost).
     refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")
-    responses.get("https://api.hetzner.cloud/v1/locations",
-                  body=requests.ConnectionError(MaxRetryError(None, "/v1/locations", refused)))
+    responses.get(
+        "https://api.hetzner.cloud/v1/locations",
+        body=requests.ConnectionError(MaxRetryError(None, "/v1/locations", refused)),
+    )
 
     status, out, err = preflight()
 
@@ -151,11 +163,16 @@ def test_hetzner_unreachable_is_a_problem(production):
 
 def test_a_database_not_migrated_is_a_problem_and_hetzner_is_not_asked(tmp_path):
     env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
-    env.update(PRODUCTION, DJANGO_SETTINGS_MODULE="octoprovider.settings", LOG_FORMAT="text",
-               DATABASE_URL=f"sqlite:///{tmp_path / 'new.sqlite3'}")
+    env.update(
+        PRODUCTION,
+        DJANGO_SETTINGS_MODULE="octoprovider.settings",
+        LOG_FORMAT="text",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'new.sqlite3'}",
+    )
 
-    result = subprocess.run([sys.executable, "manage.py", "preflight"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "preflight"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
     assert result.returncode == 1
     [problem] = problems(result.stderr)
@@ -177,8 +194,14 @@ def example_environment(tmp_path: Path) -> dict:
 def test_the_example_env_files_values_give_one_line_per_problem(tmp_path):
     # As the operator who copied the example and forgot sudoedit: its DATABASE_URL (a role with the
     # password change-me) cannot log in either.
-    result = subprocess.run([sys.executable, "manage.py", "preflight"], cwd=ROOT, env=example_environment(tmp_path),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "preflight"],
+        cwd=ROOT,
+        env=example_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     messages = [json.loads(line)["message"] for line in (result.stdout + result.stderr).splitlines()]
     print("\n".join(messages))

@@ -90,8 +90,9 @@ def test_reconcile_and_cleanup_exit_non_zero_when_hetzner_is_unreachable(tmp_pat
     env = cli_env(tmp_path, migrated, HCLOUD_TOKEN="unreachable-test-token", HCLOUD_ENDPOINT="http://127.0.0.1:9/v1")
 
     for command in ("reconcile", "cleanup"):
-        run = subprocess.run([sys.executable, "manage.py", command], cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=120)
+        run = subprocess.run(
+            [sys.executable, "manage.py", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
 
         assert run.returncode == 1, (command, run.stdout, run.stderr)
         assert "Hetzner could not be reached" in run.stderr
@@ -102,7 +103,11 @@ def test_the_loop_stops_cleanly_on_sigterm(tmp_path, migrated):
     env = cli_env(tmp_path, migrated)
     loop = subprocess.Popen(
         [sys.executable, "manage.py", "reconcile", "--loop", "--interval", "0.2"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert "simulated cloud" in loop.stdout.readline()
@@ -190,9 +195,11 @@ def test_the_loop_reconnects_after_postgresql_killed_its_connection(octoperf, sa
 
 
 def test_one_pass_fails_with_a_clear_message_when_the_database_is_down(octoperf, sandbox):
-    with connection.execute_wrapper(Outage(queries=10**6)):
-        with pytest.raises(CommandError, match="The database is unavailable"):
-            call_command("reconcile")
+    with (
+        connection.execute_wrapper(Outage(queries=10**6)),
+        pytest.raises(CommandError, match="The database is unavailable"),
+    ):
+        call_command("reconcile")
 
 
 # --- Hetzner unreachable, or answering nonsense ---------------------------------------------------
@@ -232,13 +239,21 @@ def hetzner_refuses_connections(settings, sandbox):
     hetzner.use_sandbox(None)
 
 
-def test_the_loop_backs_off_while_hetzner_is_unreachable(octoperf, hetzner_refuses_connections, caplog, capsys,
-                                                        restore_signals):
+def test_the_loop_backs_off_while_hetzner_is_unreachable(
+    octoperf, hetzner_refuses_connections, caplog, capsys, restore_signals
+):
     from octoprovider import hetzner
 
     # Booting: every pass, quick or full, asks Hetzner about it.
-    Instance.objects.create(region="fsn1", location="fsn1", type="SMALL", server_type="cx23", image="docker-ce",
-                            status="pending", hetzner_id=42)
+    Instance.objects.create(
+        region="fsn1",
+        location="fsn1",
+        type="SMALL",
+        server_type="cx23",
+        image="docker-ce",
+        status="pending",
+        hetzner_id=42,
+    )
     # Five minutes of simulated time; on a loop that does not back off, 100 tries stop it sooner.
     stop = StopAfter(seconds=300, tries=100)
     hetzner.add_failure_hook(stop)

@@ -59,14 +59,22 @@ class MakeRun:
         self.sandbox_file = tmp / "hetzner-sandbox.json"
         self.env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
         self.env.update(
-            PORT=str(self.port), DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}",
-            HCLOUD_SANDBOX_FILE=str(self.sandbox_file), HCLOUD_SANDBOX_SPEED="20", REFRESH_INTERVAL="0.2",
+            PORT=str(self.port),
+            DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}",
+            HCLOUD_SANDBOX_FILE=str(self.sandbox_file),
+            HCLOUD_SANDBOX_SPEED="20",
+            REFRESH_INTERVAL="0.2",
             **env,
         )
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
-                ["make", "run", *make_args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                ["make", "run", *make_args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         try:
             wait_for(lambda: answers(self.port) or self.process.poll() is not None, 90, "make run to answer")
@@ -109,8 +117,9 @@ def shell_blocks(section: str) -> list[str]:
 
 
 def run_in_bash(script: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_the_readme_walkthrough_runs_as_written(make_run):
@@ -125,7 +134,10 @@ def test_the_readme_walkthrough_runs_as_written(make_run):
     assert result.returncode == 0, result.stderr + make_run.output()
     assert '"error"' not in result.stdout, result.stdout
     assert {match.group(1) for match in re.finditer(r"\b(i|ip|assoc)-[0-9a-f]{17}\b", result.stdout)} == {
-        "i", "ip", "assoc"}, result.stdout
+        "i",
+        "ip",
+        "assoc",
+    }, result.stdout
 
 
 def test_make_run_announces_the_simulated_cloud_once_with_its_real_path(make_run):
@@ -144,8 +156,11 @@ NOWHERE = "http://127.0.0.1:9/v1"
 def test_make_run_does_not_use_a_hcloud_token_that_is_only_exported_in_the_shell(tmp_path):
     server = MakeRun(tmp_path, HCLOUD_TOKEN=FAKE_TOKEN, HCLOUD_ENDPOINT=NOWHERE)
     try:
-        wait_for(lambda: "simulated cloud" in server.output() and "Hetzner: the built-in" in server.output(), 30,
-                 "the reconciler's first line")
+        wait_for(
+            lambda: "simulated cloud" in server.output() and "Hetzner: the built-in" in server.output(),
+            30,
+            "the reconciler's first line",
+        )
         output = server.output()
 
         assert "the HCLOUD_TOKEN exported in your shell is NOT used" in output
@@ -156,10 +171,14 @@ def test_make_run_does_not_use_a_hcloud_token_that_is_only_exported_in_the_shell
         server.stop()
 
 
-@pytest.mark.parametrize(("make_args", "env"), [
-    ((f"HCLOUD_TOKEN={FAKE_TOKEN}",), {}),
-    ((), {"HCLOUD_TOKEN": FAKE_TOKEN, "OCTOPROVIDER_REAL_HETZNER": "1"}),
-], ids=["given on make's command line", "exported, with OCTOPROVIDER_REAL_HETZNER=1"])
+@pytest.mark.parametrize(
+    ("make_args", "env"),
+    [
+        ((f"HCLOUD_TOKEN={FAKE_TOKEN}",), {}),
+        ((), {"HCLOUD_TOKEN": FAKE_TOKEN, "OCTOPROVIDER_REAL_HETZNER": "1"}),
+    ],
+    ids=["given on make's command line", "exported, with OCTOPROVIDER_REAL_HETZNER=1"],
+)
 def test_make_run_with_a_real_token_says_loudly_that_servers_are_billed(tmp_path, make_args, env):
     server = MakeRun(tmp_path, *make_args, HCLOUD_ENDPOINT=NOWHERE, **env)
     try:

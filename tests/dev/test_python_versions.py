@@ -18,13 +18,19 @@ THIS = f"{sys.version_info[0]}.{sys.version_info[1]}"
 def pins(lock: str) -> dict[str, str]:
     """Return each package of a lock file with its pinned release and its hashes."""
     text = (ROOT / "requirements" / lock).read_text()
-    return {match.group(1): match.group(2) for match in re.finditer(r"^([a-z0-9._-]+==\S+)((?: \\\n +--hash=\S+)+)", text, re.M)}
+    return {
+        match.group(1): match.group(2)
+        for match in re.finditer(r"^([a-z0-9._-]+==\S+)((?: \\\n +--hash=\S+)+)", text, re.M)
+    }
 
 
 def make(*args: str) -> subprocess.CompletedProcess:
     # Not the variables of the `make test` running this (`make test PYTHON=…` hands them on in MAKEFLAGS).
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON", "VENV")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHON", "VENV")
+    }
     return subprocess.run(["make", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -78,14 +78,27 @@ def gunicorn(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("gunicorn")
     # As in production (DEBUG off: Django's debug 404 page would quote the path), with a "Hetzner" that
     # refuses every connection: nothing here may reach the real one.
-    env = environment(tmp_path, LOG_FORMAT="text", PORT=str(free_port()), WEB_CONCURRENCY="1",
-                      OCTOPERF_API_TOKENS=TOKEN, DEBUG="false", SECRET_KEY="test-secret-" + "x" * 40,
-                      HCLOUD_TOKEN="not-a-real-token", HCLOUD_ENDPOINT=f"http://127.0.0.1:{free_port()}/v1")
+    env = environment(
+        tmp_path,
+        LOG_FORMAT="text",
+        PORT=str(free_port()),
+        WEB_CONCURRENCY="1",
+        OCTOPERF_API_TOKENS=TOKEN,
+        DEBUG="false",
+        SECRET_KEY="test-secret-" + "x" * 40,
+        HCLOUD_TOKEN="not-a-real-token",
+        HCLOUD_ENDPOINT=f"http://127.0.0.1:{free_port()}/v1",
+    )
     assert manage(env, "migrate", "--noinput").returncode == 0
     log = tmp_path / "gunicorn.log"
     with open(log, "w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "octoprovider.wsgi", "--config",
-                                    "gunicorn.conf.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "octoprovider.wsgi", "--config", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     server = Gunicorn(int(env["PORT"]), log)
     try:
         deadline = time.monotonic() + 30
@@ -144,7 +157,9 @@ def test_a_post_with_over_a_thousand_query_fields_and_a_charset_is_a_json_400(gu
     fields = "&".join("f" for _ in range(1500))  # under gunicorn's 4094-byte request line
 
     status, headers, body = gunicorn.request(
-        "POST", f"/octoperf/{TOKEN}/instances?{fields}", "region=fsn1&type=SMALL&userData=x",
+        "POST",
+        f"/octoperf/{TOKEN}/instances?{fields}",
+        "region=fsn1&type=SMALL&userData=x",
         content_type="application/x-www-form-urlencoded; charset=UTF-8",
     )
 
@@ -182,12 +197,13 @@ def test_no_path_shape_nor_method_puts_the_token_in_gunicorns_or_djangos_lines(g
 
     for path in PATH_SHAPES:
         for method in methods:
-            status, _, body = gunicorn.request(method, path, "region=fsn1",
-                                               content_type="application/x-www-form-urlencoded")
+            status, _, body = gunicorn.request(
+                method, path, "region=fsn1", content_type="application/x-www-form-urlencoded"
+            )
             assert TOKEN not in body.decode(errors="replace"), (method, path)
             assert status != 500, (method, path, body)
 
-    gunicorn.wait_for_line(f"HTTP/1.1", before + len(PATH_SHAPES) * len(methods))
+    gunicorn.wait_for_line("HTTP/1.1", before + len(PATH_SHAPES) * len(methods))
     lines = gunicorn.lines()
     assert "Not Found: /OCTOPERF/***/instances" in lines  # Django's own line, masked
     assert '"GET /octoperf//***/instances HTTP/1.1"' in lines  # gunicorn's access line, masked

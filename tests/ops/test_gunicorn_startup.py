@@ -22,20 +22,32 @@ def free_port() -> int:
 def gunicorn(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
     clean.update(
-        DEBUG="false", HCLOUD_TOKEN="h" * 64, HCLOUD_ENDPOINT="http://127.0.0.1:9/v1",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", PORT=str(free_port()), XDG_RUNTIME_DIR=str(tmp_path),
+        DEBUG="false",
+        HCLOUD_TOKEN="h" * 64,
+        HCLOUD_ENDPOINT="http://127.0.0.1:9/v1",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        PORT=str(free_port()),
+        XDG_RUNTIME_DIR=str(tmp_path),
     )
     clean.update(env)
     return subprocess.run(
-        [str(GUNICORN), "octoprovider.wsgi", "--config", "gunicorn.conf.py"], cwd=ROOT, env=clean,
-        capture_output=True, text=True, timeout=60,
+        [str(GUNICORN), "octoprovider.wsgi", "--config", "gunicorn.conf.py"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
-@pytest.mark.parametrize(("env", "named"), [
-    ({}, "SECRET_KEY"),
-    ({"SECRET_KEY": GOOD_SECRET, "DATABASE_URL": "mysql://octoprovider@127.0.0.1/octoprovider"}, "DATABASE_URL"),
-], ids=["secret key missing", "database url of another scheme"])
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "SECRET_KEY"),
+        ({"SECRET_KEY": GOOD_SECRET, "DATABASE_URL": "mysql://octoprovider@127.0.0.1/octoprovider"}, "DATABASE_URL"),
+    ],
+    ids=["secret key missing", "database url of another scheme"],
+)
 def test_gunicorn_with_a_bad_setting_exits_with_one_line_naming_it(tmp_path, env, named):
     result = gunicorn(tmp_path, **env)
     output = result.stdout + result.stderr

@@ -17,16 +17,20 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 def environment(tmp_path: Path, **extra: str) -> dict:
     env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
     env.update(
-        DJANGO_SETTINGS_MODULE="octoprovider.settings", DEBUG="true", LOG_FORMAT="json",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", HCLOUD_SANDBOX_FILE=str(tmp_path / "sandbox.json"),
+        DJANGO_SETTINGS_MODULE="octoprovider.settings",
+        DEBUG="true",
+        LOG_FORMAT="json",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        HCLOUD_SANDBOX_FILE=str(tmp_path / "sandbox.json"),
     )
     env.update(extra)
     return env
 
 
 def manage(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def json_lines(text: str) -> list[dict]:
@@ -57,8 +61,11 @@ def test_a_database_that_does_not_exist_is_one_json_line_naming_database_url(tmp
 
 
 def test_a_database_that_does_not_exist_is_one_plain_line_in_text_format(tmp_path):
-    env = environment(tmp_path, LOG_FORMAT="text",
-                      DATABASE_URL="postgres://nobody:s3cret@127.0.0.1:5432/wt_firstcontact_does_not_exist")
+    env = environment(
+        tmp_path,
+        LOG_FORMAT="text",
+        DATABASE_URL="postgres://nobody:s3cret@127.0.0.1:5432/wt_firstcontact_does_not_exist",
+    )
 
     result = manage(env, "migrate")
 
@@ -79,8 +86,13 @@ def test_every_line_of_gunicorn_is_json(tmp_path):
     assert manage(env, "migrate", "--noinput").returncode == 0
     log = tmp_path / "gunicorn.log"
     with open(log, "w") as out:
-        server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "octoprovider.wsgi", "--config",
-                                   "gunicorn.conf.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "octoprovider.wsgi", "--config", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -39,7 +39,9 @@ def test_contract_requests_are_counted_by_route_name_never_by_path(octoperf, scr
     octoperf.call("GET", "/instances/i-never-issued/state")
     text = scrape()
 
-    assert sample("octoprovider_contract_requests_total", endpoint="instances", method="POST", status="200") == before + 1
+    assert (
+        sample("octoprovider_contract_requests_total", endpoint="instances", method="POST", status="200") == before + 1
+    )
     assert 'octoprovider_contract_requests_total{endpoint="instance-state",method="GET",status="404"}' in text
     assert instance_id not in text
     assert "i-never-issued" not in text
@@ -54,7 +56,10 @@ def test_hetzner_calls_are_counted_by_templated_path_and_error_code(octoperf, sa
     text = scrape()
 
     assert 'octoprovider_hetzner_requests_total{code="ok",endpoint="/servers",method="POST"}' in text
-    assert 'octoprovider_hetzner_requests_total{code="locked",endpoint="/servers/{id}/actions/reboot",method="POST"}' in text
+    assert (
+        'octoprovider_hetzner_requests_total{code="locked",endpoint="/servers/{id}/actions/reboot",method="POST"}'
+        in text
+    )
     assert not re.search(r'endpoint="[^"]*\d', text)
 
 

@@ -62,9 +62,25 @@ def stop(process: subprocess.Popen) -> None:
 def self_signed_certificate(directory: Path) -> None:
     directory.mkdir()
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={HOST}",
-         "-keyout", str(directory / "privkey.pem"), "-out", str(directory / "fullchain.pem")],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={HOST}",
+            "-keyout",
+            str(directory / "privkey.pem"),
+            "-out",
+            str(directory / "fullchain.pem"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
 
 
@@ -117,7 +133,8 @@ class Nginx:
         missing = missing_modules()
         temp_paths = "".join(
             f"    {module}_temp_path {directory / 'temp' / module};\n"
-            for module in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi") if module not in missing
+            for module in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            if module not in missing
         )
         # As root, nginx's workers would run as nobody, who may not read a private temporary directory.
         user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
@@ -131,8 +148,7 @@ class Nginx:
         self.process = None
 
     def command(self, *args: str) -> list[str]:
-        return [NGINX, "-p", str(self.directory), "-e", str(self.logs / "main.error.log"), "-c", str(self.conf),
-                *args]
+        return [NGINX, "-p", str(self.directory), "-e", str(self.logs / "main.error.log"), "-c", str(self.conf), *args]
 
     def test_config(self) -> subprocess.CompletedProcess:
         return subprocess.run(self.command("-t"), capture_output=True, text=True, timeout=30)
@@ -179,13 +195,24 @@ class Nginx:
 def gunicorn(tmp_path_factory):
     """octoprovider under gunicorn (gunicorn.conf.py), on the simulated cloud, with TOKEN as OctoPerf's token."""
     tmp = tmp_path_factory.mktemp("gunicorn")
-    env = environment(tmp, PORT=str(free_port()), WEB_CONCURRENCY="1", LOG_FORMAT="text",
-                      OCTOPERF_API_TOKENS=TOKEN, ALLOWED_HOSTS=HOST)
+    env = environment(
+        tmp,
+        PORT=str(free_port()),
+        WEB_CONCURRENCY="1",
+        LOG_FORMAT="text",
+        OCTOPERF_API_TOKENS=TOKEN,
+        ALLOWED_HOSTS=HOST,
+    )
     assert manage(env, "migrate", "--noinput").returncode == 0
     log = tmp / "gunicorn.log"
     with open(log, "w") as out:
-        server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "octoprovider.wsgi", "--config",
-                                   "gunicorn.conf.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "octoprovider.wsgi", "--config", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until_listening(int(env["PORT"]), server, log)
         yield int(env["PORT"])

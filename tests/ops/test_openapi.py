@@ -41,9 +41,11 @@ def test_the_document_is_generated_without_a_warning(db):
 
 
 def test_the_document_publishes_the_contract_and_neither_the_admin_nor_the_probes(document):
-    assert {"/octoperf/instances", "/octoperf/instances/{instance_id}", "/octoperf/instances/{instance_id}/state"} <= set(
-        document["paths"]
-    )
+    assert {
+        "/octoperf/instances",
+        "/octoperf/instances/{instance_id}",
+        "/octoperf/instances/{instance_id}/state",
+    } <= set(document["paths"])
     assert all(path.startswith("/octoperf/") and not path.endswith("/") for path in document["paths"])
     assert "/octoperf/openapi.json" not in document["paths"]
 
@@ -66,7 +68,9 @@ def test_create_takes_form_json_and_multipart_bodies_and_answers_a_value(documen
     create = document["paths"]["/octoperf/instances"]["post"]
 
     assert set(create["requestBody"]["content"]) == {
-        "application/x-www-form-urlencoded", "application/json", "multipart/form-data",
+        "application/x-www-form-urlencoded",
+        "application/json",
+        "multipart/form-data",
     }
     body = document["components"]["schemas"]["InstanceCreateRequest"]
     assert set(body["required"]) == {"userData", "region", "type"}
@@ -172,7 +176,8 @@ def test_association_id_is_published_as_the_association_id(document, octoperf):
     assert "zone" not in association_id["description"].lower()
     assert association_id["maxLength"] == 64
     response = octoperf.call(
-        "PUT", "/static-ips/dissociate",
+        "PUT",
+        "/static-ips/dissociate",
         form={"region": "fsn1", "instanceId": "i-1", "id": "ip-1", "associationId": "assoc-" + "0" * 59},
     )
     assert response.status_code == 400

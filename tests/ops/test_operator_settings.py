@@ -41,8 +41,9 @@ def test_a_key_deleted_at_hetzner_after_start_up_still_answers_configuration_err
     ("setting", "value", "named"),
     [("HCLOUD_FIREWALLS", ["agents"], "HCLOUD_FIREWALLS"), ("HCLOUD_IMAGE", "docker-cee", "HCLOUD_IMAGE")],
 )
-def test_a_firewall_or_image_the_project_lacks_answers_503_configuration_error(octoperf, settings, setting, value,
-                                                                               named):
+def test_a_firewall_or_image_the_project_lacks_answers_503_configuration_error(
+    octoperf, settings, setting, value, named
+):
     setattr(settings, setting, value)
 
     response = octoperf.call("POST", "/instances", form={"userData": "#!/bin/sh", "region": "fsn1", "type": "SMALL"})

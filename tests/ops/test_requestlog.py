@@ -36,7 +36,7 @@ def capture(formatter: str):
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
     yield formatter, stream
-    for logger, level in zip(loggers, levels):
+    for logger, level in zip(loggers, levels, strict=True):
         logger.removeHandler(handler)
         logger.setLevel(level)
 
@@ -100,10 +100,13 @@ def test_a_contract_request_is_one_line_with_method_route_status_duration_and_re
 
 
 def test_the_hetzner_calls_of_a_request_log_its_request_id(octoperf, log_output):
-    log_format, stream = log_output
+    _log_format, stream = log_output
 
     octoperf.call(
-        "POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"}, HTTP_X_REQUEST_ID="req-create-1"
+        "POST",
+        "/instances",
+        form={"userData": "x", "region": "fsn1", "type": "SMALL"},
+        HTTP_X_REQUEST_ID="req-create-1",
     )
 
     hetzner_lines = [line for line in lines(stream) if "Hetzner POST /servers" in line]
@@ -128,7 +131,9 @@ def test_an_insane_client_request_id_is_replaced(octoperf, sent):
 
 
 def test_hetzner_paths_are_templated():
-    assert hetzner_endpoint("https://api.hetzner.cloud/v1/servers/42/actions/reboot?x=1") == "/servers/{id}/actions/reboot"
+    assert (
+        hetzner_endpoint("https://api.hetzner.cloud/v1/servers/42/actions/reboot?x=1") == "/servers/{id}/actions/reboot"
+    )
     assert hetzner_endpoint("https://api.hetzner.cloud/v1/servers?label_selector=a%3Db") == "/servers"
     assert hetzner_endpoint("https://api.hetzner.cloud/v1/primary_ips/7") == "/primary_ips/{id}"
 

@@ -41,8 +41,9 @@ def on_static_ips(octoperf, sandbox, settle, settings):
     ip_ids = [octoperf.allocate() for _ in range(3)]
     instance_ids = [octoperf.create() for _ in range(3)]
     settle(60)
-    assert all(server["public_net"]["ipv4"]["id"] in {ip["id"] for ip in ipv4s(sandbox)}
-               for server in sandbox.servers.values())
+    assert all(
+        server["public_net"]["ipv4"]["id"] in {ip["id"] for ip in ipv4s(sandbox)} for server in sandbox.servers.values()
+    )
     assert len(ipv4s(sandbox)) == 3  # the three static IPs, and no IPv4 of the servers' own
     return ip_ids, instance_ids
 
@@ -66,8 +67,11 @@ def hourly_figures(admin_client) -> dict[str, Decimal]:
 
 
 def as_shown(real: Decimal) -> dict[str, Decimal]:
-    return {"dashboard": real.quantize(Decimal("0.0001")), "budgets": real.quantize(Decimal("0.0001")),
-            "instance list": real.quantize(Decimal("0.001"))}
+    return {
+        "dashboard": real.quantize(Decimal("0.0001")),
+        "budgets": real.quantize(Decimal("0.0001")),
+        "instance list": real.quantize(Decimal("0.001")),
+    }
 
 
 def test_every_page_bills_servers_created_on_static_ips_what_hetzner_bills(on_static_ips, sandbox, admin_client):
@@ -78,8 +82,9 @@ def test_every_page_bills_servers_created_on_static_ips_what_hetzner_bills(on_st
     assert figures == as_shown(real)
 
 
-def test_every_page_agrees_once_octoperf_has_associated_the_static_ips(on_static_ips, octoperf, sandbox, settle,
-                                                                       admin_client):
+def test_every_page_agrees_once_octoperf_has_associated_the_static_ips(
+    on_static_ips, octoperf, sandbox, settle, admin_client
+):
     ip_ids, instance_ids = on_static_ips
     for ip_id, instance_id in zip(ip_ids, instance_ids, strict=True):
         assert octoperf.associate(ip_id, instance_id).status_code == 200
@@ -101,8 +106,13 @@ def test_the_runs_page_and_costs_bill_the_first_hour_of_servers_on_static_ips_as
     real = billed_by_hetzner(sandbox)  # per hour: one hour billed so far
 
     out = []
-    call_command("costs", "--since", (clock.now() - timedelta(days=1)).date().isoformat(), "--json",
-                 stdout=type("Out", (), {"write": lambda self, text: out.append(text), "flush": lambda self: None})())
+    call_command(
+        "costs",
+        "--since",
+        (clock.now() - timedelta(days=1)).date().isoformat(),
+        "--json",
+        stdout=type("Out", (), {"write": lambda self, text: out.append(text), "flush": lambda self: None})(),
+    )
     (run,) = json.loads("".join(out))["runs"]
     page = admin_client.get("/admin/runs/").content.decode()
 

@@ -43,8 +43,10 @@ def made_by_unit(unit: Path, path: str) -> bool:
     """Tell whether the unit itself makes `path` before its main process runs."""
     if path in runtime_directories(unit):
         return True
-    return any(re.search(rf"mkdir -p [^;&|]*{re.escape(path)}(?:\s|'|$)", command)
-               for command in directives(unit).get("ExecStartPre", []))
+    return any(
+        re.search(rf"mkdir -p [^;&|]*{re.escape(path)}(?:\s|'|$)", command)
+        for command in directives(unit).get("ExecStartPre", [])
+    )
 
 
 def made_by_deployment_md(path: str) -> bool:
@@ -52,7 +54,9 @@ def made_by_deployment_md(path: str) -> bool:
     if not path.startswith(CODE + "/"):
         return False
     relative = path.removeprefix(CODE + "/")
-    return bool(re.search(rf"^sudo install -d -o octoprovider -g octoprovider {re.escape(relative)}$", DEPLOYMENT, re.M))
+    return bool(
+        re.search(rf"^sudo install -d -o octoprovider -g octoprovider {re.escape(relative)}$", DEPLOYMENT, re.M)
+    )
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
@@ -72,7 +76,9 @@ def test_systemd_finds_nothing_wrong_in_the_unit(unit, tmp_path):
 
     result = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", "--generators=no", str(tmp_path / unit.name)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     # Unknown keys and bad values are only warned about (and ignored at start): any output is a failure.
@@ -82,8 +88,9 @@ def test_systemd_finds_nothing_wrong_in_the_unit(unit, tmp_path):
 @pytest.mark.parametrize("unit", SERVICES, ids=lambda unit: unit.name)
 def test_every_directory_the_service_writes_exists_when_it_starts_alone(unit):
     written = [path for value in directives(unit).get("ReadWritePaths", []) for path in value.split()]
-    written += [value for key, value in environment(unit).items()
-                if key in ("PROMETHEUS_MULTIPROC_DIR", "XDG_RUNTIME_DIR")]
+    written += [
+        value for key, value in environment(unit).items() if key in ("PROMETHEUS_MULTIPROC_DIR", "XDG_RUNTIME_DIR")
+    ]
 
     assert written
     for path in written:

@@ -44,8 +44,9 @@ def client(cloud: SandboxCloud) -> Client:
 def create_server(client: Client) -> Callable[..., BoundServer]:
     """Create a server with sensible defaults and return it as hcloud sees it."""
 
-    def create(name: str = "octoperf-i-1", *, server_type: str = "cx23",
-               location: str | None = "fsn1", **kwargs: Any) -> BoundServer:
+    def create(
+        name: str = "octoperf-i-1", *, server_type: str = "cx23", location: str | None = "fsn1", **kwargs: Any
+    ) -> BoundServer:
         from hcloud.locations import Location
 
         response = client.servers.create(

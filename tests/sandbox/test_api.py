@@ -24,8 +24,7 @@ def test_missing_or_wrong_token_is_unauthorized(cloud: SandboxCloud) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer "}):
         status, _, body = cloud.handle("GET", "/servers", {}, None, headers)
         assert status == 401
-        assert body == {"error": {"code": "unauthorized", "message": "unable to authenticate",
-                                  "details": {}}}
+        assert body == {"error": {"code": "unauthorized", "message": "unable to authenticate", "details": {}}}
 
 
 def test_any_token_is_accepted_when_none_is_configured(clock: FakeClock) -> None:
@@ -79,17 +78,31 @@ def test_hcloud_retries_a_rate_limited_request_five_times_then_raises(clock: Fak
 
 def test_listing_120_servers_pages_by_at_most_50(cloud: SandboxCloud, client: Client) -> None:
     for n in range(120):
-        cloud.handle("POST", "/servers", {},
-                     {"name": f"s{n:03}", "server_type": "cx23", "image": "docker-ce",
-                      "labels": {"parity": "even" if n % 2 == 0 else "odd"}}, AUTH)
+        cloud.handle(
+            "POST",
+            "/servers",
+            {},
+            {
+                "name": f"s{n:03}",
+                "server_type": "cx23",
+                "image": "docker-ce",
+                "labels": {"parity": "even" if n % 2 == 0 else "odd"},
+            },
+            AUTH,
+        )
 
     _, _, first = cloud.handle("GET", "/servers", {"per_page": ["100"]}, None, AUTH)
     _, _, last = cloud.handle("GET", "/servers", {"page": ["5"]}, None, AUTH)
     assert first is not None and last is not None
     assert len(first["servers"]) == 50
-    assert first["meta"]["pagination"] == {"page": 1, "per_page": 50, "previous_page": None,
-                                           "next_page": 2, "last_page": 3,
-                                           "total_entries": 120}
+    assert first["meta"]["pagination"] == {
+        "page": 1,
+        "per_page": 50,
+        "previous_page": None,
+        "next_page": 2,
+        "last_page": 3,
+        "total_entries": 120,
+    }
     assert len(last["servers"]) == 20
     assert last["meta"]["pagination"]["previous_page"] == 4
     assert last["meta"]["pagination"]["next_page"] is None
@@ -102,8 +115,7 @@ def test_listing_120_servers_pages_by_at_most_50(cloud: SandboxCloud, client: Cl
     assert [s.name for s in client.servers.get_all(name="s007")] == ["s007"]
 
 
-def test_servers_can_be_sorted(cloud: SandboxCloud, client: Client,
-                               create_server: CreateServer) -> None:
+def test_servers_can_be_sorted(cloud: SandboxCloud, client: Client, create_server: CreateServer) -> None:
     for name in ("b", "c", "a"):
         create_server(name)
 
@@ -113,10 +125,8 @@ def test_servers_can_be_sorted(cloud: SandboxCloud, client: Client,
 
 
 def test_label_selectors_filter_servers(client: Client, create_server: CreateServer) -> None:
-    create_server("ours", labels={"managed-by": "octoprovider",
-                                  "octoprovider-deployment": "default"})
-    create_server("other-deployment", labels={"managed-by": "octoprovider",
-                                              "octoprovider-deployment": "staging"})
+    create_server("ours", labels={"managed-by": "octoprovider", "octoprovider-deployment": "default"})
+    create_server("other-deployment", labels={"managed-by": "octoprovider", "octoprovider-deployment": "staging"})
     create_server("foreign", labels={"team": "web"})
 
     def names(selector: str) -> list[str]:
@@ -135,8 +145,7 @@ def test_invalid_label_selector_is_invalid_input(client: Client) -> None:
     assert error.value.code == "invalid_input"
 
 
-def test_servers_filter_by_status(client: Client, cloud: SandboxCloud,
-                                  create_server: CreateServer) -> None:
+def test_servers_filter_by_status(client: Client, cloud: SandboxCloud, create_server: CreateServer) -> None:
     create_server("early")
     cloud.settle()
     create_server("late")
@@ -145,24 +154,22 @@ def test_servers_filter_by_status(client: Client, cloud: SandboxCloud,
     assert [s.name for s in client.servers.get_all(status=["initializing", "off"])] == ["late"]
 
 
-def test_many_actions_are_polled_in_one_call(client: Client, cloud: SandboxCloud,
-                                             create_server: CreateServer) -> None:
+def test_many_actions_are_polled_in_one_call(client: Client, cloud: SandboxCloud, create_server: CreateServer) -> None:
     first = create_server("a")
     cloud.settle()
-    second = client.servers.create(name="b", server_type=ServerType(name="cx23"),
-                                   image=Image(name="docker-ce"))
+    second = client.servers.create(name="b", server_type=ServerType(name="cx23"), image=Image(name="docker-ce"))
     actions = {a["resources"][0]["id"]: a["id"] for a in cloud.actions.values()}
 
     _, _, body = cloud.handle(
-        "GET", "/actions",
-        {"id": [str(actions[first.id]), str(second.action.id), "999"]}, None, AUTH)
+        "GET", "/actions", {"id": [str(actions[first.id]), str(second.action.id), "999"]}, None, AUTH
+    )
 
     assert body is not None
     statuses = {a["id"]: a["status"] for a in body["actions"]}
     assert statuses == {actions[first.id]: "success", second.action.id: "running"}
     _, _, running = cloud.handle(
-        "GET", "/actions", {"id": [str(actions[first.id]), str(second.action.id)],
-                            "status": ["running"]}, None, AUTH)
+        "GET", "/actions", {"id": [str(actions[first.id]), str(second.action.id)], "status": ["running"]}, None, AUTH
+    )
     assert running is not None and [a["id"] for a in running["actions"]] == [second.action.id]
 
 
@@ -173,8 +180,7 @@ def test_listing_actions_without_ids_is_refused_as_at_hetzner(cloud: SandboxClou
     assert body is not None and body["error"]["code"] == "invalid_input"
 
 
-def test_a_servers_actions_are_listed(client: Client, cloud: SandboxCloud,
-                                      create_server: CreateServer) -> None:
+def test_a_servers_actions_are_listed(client: Client, cloud: SandboxCloud, create_server: CreateServer) -> None:
     server = create_server()
     cloud.settle()
     client.servers.reboot(server)
@@ -182,8 +188,7 @@ def test_a_servers_actions_are_listed(client: Client, cloud: SandboxCloud,
     commands = [a.command for a in client.servers.get_actions(server)]
 
     assert commands == ["create_server", "start_server", "reboot_server"]
-    assert [a.command for a in client.servers.get_actions(server, status=["running"])] == [
-        "reboot_server"]
+    assert [a.command for a in client.servers.get_actions(server, status=["running"])] == ["reboot_server"]
 
 
 def test_unknown_route_is_not_found_and_wrong_method_is_405(cloud: SandboxCloud) -> None:
@@ -209,8 +214,7 @@ def test_catalog_lists_sold_and_deprecated_server_types(client: Client) -> None:
     fsn1_price = next(p for p in types["cx23"].prices if p["location"] == "fsn1")
     assert set(fsn1_price["price_hourly"]) == {"net", "gross"}
     assert client.server_types.get_by_id(types["cx33"].id).cores == 4
-    assert [loc.name for loc in client.locations.get_all()] == [
-        "fsn1", "nbg1", "hel1", "ash", "hil", "sin"]
+    assert [loc.name for loc in client.locations.get_all()] == ["fsn1", "nbg1", "hel1", "ash", "hil", "sin"]
     assert client.locations.get_by_name("ash").network_zone == "us-east"
 
 
@@ -222,19 +226,23 @@ def test_pricing_lists_server_types_and_primary_ips(client: Client) -> None:
     assert pricing["primary_ips"][0]["type"] == "ipv4"
 
 
-def test_requests_are_recorded_and_mutations_listed(cloud: SandboxCloud, client: Client,
-                                                    create_server: CreateServer) -> None:
+def test_requests_are_recorded_and_mutations_listed(
+    cloud: SandboxCloud, client: Client, create_server: CreateServer
+) -> None:
     create_server()
     client.servers.get_all()
 
     assert [(r.method, r.path, r.status) for r in cloud.requests] == [
-        ("POST", "/servers", 201), ("GET", "/servers", 200)]
+        ("POST", "/servers", 201),
+        ("GET", "/servers", 200),
+    ]
     assert [r.path for r in cloud.mutation_requests()] == ["/servers"]
     assert cloud.mutation_requests()[0].body["name"] == "octoperf-i-1"
 
 
-def test_fault_before_the_effect_changes_nothing(client: Client, cloud: SandboxCloud,
-                                                 create_server: CreateServer) -> None:
+def test_fault_before_the_effect_changes_nothing(
+    client: Client, cloud: SandboxCloud, create_server: CreateServer
+) -> None:
     cloud.inject_fault("POST", r"/servers")
 
     with pytest.raises(APIException) as error:
@@ -245,12 +253,12 @@ def test_fault_before_the_effect_changes_nothing(client: Client, cloud: SandboxC
     assert create_server().name == "octoperf-i-1"  # the fault fired once
 
 
-def test_fault_after_the_effect_loses_the_response_only(client: Client, cloud: SandboxCloud,
-                                                        create_server: CreateServer) -> None:
+def test_fault_after_the_effect_loses_the_response_only(
+    client: Client, cloud: SandboxCloud, create_server: CreateServer
+) -> None:
     server = create_server()
     cloud.settle()
-    cloud.inject_fault("POST", r"/servers/\d+/actions/poweroff", after=True,
-                       code="timeout", status=504, times=6)
+    cloud.inject_fault("POST", r"/servers/\d+/actions/poweroff", after=True, code="timeout", status=504, times=6)
 
     with pytest.raises(APIException) as error:
         client.servers.power_off(server)

@@ -24,8 +24,9 @@ def post(cloud: SandboxCloud, path: str, body: dict | None = None) -> tuple[int,
 
 
 def static_ip(client: Client, location: str = "fsn1", ip_type: str = "ipv4") -> BoundPrimaryIP:
-    return client.primary_ips.create(type=ip_type, name=f"static-{location}-{ip_type}",
-                                     location=Location(name=location)).primary_ip
+    return client.primary_ips.create(
+        type=ip_type, name=f"static-{location}-{ip_type}", location=Location(name=location)
+    ).primary_ip
 
 
 def off_server(client: Client, cloud: SandboxCloud, server: BoundServer) -> None:
@@ -34,12 +35,23 @@ def off_server(client: Client, cloud: SandboxCloud, server: BoundServer) -> None
     cloud.settle()
 
 
-@pytest.mark.parametrize(("code", "status"), [
-    ("token_readonly", 401), ("maintenance", 403), ("server_error", 500),
-    ("invalid_input", 422), ("server_not_stopped", 422), ("server_has_ipv4", 422),
-    ("primary_ip_already_assigned", 422), ("must_be_unassigned", 422), ("locked", 423),
-    ("resource_limit_exceeded", 403), ("json_error", 400), ("deprecated_api_endpoint", 410),
-])
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("token_readonly", 401),
+        ("maintenance", 403),
+        ("server_error", 500),
+        ("invalid_input", 422),
+        ("server_not_stopped", 422),
+        ("server_has_ipv4", 422),
+        ("primary_ip_already_assigned", 422),
+        ("must_be_unassigned", 422),
+        ("locked", 423),
+        ("resource_limit_exceeded", 403),
+        ("json_error", 400),
+        ("deprecated_api_endpoint", 410),
+    ],
+)
 def test_error_codes_answer_the_status_of_hetzners_error_table(code: str, status: int) -> None:
     assert ApiError(code, "x").status == status
 
@@ -51,8 +63,9 @@ def test_assigning_to_a_running_server_is_422_server_not_stopped(
     cloud.settle()
     ip = static_ip(client)
 
-    status, answer = post(cloud, f"/primary_ips/{ip.id}/actions/assign",
-                          {"assignee_id": server.id, "assignee_type": "server"})
+    status, answer = post(
+        cloud, f"/primary_ips/{ip.id}/actions/assign", {"assignee_id": server.id, "assignee_type": "server"}
+    )
 
     assert (status, answer["error"]["code"]) == (422, "server_not_stopped")
 
@@ -66,36 +79,38 @@ def test_assigning_a_second_ipv4_is_422_server_has_ipv4_and_an_assigned_ip_422(
     cloud.settle()
     ip = static_ip(client)
 
-    status, answer = post(cloud, f"/primary_ips/{ip.id}/actions/assign",
-                          {"assignee_id": server.id, "assignee_type": "server"})
+    status, answer = post(
+        cloud, f"/primary_ips/{ip.id}/actions/assign", {"assignee_id": server.id, "assignee_type": "server"}
+    )
     assert (status, answer["error"]["code"]) == (422, "server_has_ipv4")
 
     taken = server.public_net.primary_ipv4.id
-    status, answer = post(cloud, f"/primary_ips/{taken}/actions/assign",
-                          {"assignee_id": other.id, "assignee_type": "server"})
+    status, answer = post(
+        cloud, f"/primary_ips/{taken}/actions/assign", {"assignee_id": other.id, "assignee_type": "server"}
+    )
     assert (status, answer["error"]["code"]) == (422, "primary_ip_already_assigned")
 
 
-def test_deleting_an_assigned_primary_ip_is_422_must_be_unassigned(
-    cloud: SandboxCloud, create_server
-) -> None:
+def test_deleting_an_assigned_primary_ip_is_422_must_be_unassigned(cloud: SandboxCloud, create_server) -> None:
     server = create_server()
 
-    status, _, answer = cloud.handle(
-        "DELETE", f"/primary_ips/{server.public_net.primary_ipv4.id}", {}, None, AUTH)
+    status, _, answer = cloud.handle("DELETE", f"/primary_ips/{server.public_net.primary_ipv4.id}", {}, None, AUTH)
 
     assert (status, answer and answer["error"]["code"]) == (422, "must_be_unassigned")
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("POST", "/servers", {**SERVER, "colour": "blue"}),
-    ("POST", "/servers", {**SERVER, "public_net": {"enable_ipv4": True, "ipv7": 1}}),
-    ("POST", "/primary_ips", {"name": "ip", "type": "ipv4", "location": "fsn1", "colour": 1}),
-    ("PUT", "/servers/{server}", {"name": "renamed", "colour": "blue"}),
-    ("PUT", "/primary_ips/{ip}", {"labels": {}, "colour": "blue"}),
-    ("POST", "/primary_ips/{ip}/actions/assign", {"assignee_id": 1, "colour": "blue"}),
-    ("POST", "/servers/{server}/actions/reboot", {"colour": "blue"}),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/servers", {**SERVER, "colour": "blue"}),
+        ("POST", "/servers", {**SERVER, "public_net": {"enable_ipv4": True, "ipv7": 1}}),
+        ("POST", "/primary_ips", {"name": "ip", "type": "ipv4", "location": "fsn1", "colour": 1}),
+        ("PUT", "/servers/{server}", {"name": "renamed", "colour": "blue"}),
+        ("PUT", "/primary_ips/{ip}", {"labels": {}, "colour": "blue"}),
+        ("POST", "/primary_ips/{ip}/actions/assign", {"assignee_id": 1, "colour": "blue"}),
+        ("POST", "/servers/{server}/actions/reboot", {"colour": "blue"}),
+    ],
+)
 def test_an_unknown_body_field_is_422_invalid_input(
     cloud: SandboxCloud, create_server, method: str, path: str, body: dict
 ) -> None:
@@ -112,9 +127,7 @@ def test_an_unknown_body_field_is_422_invalid_input(
     assert len(cloud.servers) == servers_before
 
 
-def test_servers_get_an_ipv6_primary_ip_unless_enable_ipv6_is_false(
-    client: Client, create_server
-) -> None:
+def test_servers_get_an_ipv6_primary_ip_unless_enable_ipv6_is_false(client: Client, create_server) -> None:
     with_ipv6 = create_server("one")
     without = create_server("two", public_net=ServerCreatePublicNetwork(enable_ipv6=False))
 
@@ -152,9 +165,18 @@ def test_pricing_carries_every_section_hetzner_requires(cloud: SandboxCloud) -> 
 
     assert status == 200 and answer is not None
     pricing = answer["pricing"]
-    assert set(pricing) >= {"currency", "vat_rate", "floating_ip", "floating_ips", "image",
-                            "load_balancer_types", "primary_ips", "server_backup", "server_types",
-                            "volume"}
+    assert set(pricing) >= {
+        "currency",
+        "vat_rate",
+        "floating_ip",
+        "floating_ips",
+        "image",
+        "load_balancer_types",
+        "primary_ips",
+        "server_backup",
+        "server_types",
+        "volume",
+    }
     assert pricing["image"]["price_per_gb_month"]["gross"]
     assert {entry["type"] for entry in pricing["primary_ips"]} == {"ipv4", "ipv6"}
 
@@ -166,8 +188,7 @@ def test_create_returns_its_start_action_in_next_actions_unless_told_not_to_star
     _, stopped = post(cloud, "/servers", {**SERVER, "name": "b", "start_after_create": False})
 
     assert [a["command"] for a in started["next_actions"]] == ["start_server"]
-    assert started["next_actions"][0]["resources"] == [{"id": started["server"]["id"],
-                                                        "type": "server"}]
+    assert started["next_actions"][0]["resources"] == [{"id": started["server"]["id"], "type": "server"}]
     assert stopped["next_actions"] == []
 
 
@@ -189,13 +210,12 @@ def test_list_answers_carry_hetzners_pagination_link_header(cloud: SandboxCloud)
     assert response.headers["Link"] == (
         f'<{ENDPOINT}/locations?sort=id&page=1&per_page=2>; rel="prev", '
         f'<{ENDPOINT}/locations?sort=id&page=3&per_page=2>; rel="next", '
-        f'<{ENDPOINT}/locations?sort=id&page=3&per_page=2>; rel="last"')
+        f'<{ENDPOINT}/locations?sort=id&page=3&per_page=2>; rel="last"'
+    )
     assert "Link" not in session.get(f"{ENDPOINT}/locations/1", headers=AUTH).headers
 
 
-def test_create_with_an_existing_unassigned_primary_ip_attaches_it(
-    client: Client, cloud: SandboxCloud
-) -> None:
+def test_create_with_an_existing_unassigned_primary_ip_attaches_it(client: Client, cloud: SandboxCloud) -> None:
     ip = static_ip(client)
 
     status, answer = post(cloud, "/servers", {**SERVER, "public_net": {"ipv4": ip.id}})
@@ -233,14 +253,12 @@ def test_create_with_a_primary_ip_of_another_location_or_version_is_refused(
 def test_the_transport_shows_every_exchange_to_its_observer(cloud: SandboxCloud) -> None:
     seen = []
     session = requests.Session()
-    session.mount("https://sandbox.hetzner.invalid/",
-                  SandboxAdapter(cloud, observer=seen.append))
+    session.mount("https://sandbox.hetzner.invalid/", SandboxAdapter(cloud, observer=seen.append))
 
     session.post(f"{ENDPOINT}/servers", json=SERVER, headers=AUTH)
     session.get(f"{ENDPOINT}/servers?name=octoperf-i-1", headers={})
 
-    assert [(e.method, e.path, e.status) for e in seen] == [
-        ("POST", "/servers", 201), ("GET", "/servers", 401)]
+    assert [(e.method, e.path, e.status) for e in seen] == [("POST", "/servers", 201), ("GET", "/servers", 401)]
     assert seen[0].body == SERVER
     assert seen[0].payload["server"]["name"] == "octoperf-i-1"
     assert seen[1].query == {"name": ["octoperf-i-1"]}

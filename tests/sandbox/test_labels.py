@@ -51,8 +51,18 @@ def test_commas_inside_parentheses_belong_to_the_set() -> None:
 
 @pytest.mark.parametrize(
     "selector",
-    ["a=1,,b=2", "tier in (a,b", "tier in a,b)", "=value", "a b", "a=b=c", "bad key=1",
-     "a=" + "x" * 64, "-a=1", "a=1,"],
+    [
+        "a=1,,b=2",
+        "tier in (a,b",
+        "tier in a,b)",
+        "=value",
+        "a b",
+        "a=b=c",
+        "bad key=1",
+        "a=" + "x" * 64,
+        "-a=1",
+        "a=1,",
+    ],
 )
 def test_malformed_selector_is_rejected(selector: str) -> None:
     with pytest.raises(LabelSelectorError):

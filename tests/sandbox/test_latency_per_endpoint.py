@@ -37,8 +37,12 @@ def test_the_service_takes_its_sandbox_latency_from_the_setting(tmp_path):
     from octoprovider.hetzner import connection
 
     hetzner.use_sandbox(None)
-    with override_settings(HETZNER_SANDBOX=True, HCLOUD_TOKEN="", HCLOUD_SANDBOX_FILE=tmp_path / "cloud.json",
-                           SANDBOX_LATENCY="POST /servers=1.5,GET=0.2"):
+    with override_settings(
+        HETZNER_SANDBOX=True,
+        HCLOUD_TOKEN="",
+        HCLOUD_SANDBOX_FILE=tmp_path / "cloud.json",
+        SANDBOX_LATENCY="POST /servers=1.5,GET=0.2",
+    ):
         session = connection._bases(connection._build_client())[0]._session
     adapter = session.get_adapter("https://sandbox.hetzner.invalid/v1/servers")
 

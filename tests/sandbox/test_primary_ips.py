@@ -19,15 +19,15 @@ STATIC_LABELS = {"managed-by": "octoprovider", "octoprovider-deployment": "defau
 @pytest.fixture
 def create_static_ip(client: Client) -> Callable[..., BoundPrimaryIP]:
     def create(name: str = "octoperf-ip-1", location: str = "fsn1") -> BoundPrimaryIP:
-        return client.primary_ips.create(type="ipv4", name=name, location=Location(name=location),
-                                         auto_delete=False, labels=STATIC_LABELS).primary_ip
+        return client.primary_ips.create(
+            type="ipv4", name=name, location=Location(name=location), auto_delete=False, labels=STATIC_LABELS
+        ).primary_ip
 
     return create
 
 
 @pytest.fixture
-def off_server(client: Client, cloud: SandboxCloud,
-               create_server: CreateServer) -> BoundServer:
+def off_server(client: Client, cloud: SandboxCloud, create_server: CreateServer) -> BoundServer:
     """Return a server that was created, started, and powered off again."""
     server = create_server()
     cloud.settle()
@@ -72,8 +72,7 @@ def test_primary_ip_quota_is_resource_limit_exceeded(
     assert error.value.code == "resource_limit_exceeded"
 
 
-def test_unassign_requires_a_stopped_server(client: Client, cloud: SandboxCloud,
-                                            create_server: CreateServer) -> None:
+def test_unassign_requires_a_stopped_server(client: Client, cloud: SandboxCloud, create_server: CreateServer) -> None:
     server = create_server()
     cloud.settle()
 
@@ -83,7 +82,9 @@ def test_unassign_requires_a_stopped_server(client: Client, cloud: SandboxCloud,
 
 
 def test_moving_a_static_ip_onto_a_powered_off_server(
-    client: Client, cloud: SandboxCloud, off_server: BoundServer,
+    client: Client,
+    cloud: SandboxCloud,
+    off_server: BoundServer,
     create_static_ip: Callable[..., BoundPrimaryIP],
 ) -> None:
     static = create_static_ip()
@@ -104,9 +105,9 @@ def test_moving_a_static_ip_onto_a_powered_off_server(
     assert client.primary_ips.get_by_id(static.id).assignee_id == off_server.id
 
 
-def test_assign_requires_a_stopped_server(client: Client, cloud: SandboxCloud,
-                                          create_server: CreateServer,
-                                          create_static_ip: Callable[..., BoundPrimaryIP]) -> None:
+def test_assign_requires_a_stopped_server(
+    client: Client, cloud: SandboxCloud, create_server: CreateServer, create_static_ip: Callable[..., BoundPrimaryIP]
+) -> None:
     server = create_server(public_net=ServerCreatePublicNetwork(enable_ipv4=False))
     cloud.settle()
 
@@ -116,7 +117,9 @@ def test_assign_requires_a_stopped_server(client: Client, cloud: SandboxCloud,
 
 
 def test_assign_locks_the_server_until_it_finishes(
-    client: Client, cloud: SandboxCloud, off_server: BoundServer,
+    client: Client,
+    cloud: SandboxCloud,
+    off_server: BoundServer,
     create_static_ip: Callable[..., BoundPrimaryIP],
 ) -> None:
     client.primary_ips.unassign(PrimaryIP(id=off_server.public_net.primary_ipv4.id))
@@ -127,7 +130,9 @@ def test_assign_locks_the_server_until_it_finishes(
 
 
 def test_assign_to_a_server_in_another_location_is_invalid_input(
-    client: Client, off_server: BoundServer, create_static_ip: Callable[..., BoundPrimaryIP],
+    client: Client,
+    off_server: BoundServer,
+    create_static_ip: Callable[..., BoundPrimaryIP],
 ) -> None:
     with pytest.raises(APIException) as error:
         client.primary_ips.assign(create_static_ip(location="nbg1"), assignee_id=off_server.id)
@@ -135,7 +140,9 @@ def test_assign_to_a_server_in_another_location_is_invalid_input(
 
 
 def test_a_server_holds_at_most_one_ipv4(
-    client: Client, off_server: BoundServer, create_static_ip: Callable[..., BoundPrimaryIP],
+    client: Client,
+    off_server: BoundServer,
+    create_static_ip: Callable[..., BoundPrimaryIP],
 ) -> None:
     with pytest.raises(APIException) as error:
         client.primary_ips.assign(create_static_ip(), assignee_id=off_server.id)
@@ -143,16 +150,16 @@ def test_a_server_holds_at_most_one_ipv4(
 
 
 def test_an_assigned_ip_cannot_be_assigned_elsewhere(
-    client: Client, cloud: SandboxCloud, off_server: BoundServer,
+    client: Client,
+    cloud: SandboxCloud,
+    off_server: BoundServer,
 ) -> None:
     with pytest.raises(APIException) as error:
-        client.primary_ips.assign(PrimaryIP(id=off_server.public_net.primary_ipv4.id),
-                                  assignee_id=off_server.id)
+        client.primary_ips.assign(PrimaryIP(id=off_server.public_net.primary_ipv4.id), assignee_id=off_server.id)
     assert error.value.code == "primary_ip_already_assigned"
 
 
-def test_deleting_an_assigned_ip_is_must_be_unassigned(client: Client,
-                                                       create_server: CreateServer) -> None:
+def test_deleting_an_assigned_ip_is_must_be_unassigned(client: Client, create_server: CreateServer) -> None:
     server = create_server()
 
     with pytest.raises(APIException) as error:
@@ -161,7 +168,8 @@ def test_deleting_an_assigned_ip_is_must_be_unassigned(client: Client,
 
 
 def test_server_created_with_a_static_ip_uses_it(
-    create_server: CreateServer, create_static_ip: Callable[..., BoundPrimaryIP],
+    create_server: CreateServer,
+    create_static_ip: Callable[..., BoundPrimaryIP],
     cloud: SandboxCloud,
 ) -> None:
     static = create_static_ip()
@@ -174,7 +182,8 @@ def test_server_created_with_a_static_ip_uses_it(
 
 
 def test_static_ip_from_another_location_is_refused_at_create(
-    create_server: CreateServer, create_static_ip: Callable[..., BoundPrimaryIP],
+    create_server: CreateServer,
+    create_static_ip: Callable[..., BoundPrimaryIP],
 ) -> None:
     static = create_static_ip(location="hel1")
 
@@ -184,7 +193,9 @@ def test_static_ip_from_another_location_is_refused_at_create(
 
 
 def test_deleted_servers_static_ip_stays_assigned_for_a_moment_then_is_free(
-    client: Client, cloud: SandboxCloud, create_server: CreateServer,
+    client: Client,
+    cloud: SandboxCloud,
+    create_server: CreateServer,
     create_static_ip: Callable[..., BoundPrimaryIP],
 ) -> None:
     static = create_static_ip()
@@ -207,19 +218,19 @@ def test_deleted_servers_static_ip_stays_assigned_for_a_moment_then_is_free(
 
 
 def test_primary_ips_filter_by_label_selector_name_and_ip(
-    client: Client, create_static_ip: Callable[..., BoundPrimaryIP], create_server: CreateServer,
+    client: Client,
+    create_static_ip: Callable[..., BoundPrimaryIP],
+    create_server: CreateServer,
 ) -> None:
     static = create_static_ip("octoperf-ip-1")
     create_server()
 
-    assert [ip.id for ip in client.primary_ips.get_all(
-        label_selector="managed-by=octoprovider")] == [static.id]
+    assert [ip.id for ip in client.primary_ips.get_all(label_selector="managed-by=octoprovider")] == [static.id]
     assert client.primary_ips.get_by_name("octoperf-ip-1").id == static.id
     assert [ip.id for ip in client.primary_ips.get_list(ip=static.ip).primary_ips] == [static.id]
 
 
-def test_primary_ip_can_be_updated(client: Client,
-                                   create_static_ip: Callable[..., BoundPrimaryIP]) -> None:
+def test_primary_ip_can_be_updated(client: Client, create_static_ip: Callable[..., BoundPrimaryIP]) -> None:
     static = create_static_ip()
 
     updated = client.primary_ips.update(static, auto_delete=True, labels={"x": "y"}, name="new")

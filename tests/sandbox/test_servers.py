@@ -16,8 +16,7 @@ from hcloud.ssh_keys import SSHKey
 from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud
 
 CreateServer = Callable[..., BoundServer]
-OURS = {"managed-by": "octoprovider", "octoprovider-deployment": "default",
-        "octoprovider-id": "i-1"}
+OURS = {"managed-by": "octoprovider", "octoprovider-deployment": "default", "octoprovider-id": "i-1"}
 
 
 def test_created_server_moves_from_initializing_to_starting_to_running_with_the_clock(
@@ -36,9 +35,12 @@ def test_created_server_moves_from_initializing_to_starting_to_running_with_the_
 def test_create_action_finishes_with_initializing_and_its_start_action_when_running(
     client: Client, cloud: SandboxCloud
 ) -> None:
-    response = client.servers.create(name="octoperf-i-1", server_type=ServerType(name="cx23"),
-                                     image=Image(name="docker-ce"),
-                                     location=Location(name="fsn1"))
+    response = client.servers.create(
+        name="octoperf-i-1",
+        server_type=ServerType(name="cx23"),
+        image=Image(name="docker-ce"),
+        location=Location(name="fsn1"),
+    )
     assert response.action.command == "create_server"
     assert response.action.status == "running"
     (start,) = response.next_actions
@@ -66,7 +68,11 @@ def test_created_server_has_auto_deleted_primary_ipv4_and_ipv6_and_its_labels(
     assert ip.location.name == "fsn1"
     ipv6 = client.primary_ips.get_by_id(server.public_net.primary_ipv6.id)
     assert (ipv6.type, ipv6.ip, ipv6.assignee_id, ipv6.auto_delete) == (
-        "ipv6", server.public_net.ipv6.ip, server.id, True)
+        "ipv6",
+        server.public_net.ipv6.ip,
+        server.id,
+        True,
+    )
     assert server.public_net.ipv6.ip.endswith("::/64")
 
 
@@ -81,8 +87,7 @@ def test_created_server_reports_its_type_location_image_and_created_time(
     assert server.created.timestamp() == clock.now()
 
 
-def test_server_without_ipv4_gets_no_primary_ip(cloud: SandboxCloud,
-                                                create_server: CreateServer) -> None:
+def test_server_without_ipv4_gets_no_primary_ip(cloud: SandboxCloud, create_server: CreateServer) -> None:
     from hcloud.servers import ServerCreatePublicNetwork
 
     server = create_server(public_net=ServerCreatePublicNetwork(enable_ipv4=False))
@@ -106,11 +111,13 @@ def test_user_data_over_32_kib_is_invalid_input(create_server: CreateServer) -> 
     assert error.value.code == "invalid_input"
 
 
-def test_root_password_is_returned_only_without_ssh_keys(client: Client,
-                                                         cloud: SandboxCloud) -> None:
+def test_root_password_is_returned_only_without_ssh_keys(client: Client, cloud: SandboxCloud) -> None:
     cloud.add_ssh_key("ops")
-    common = {"server_type": ServerType(name="cx23"), "image": Image(name="docker-ce"),
-              "location": Location(name="fsn1")}
+    common = {
+        "server_type": ServerType(name="cx23"),
+        "image": Image(name="docker-ce"),
+        "location": Location(name="fsn1"),
+    }
 
     without_key = client.servers.create(name="a", **common)
     with_key = client.servers.create(name="b", ssh_keys=[SSHKey(name="ops")], **common)
@@ -119,14 +126,13 @@ def test_root_password_is_returned_only_without_ssh_keys(client: Client,
     assert with_key.root_password is None
 
 
-def test_ssh_keys_by_name_and_firewalls_by_id_are_attached(cloud: SandboxCloud,
-                                                            create_server: CreateServer,
-                                                            client: Client) -> None:
+def test_ssh_keys_by_name_and_firewalls_by_id_are_attached(
+    cloud: SandboxCloud, create_server: CreateServer, client: Client
+) -> None:
     key_id = cloud.add_ssh_key("ops")
     firewall_id = cloud.add_firewall("agents")
 
-    server = create_server(ssh_keys=[SSHKey(name="ops"), SSHKey(id=key_id)],
-                           firewalls=[Firewall(id=firewall_id)])
+    server = create_server(ssh_keys=[SSHKey(name="ops"), SSHKey(id=key_id)], firewalls=[Firewall(id=firewall_id)])
 
     assert [fw.firewall.id for fw in server.public_net.firewalls] == [firewall_id]
     firewall = client.firewalls.get_by_name("agents")
@@ -147,8 +153,9 @@ def test_server_names_must_be_valid_hostnames(create_server: CreateServer) -> No
     assert error.value.code == "invalid_input"
 
 
-def test_second_action_while_one_runs_is_locked(client: Client, cloud: SandboxCloud,
-                                                create_server: CreateServer) -> None:
+def test_second_action_while_one_runs_is_locked(
+    client: Client, cloud: SandboxCloud, create_server: CreateServer
+) -> None:
     server = create_server()
 
     with pytest.raises(APIException) as error:
@@ -171,8 +178,7 @@ def test_type_not_sold_in_the_location_is_invalid_input(create_server: CreateSer
 
 
 @pytest.mark.parametrize("server_type", ["cx22", "cpx11", "cpx51"])
-def test_deprecated_type_is_resource_unavailable(create_server: CreateServer,
-                                                 server_type: str) -> None:
+def test_deprecated_type_is_resource_unavailable(create_server: CreateServer, server_type: str) -> None:
     with pytest.raises(APIException) as error:
         create_server(server_type=server_type, location="fsn1")
     assert error.value.code == "resource_unavailable"
@@ -204,11 +210,14 @@ def test_sold_out_type_is_resource_unavailable_and_listed_unavailable(
     ],
     ids=["server_type", "image", "location", "ssh_key", "firewall", "labels"],
 )
-def test_unknown_references_are_invalid_input(client: Client, cloud: SandboxCloud,
-                                              overrides: dict) -> None:
-    arguments = {"name": "octoperf-i-1", "server_type": ServerType(name="cx23"),
-                 "image": Image(name="docker-ce"), "location": Location(name="fsn1"),
-                 **overrides}
+def test_unknown_references_are_invalid_input(client: Client, cloud: SandboxCloud, overrides: dict) -> None:
+    arguments = {
+        "name": "octoperf-i-1",
+        "server_type": ServerType(name="cx23"),
+        "image": Image(name="docker-ce"),
+        "location": Location(name="fsn1"),
+        **overrides,
+    }
 
     with pytest.raises(APIException) as error:
         client.servers.create(**arguments)
@@ -222,15 +231,13 @@ def test_images_are_accepted_by_id_and_a_location_is_picked_when_none_is_given(
 ) -> None:
     image_id = client.images.get_by_name_and_architecture("debian-12", "x86").id
 
-    server = client.servers.create(name="by-id", server_type=ServerType(name="cx23"),
-                                   image=Image(id=image_id)).server
+    server = client.servers.create(name="by-id", server_type=ServerType(name="cx23"), image=Image(id=image_id)).server
 
     assert server.image.name == "debian-12"
     assert server.location.name == "fsn1"  # Hetzner picks a location when none is given
 
 
-def test_server_quota_is_resource_limit_exceeded(cloud: SandboxCloud,
-                                                 create_server: CreateServer) -> None:
+def test_server_quota_is_resource_limit_exceeded(cloud: SandboxCloud, create_server: CreateServer) -> None:
     cloud.set_quota(servers=1)
     create_server("one")
 
@@ -251,8 +258,9 @@ def test_primary_ip_quota_also_stops_servers_that_would_get_an_ipv4(
     assert error.value.code == "resource_limit_exceeded"
 
 
-def test_poweroff_stops_the_server_within_seconds(client: Client, cloud: SandboxCloud,
-                                                  create_server: CreateServer) -> None:
+def test_poweroff_stops_the_server_within_seconds(
+    client: Client, cloud: SandboxCloud, create_server: CreateServer
+) -> None:
     server = create_server()
     cloud.settle()
 
@@ -265,8 +273,7 @@ def test_poweroff_stops_the_server_within_seconds(client: Client, cloud: Sandbox
     assert client.actions.get_by_id(action.id).status == "success"
 
 
-def test_poweron_starts_an_off_server(client: Client, cloud: SandboxCloud,
-                                      create_server: CreateServer) -> None:
+def test_poweron_starts_an_off_server(client: Client, cloud: SandboxCloud, create_server: CreateServer) -> None:
     server = create_server(start_after_create=False)
     cloud.settle()
     assert client.servers.get_by_id(server.id).status == "off"
@@ -292,8 +299,7 @@ def test_shutdown_action_finishes_long_before_the_server_is_off(
     assert client.servers.get_by_id(server.id).status == "off"
 
 
-def test_reboot_keeps_the_server_running(client: Client, cloud: SandboxCloud,
-                                         create_server: CreateServer) -> None:
+def test_reboot_keeps_the_server_running(client: Client, cloud: SandboxCloud, create_server: CreateServer) -> None:
     server = create_server()
     cloud.settle()
 
@@ -304,11 +310,10 @@ def test_reboot_keeps_the_server_running(client: Client, cloud: SandboxCloud,
     assert client.actions.get_by_id(action.id).status == "success"
 
 
-def test_delete_while_the_start_after_create_runs_is_locked(
-    client: Client, cloud: SandboxCloud
-) -> None:
-    created = client.servers.create(name="octoperf-i-1", server_type=ServerType(name="cx23"),
-                                    image=Image(name="docker-ce"))
+def test_delete_while_the_start_after_create_runs_is_locked(client: Client, cloud: SandboxCloud) -> None:
+    created = client.servers.create(
+        name="octoperf-i-1", server_type=ServerType(name="cx23"), image=Image(name="docker-ce")
+    )
     cloud.advance(5)  # the create action is done, its start_server action is not
 
     with pytest.raises(APIException) as error:
@@ -353,13 +358,13 @@ def test_deleted_server_is_gone_after_its_delete_action_and_its_auto_ip_too(
     assert client.actions.get_by_id(delete.id).status == "success"
     with pytest.raises(APIException) as error:
         client.servers.get_by_id(server.id)
-    assert (error.value.code, error.value.message) == (
-        "not_found", f"server with ID '{server.id}' not found")
+    assert (error.value.code, error.value.message) == ("not_found", f"server with ID '{server.id}' not found")
     assert ip_id not in cloud.primary_ips
 
 
-def test_name_of_a_deleting_server_is_still_taken(client: Client, cloud: SandboxCloud,
-                                                 create_server: CreateServer) -> None:
+def test_name_of_a_deleting_server_is_still_taken(
+    client: Client, cloud: SandboxCloud, create_server: CreateServer
+) -> None:
     server = create_server("octoperf-i-1")
     cloud.settle()
     client.servers.delete(server)
@@ -381,9 +386,12 @@ def test_labels_and_name_can_be_updated(client: Client, create_server: CreateSer
 
 def test_datacenter_is_refused_since_hetzner_removed_it(cloud: SandboxCloud) -> None:
     status, _, body = cloud.handle(
-        "POST", "/servers", {},
+        "POST",
+        "/servers",
+        {},
         {"name": "a", "server_type": "cx23", "image": "docker-ce", "datacenter": "fsn1-dc14"},
-        {"Authorization": "Bearer sandbox-token"})
+        {"Authorization": "Bearer sandbox-token"},
+    )
 
     assert status == 422
     assert body is not None and body["error"]["code"] == "invalid_input"

@@ -8,8 +8,16 @@ import responses
 from octoprovider import hetzner
 
 API = "https://api.hetzner.cloud/v1"
-PAGE = {"pagination": {"page": 1, "per_page": 50, "previous_page": None, "next_page": None, "last_page": 1,
-                       "total_entries": 1}}
+PAGE = {
+    "pagination": {
+        "page": 1,
+        "per_page": 50,
+        "previous_page": None,
+        "next_page": None,
+        "last_page": 1,
+        "total_entries": 1,
+    }
+}
 
 
 @pytest.fixture
@@ -21,8 +29,11 @@ def hetzner_api(settings):
     hetzner.use_sandbox(None)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as api:
         api.get(f"{API}/server_types", json={"server_types": [], "meta": PAGE})
-        api.get(re.compile(rf"{API}/images\b.*"), json={
-            "images": [{"id": 114690387, "name": settings.HCLOUD_IMAGE, "type": "app", "status": "available"}],
-            "meta": PAGE,
-        })
+        api.get(
+            re.compile(rf"{API}/images\b.*"),
+            json={
+                "images": [{"id": 114690387, "name": settings.HCLOUD_IMAGE, "type": "app", "status": "available"}],
+                "meta": PAGE,
+            },
+        )
         yield api

@@ -46,8 +46,10 @@ def server_lists(cloud: SandboxCloud, since: int = 0) -> list:
 
 
 def is_full_listing(request) -> bool:
-    return "status" not in request.query and request.query.get("per_page") == ["50"] and " in (" not in (
-        request.query["label_selector"][0]
+    return (
+        "status" not in request.query
+        and request.query.get("per_page") == ["50"]
+        and " in (" not in (request.query["label_selector"][0])
     )
 
 
@@ -193,8 +195,9 @@ def external(sandbox, method: str, path: str) -> None:
     sandbox.handle(method, path, {}, None, {"Authorization": "Bearer t"})
 
 
-def test_the_sweep_catches_a_server_stopped_outside_with_two_requests_and_no_listing(swept_fleet, sandbox, settle,
-                                                                                      octoperf):
+def test_the_sweep_catches_a_server_stopped_outside_with_two_requests_and_no_listing(
+    swept_fleet, sandbox, settle, octoperf
+):
     stopped = swept_fleet[0]
     external(sandbox, "POST", f"/servers/{Instance.objects.get(pk=stopped).hetzner_id}/actions/poweroff")
     since = len(sandbox.requests)
@@ -208,8 +211,9 @@ def test_the_sweep_catches_a_server_stopped_outside_with_two_requests_and_no_lis
     assert not any(is_full_listing(request) for request in lists)
 
 
-def test_the_sweep_catches_a_server_deleted_outside_by_counting_then_lists_the_fleet(swept_fleet, sandbox, settle,
-                                                                                      octoperf):
+def test_the_sweep_catches_a_server_deleted_outside_by_counting_then_lists_the_fleet(
+    swept_fleet, sandbox, settle, octoperf
+):
     deleted = swept_fleet[1]
     external(sandbox, "DELETE", f"/servers/{Instance.objects.get(pk=deleted).hetzner_id}")
     settle(60)  # the delete finishes at Hetzner

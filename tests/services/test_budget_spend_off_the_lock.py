@@ -1,4 +1,7 @@
-"""The budgets' spend, measured mostly before the lock: creates stop waiting for a month of rows, and still never cross."""
+"""The budgets' spend, measured mostly before the lock.
+
+Creates stop waiting for a month of rows, and still never cross.
+"""
 
 import itertools
 from datetime import timedelta
@@ -22,8 +25,17 @@ def rows(count: int, *, minutes_ago: float, status: str = Instance.Status.RUNNIN
     """Store `count` instances created that long ago, as a month of tests would have left them."""
     created = clock.now() - timedelta(minutes=minutes_ago)
     return Instance.objects.bulk_create(
-        Instance(region="fsn1", location="fsn1", type="SMALL", server_type="cx23", image="docker-ce", status=status,
-                 hetzner_id=next(_hetzner_ids), created_at=created, **fields)
+        Instance(
+            region="fsn1",
+            location="fsn1",
+            type="SMALL",
+            server_type="cx23",
+            image="docker-ce",
+            status=status,
+            hetzner_id=next(_hetzner_ids),
+            created_at=created,
+            **fields,
+        )
         for _ in range(count)
     )
 
@@ -74,7 +86,8 @@ def test_the_spend_under_the_lock_adds_up_to_the_whole_months(octoperf, settings
     assert costing.spend_for_budgets(prices) == costing.spend(prices)
     # Six servers with their IPv4 and a static IP burn now; the terminated three only billed.
     assert costing.spend(prices).per_hour == 6 * (prices.server("cx23", "fsn1") + prices.ipv4("fsn1")) + prices.ipv4(
-        "fsn1")
+        "fsn1"
+    )
 
 
 @pytest.mark.django_db
@@ -101,8 +114,9 @@ def test_what_ended_after_the_sum_was_measured_counts_until_it_is_measured_again
     prices = hetzner.hourly_prices()
     guardrails.measure_spend_ahead(prices)
     now = clock.now()
-    Instance.objects.filter(pk=old[0].pk).update(status=Instance.Status.TERMINATED, delete_requested_at=now,
-                                                 terminated_at=now)
+    Instance.objects.filter(pk=old[0].pk).update(
+        status=Instance.Status.TERMINATED, delete_requested_at=now, terminated_at=now
+    )
 
     assert costing.spend_for_budgets(prices).per_hour > costing.spend(prices).per_hour  # too much, never too little
 
@@ -120,8 +134,9 @@ def test_a_create_that_an_old_sum_would_refuse_is_checked_again_on_a_fresh_one(
     settings.MAX_HOURLY_SPEND_EUR = 2 * (prices.server("cx23", "fsn1") + prices.ipv4("fsn1"))  # full
     guardrails.measure_spend_ahead(prices)
     now = clock.now()
-    Instance.objects.filter(pk=old[0].pk).update(status=Instance.Status.TERMINATED, delete_requested_at=now,
-                                                 terminated_at=now)  # room for one again
+    Instance.objects.filter(pk=old[0].pk).update(
+        status=Instance.Status.TERMINATED, delete_requested_at=now, terminated_at=now
+    )  # room for one again
     monkeypatch.setattr(guardrails, "FRESH_SECONDS", 0.0)  # the sum measured ahead is old already
 
     assert octoperf.call("POST", "/instances", form=FORM).status_code == 200
@@ -147,8 +162,13 @@ def test_parallel_creates_with_a_month_of_rows_never_cross_the_monthly_budget(sa
     hetzner.server_type_orderable("cx23", "fsn1")
     settings.MONTHLY_BUDGET_EUR = Decimal(1_000_000)
     rows(2000, minutes_ago=30)
-    rows(1000, minutes_ago=60, status=Instance.Status.TERMINATED, terminated_at=clock.now() - timedelta(minutes=50),
-         delete_requested_at=clock.now() - timedelta(minutes=50))
+    rows(
+        1000,
+        minutes_ago=60,
+        status=Instance.Status.TERMINATED,
+        terminated_at=clock.now() - timedelta(minutes=50),
+        delete_requested_at=clock.now() - timedelta(minutes=50),
+    )
     before = costing.spend(prices).month
     assert create_in_parallel(1) == ["created"]
     one = costing.spend(prices).month - before

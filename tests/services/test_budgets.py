@@ -42,8 +42,11 @@ def half_past(sandbox):
 
 def spent(budget: str) -> Decimal:
     measured = costing.spend(hetzner.hourly_prices())
-    return {"MAX_HOURLY_SPEND_EUR": measured.per_hour, "DAILY_BUDGET_EUR": measured.day,
-            "MONTHLY_BUDGET_EUR": measured.month}[budget]
+    return {
+        "MAX_HOURLY_SPEND_EUR": measured.per_hour,
+        "DAILY_BUDGET_EUR": measured.day,
+        "MONTHLY_BUDGET_EUR": measured.month,
+    }[budget]
 
 
 @pytest.mark.django_db
@@ -142,8 +145,10 @@ def test_a_create_and_an_allocate_in_parallel_cannot_both_cross_the_budget(sandb
         finally:
             connection.close()
 
-    calls = [lambda: services.instance_create(region="fsn1", type="SMALL", user_data="x"),
-             lambda: static_ip_services.static_ip_allocate(region="fsn1")]
+    calls = [
+        lambda: services.instance_create(region="fsn1", type="SMALL", user_data="x"),
+        lambda: static_ip_services.static_ip_allocate(region="fsn1"),
+    ]
     threads = [threading.Thread(target=run, args=(call,)) for call in calls]
     for thread in threads:
         thread.start()

@@ -30,8 +30,11 @@ def half_past(sandbox):
 
 
 def posted(sandbox) -> list[tuple[str, str]]:
-    return [(r.body["server_type"], r.body["location"]) for r in sandbox.requests
-            if r.method == "POST" and r.path == "/servers"]
+    return [
+        (r.body["server_type"], r.body["location"])
+        for r in sandbox.requests
+        if r.method == "POST" and r.path == "/servers"
+    ]
 
 
 def per_hour() -> Decimal:

@@ -57,8 +57,9 @@ def test_the_catalogue_is_read_once_for_many_creates(octoperf, sandbox):
 def test_arm_types_are_left_out_unless_allowed(settings):
     # The simulated cloud sells x86 only: add an arm type to Hetzner's catalogue as the gateway keeps it.
     offers = dict(hetzner_servers.server_type_offers())
-    offers["cax11"] = ServerTypeOffer(name="cax11", architecture="arm", orderable_in=frozenset({"fsn1"}),
-                                      sold_in=frozenset({"fsn1"}))
+    offers["cax11"] = ServerTypeOffer(
+        name="cax11", architecture="arm", orderable_in=frozenset({"fsn1"}), sold_in=frozenset({"fsn1"})
+    )
     cache.set(hetzner_servers._CATALOGUE_KEY, offers, 60)
     settings.SERVER_TYPE_CANDIDATES = {**settings.SERVER_TYPE_CANDIDATES, "SMALL": ["cax11", "cx23"]}
 

@@ -6,6 +6,7 @@ operation joins the matrix by itself. After the reconciler has run, Hetzner must
 the database says is live, and OctoPerf must have seen the right thing.
 """
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,10 +104,8 @@ class World:
         for number in range(count):
             self.cloud.clock.advance(seconds)
             clock.advance(seconds)
-            try:
+            with contextlib.suppress(ProcessDied):  # systemd restarts the loop: the next pass is a new process
                 reconcile_pass(full=number % 5 == 4)
-            except ProcessDied:
-                pass  # the loop is restarted by systemd: the next pass is a new process
 
     def call(self, method: str, path: str, *, retry: bool = False, **kwargs):
         """Call the contract; a request whose process died answers OctoPerf with a broken connection."""
@@ -174,14 +173,20 @@ def op_associate(world: World) -> None:
 
 
 def op_dissociate(world: World) -> None:
-    form = {"region": "fsn1", "zone": "a", "instanceId": world.ids["instance"], "id": world.ids["ip"],
-            "associationId": world.ids["association"]}
+    form = {
+        "region": "fsn1",
+        "zone": "a",
+        "instanceId": world.ids["instance"],
+        "id": world.ids["ip"],
+        "associationId": world.ids["association"],
+    }
     world.call("PUT", "/static-ips/dissociate", form=form, retry=True)
 
 
 def op_release(world: World) -> None:
-    world.call("DELETE", "/static-ips/release", query={"region": "fsn1", "zone": "a", "id": world.ids["ip"]},
-               retry=True)
+    world.call(
+        "DELETE", "/static-ips/release", query={"region": "fsn1", "zone": "a", "id": world.ids["ip"]}, retry=True
+    )
 
 
 @dataclass(frozen=True)
@@ -242,7 +247,9 @@ OPERATIONS = [
     Operation("reboot", running_instance, op_reboot, expect_running),
     Operation("delete", running_instance, op_delete, expect_terminated),
     Operation("allocate", lambda world: None, op_allocate, expect_allocated),
-    Operation("associate", lambda world: (running_instance(world), allocated_ip(world)), op_associate, expect_associated),
+    Operation(
+        "associate", lambda world: (running_instance(world), allocated_ip(world)), op_associate, expect_associated
+    ),
     Operation("dissociate", associated, op_dissociate, expect_dissociated),
     Operation("release", allocated_ip, op_release, expect_released),
 ]
@@ -252,8 +259,7 @@ def fault_fired(world: World, method: str, path: str) -> bool:
     if getattr(world.cloud, "died_at", None) == path:
         return True
     return any(
-        r.method == method and r.path == path and (r.timeout or (r.status or 0) >= 400)
-        for r in world.cloud.requests
+        r.method == method and r.path == path and (r.timeout or (r.status or 0) >= 400) for r in world.cloud.requests
     )
 
 
@@ -367,16 +373,22 @@ def expect_moved_off_the_agent(world: World) -> None:
 
 
 ISSUE_20_OPERATIONS = [
-    Operation("dissociate then release at once", with_latency(associated), op_dissociate_then_release, expect_torn_down),
-    Operation("associate an IP another agent has", with_latency(ip_on_another_agent), op_associate,
-              expect_moved_off_the_agent),
+    Operation(
+        "dissociate then release at once", with_latency(associated), op_dissociate_then_release, expect_torn_down
+    ),
+    Operation(
+        "associate an IP another agent has", with_latency(ip_on_another_agent), op_associate, expect_moved_off_the_agent
+    ),
 ]
 
 
 # One fault of each kind (Hetzner did nothing, said not found, did it and the answer was lost, the process
 # died): these operations make many calls, and the whole matrix of each would double the suite's time.
-ISSUE_20_FAULTS = [fault for fault in FAULTS
-                   if fault.name in ("unavailable before", "locked", "not found", "lost then rate limited", "died after")]
+ISSUE_20_FAULTS = [
+    fault
+    for fault in FAULTS
+    if fault.name in ("unavailable before", "locked", "not found", "lost then rate limited", "died after")
+]
 
 
 @pytest.mark.parametrize("operation", ISSUE_20_OPERATIONS, ids=[operation.name for operation in ISSUE_20_OPERATIONS])

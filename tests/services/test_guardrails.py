@@ -58,10 +58,13 @@ def test_terminated_instances_do_not_count_against_the_limit(octoperf, settle, s
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("setting", "value", "form"), [
-    ("ALLOWED_REGIONS", ["nbg1"], FORM),
-    ("ALLOWED_TYPES", ["MEDIUM"], FORM),
-])
+@pytest.mark.parametrize(
+    ("setting", "value", "form"),
+    [
+        ("ALLOWED_REGIONS", ["nbg1"], FORM),
+        ("ALLOWED_TYPES", ["MEDIUM"], FORM),
+    ],
+)
 def test_a_region_or_type_not_allowed_answers_429_naming_the_setting(octoperf, sandbox, settings, setting, value, form):
     setattr(settings, setting, value)
 

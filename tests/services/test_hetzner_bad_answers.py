@@ -11,10 +11,10 @@ from prometheus_client import REGISTRY
 
 from instances.models import Instance
 from octoprovider import hetzner
-from tests.services.conftest import API, PAGE
 from octoprovider.core.exceptions import HetznerBadAnswer
 from octoprovider.operations.reconciler import reconcile_pass
 from staticips.models import StaticIP
+from tests.services.conftest import API, PAGE
 
 pytestmark = pytest.mark.django_db
 
@@ -61,16 +61,30 @@ def test_an_allocate_answered_without_its_primary_ip_answers_503(hetzner_api, oc
 
 
 def test_a_reboot_answered_without_its_action_answers_503(hetzner_api, octoperf):
-    instance = Instance.objects.create(region="fsn1", location="fsn1", type="SMALL", server_type="cx23",
-                                       image="docker-ce", status="running", hetzner_id=42)
+    instance = Instance.objects.create(
+        region="fsn1",
+        location="fsn1",
+        type="SMALL",
+        server_type="cx23",
+        image="docker-ce",
+        status="running",
+        hetzner_id=42,
+    )
     hetzner_api.post(f"{API}/servers/42/actions/reboot", status=201, json={})
 
     assert_hetzners_fault(octoperf.reboot(instance.pk), hetzner_api, "POST", "/servers/42/actions/reboot")
 
 
 def test_a_pass_whose_listing_cannot_be_read_reports_it_and_is_counted(hetzner_api):
-    Instance.objects.create(region="fsn1", location="fsn1", type="SMALL", server_type="cx23", image="docker-ce",
-                            status="running", hetzner_id=42)
+    Instance.objects.create(
+        region="fsn1",
+        location="fsn1",
+        type="SMALL",
+        server_type="cx23",
+        image="docker-ce",
+        status="running",
+        hetzner_id=42,
+    )
     hetzner_api.get(re.compile(rf"{API}/servers\b.*"), json={"meta": PAGE})
     errors_before = REGISTRY.get_sample_value("octoprovider_reconcile_errors_total") or 0
 

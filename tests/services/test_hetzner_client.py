@@ -64,8 +64,9 @@ def renaming(monkeypatch, base: str, attribute: str | None) -> None:
 
 @pytest.mark.parametrize("base", ["_client", "_client_hetzner"])
 @pytest.mark.parametrize("attribute", ["_retry_max_retries", "_retry_interval_func", "_session", None])
-def test_an_hcloud_release_without_what_we_set_fails_loudly_when_a_client_is_built(sandbox, monkeypatch, base,
-                                                                                  attribute):
+def test_an_hcloud_release_without_what_we_set_fails_loudly_when_a_client_is_built(
+    sandbox, monkeypatch, base, attribute
+):
     renaming(monkeypatch, base, attribute)
     hetzner.use_sandbox(sandbox)
 

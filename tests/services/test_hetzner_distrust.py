@@ -2,7 +2,6 @@
 create whose answer was lost is looked for, and whatever is left of ours without a live row is deleted.
 """
 
-
 import pytest
 from django.conf import settings as django_settings
 
@@ -212,8 +211,11 @@ def test_the_reconciler_deletes_a_static_ip_of_ours_that_no_row_owns_after_the_g
     octoperf, sandbox, settle, settings
 ):
     kept = octoperf.allocate()
-    hetzner.create_primary_ip(name="octoperf-ip-0000000000000000a", location="fsn1",
-                              labels=ownership_labels("ip-0000000000000000a", ROLE_STATIC))
+    hetzner.create_primary_ip(
+        name="octoperf-ip-0000000000000000a",
+        location="fsn1",
+        labels=ownership_labels("ip-0000000000000000a", ROLE_STATIC),
+    )
 
     settle(60, full=True)
     assert len(sandbox.primary_ips) == 2  # maybe an allocate in flight whose row is not committed yet
@@ -227,8 +229,11 @@ def test_the_reconciler_deletes_an_unassigned_server_ipv4_that_no_association_ne
     octoperf, sandbox, settle, settings
 ):
     octoperf.allocate()  # a deployment that uses static IPs
-    hetzner.create_primary_ip(name="octoperf-assoc-0000000000000000a-ipv4", location="fsn1",
-                              labels=ownership_labels("assoc-0000000000000000a", ROLE_SERVER_IPV4))
+    hetzner.create_primary_ip(
+        name="octoperf-assoc-0000000000000000a-ipv4",
+        location="fsn1",
+        labels=ownership_labels("assoc-0000000000000000a", ROLE_SERVER_IPV4),
+    )
 
     settle(settings.CREATE_GRACE + 1, full=True)
     settle(30, full=True)

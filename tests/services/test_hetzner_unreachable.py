@@ -5,15 +5,13 @@ and a failed DNS lookup (a ConnectionError around urllib3's NewConnectionError o
 NameResolutionError), a connect timeout, and, after the request was sent, a read timeout or a reset.
 """
 
-
 import pytest
 from requests.exceptions import ConnectionError, ConnectTimeout, ReadTimeout
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError, ProtocolError
 
 from instances.models import Instance
-from octoprovider import hetzner
 from staticips.models import StaticIP
-from tests.services.conftest import API, PAGE
+from tests.services.conftest import API
 
 pytestmark = pytest.mark.django_db
 

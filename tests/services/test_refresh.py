@@ -95,14 +95,21 @@ def test_an_abandoned_create_with_no_server_ends_terminated_after_the_grace(db, 
     assert Instance.objects.get(pk=instance.pk).status == "terminated"
 
 
-def test_a_create_whose_request_died_after_hetzner_made_the_server_is_deleted_after_the_grace(db, settle, sandbox,
-                                                                                              settings):
+def test_a_create_whose_request_died_after_hetzner_made_the_server_is_deleted_after_the_grace(
+    db, settle, sandbox, settings
+):
     # The process died between Hetzner's answer and our write: the row is `creating`, no id, and
     # OctoPerf never learned the instance id. Nobody would ever delete that server.
     instance = Instance.objects.create(region="fsn1", location="fsn1", type="SMALL", server_type="cx23", image="x")
     hetzner.create_server(
-        name=instance.name, server_type="cx23", image="docker-ce", location="fsn1", user_data="x",
-        labels=hetzner.ownership_labels(instance.id), ssh_keys=[], firewalls=[],
+        name=instance.name,
+        server_type="cx23",
+        image="docker-ce",
+        location="fsn1",
+        user_data="x",
+        labels=hetzner.ownership_labels(instance.id),
+        ssh_keys=[],
+        firewalls=[],
     )
 
     settle(60)

@@ -39,8 +39,9 @@ def test_a_swap_asked_for_during_a_move_leaves_no_static_ip_held_by_a_server_it_
     # OctoPerf associates that ipId with the bare instance: with no spare, the holder is moved off it
     # first. Its power-on is refused for a while, so the move stays in flight; OctoPerf dissociates.
     holder_server = Instance.objects.get(pk=holder).hetzner_id
-    sandbox.inject_fault("POST", rf"/servers/{holder_server}/actions/poweron", code="unavailable", status=503,
-                         times=10_000)
+    sandbox.inject_fault(
+        "POST", rf"/servers/{holder_server}/actions/poweron", code="unavailable", status=503, times=10_000
+    )
     association = octoperf.associate(first, bare).json()["value"]
     assert octoperf.dissociate(first, bare, association).status_code == 200
     for _ in range(6):
@@ -100,7 +101,9 @@ def allow_list_command(**options) -> str:
     return out.getvalue()
 
 
-def test_the_allow_list_never_shows_a_terminated_instance_as_an_addresss_holder(octoperf, sandbox, settle, admin_client):
+def test_the_allow_list_never_shows_a_terminated_instance_as_an_addresss_holder(
+    octoperf, sandbox, settle, admin_client
+):
     ip_id = octoperf.allocate()
     instance_id = octoperf.create()
     settle(60)

@@ -43,7 +43,11 @@ def test_an_ip_allocated_while_a_full_pass_lists_primary_ips_is_not_marked_relea
     allocated = []
 
     def allocate_while_the_answer_travels(response, *args, **kwargs):
-        if response.request.method == "GET" and response.request.path_url.startswith("/v1/primary_ips") and not allocated:
+        if (
+            response.request.method == "GET"
+            and response.request.path_url.startswith("/v1/primary_ips")
+            and not allocated
+        ):
             allocated.append(octoperf.allocate())
 
     hetzner.add_response_hook(allocate_while_the_answer_travels)
@@ -90,7 +94,9 @@ def test_bursts_of_allocations_during_slow_listings_by_two_reconcilers_leave_not
     assert set(StaticIP.objects.filter(pk__in=allocated).values_list("status", flat=True)) == {"allocated"}
     for ip_id in allocated:
         services.static_ip_release(static_ip_id=ip_id)
-    assert {ip["name"] for ip in sandbox.primary_ips.values()} == {f"octoperf-{StaticIP.objects.get(status='allocated').pk}"}
+    assert {ip["name"] for ip in sandbox.primary_ips.values()} == {
+        f"octoperf-{StaticIP.objects.get(status='allocated').pk}"
+    }
 
 
 # --- a dissociate mid-move leaves no server IPv4 behind ------------------------------------------------
@@ -129,9 +135,7 @@ def test_associate_then_dissociate_mid_move_then_delete_leaves_no_server_ipv4(oc
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("then", ["dissociate", "delete", "delete and dissociate at once", "delete and release"])
-def test_an_interrupted_associate_leaves_no_server_ipv4_whatever_octoperf_does_next(
-    octoperf, sandbox, settle, then
-):
+def test_an_interrupted_associate_leaves_no_server_ipv4_whatever_octoperf_does_next(octoperf, sandbox, settle, then):
     instance = running_instance(settle)
     ip_id = octoperf.allocate()
     association_id = octoperf.associate(ip_id, instance.id).json()["value"]
@@ -172,8 +176,12 @@ def test_a_dissociate_racing_a_step_claimed_by_the_reconciler_still_happens(octo
         if not claimed and sql.lstrip().upper().startswith("SELECT") and "staticips_association" in sql:
             claimed.append(True)
             # What another reconciler's compare-and-set does between the dissociate's read and write.
-            Association.objects.filter(pk=association_id).update(version=Association.objects.get(
-                pk=association_id).version + 1, step="poweron", step_at=clock.now(), step_done=True)
+            Association.objects.filter(pk=association_id).update(
+                version=Association.objects.get(pk=association_id).version + 1,
+                step="poweron",
+                step_at=clock.now(),
+                step_done=True,
+            )
         return result
 
     with connection.execute_wrapper(reconciler_claims_a_step_meanwhile):
@@ -195,7 +203,9 @@ def test_a_dissociate_racing_a_step_claimed_by_the_reconciler_still_happens(octo
 def test_concurrent_creates_never_take_the_same_static_ip(sandbox):
     static_ips = [services.static_ip_allocate(region="fsn1") for _ in range(3)]
 
-    succeeded(in_threads(6, lambda i: instance_services.instance_create(region="fsn1", type="SMALL", user_data="#!/bin/sh")))
+    succeeded(
+        in_threads(6, lambda i: instance_services.instance_create(region="fsn1", type="SMALL", user_data="#!/bin/sh"))
+    )
 
     given = [r.body.get("public_net", {}).get("ipv4") for r in sandbox.mutation_requests() if r.path == "/servers"]
     assert sorted(filter(None, given)) == sorted(ip.hetzner_id for ip in static_ips)
@@ -207,13 +217,21 @@ def test_concurrent_creates_never_take_the_same_static_ip(sandbox):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_associates_swapping_the_same_pair_both_succeed(sandbox):
     static_ips = [services.static_ip_allocate(region="fsn1") for _ in range(2)]
-    instances = [instance_services.instance_create(region="fsn1", type="SMALL", user_data="#!/bin/sh") for _ in range(2)]
+    instances = [
+        instance_services.instance_create(region="fsn1", type="SMALL", user_data="#!/bin/sh") for _ in range(2)
+    ]
     # Each names the static IP the other's server has.
     pairs = [(ip, next(i for i in instances if i.pk != ip.holder_id)) for ip in StaticIP.objects.all()]
     assert len(pairs) == 2 and static_ips
 
-    results = succeeded(in_threads(2, lambda i: services.static_ip_associate(
-        static_ip_id=pairs[i][0].pk, instance_id=pairs[i][1].pk, region="fsn1")))
+    results = succeeded(
+        in_threads(
+            2,
+            lambda i: services.static_ip_associate(
+                static_ip_id=pairs[i][0].pk, instance_id=pairs[i][1].pk, region="fsn1"
+            ),
+        )
+    )
 
     assert [association.status for association in results] == ["associated", "associated"]
     for ip in StaticIP.objects.all():
@@ -235,7 +253,7 @@ class Reconcilers:
         try:
             while not self.stop.is_set():
                 reconcile_pass(full=self.full)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             self.errors.append(exc)
         finally:
             connection.close()
@@ -272,8 +290,9 @@ def associated_instances(sandbox, settle, count: int) -> list[Association]:
     associations = []
     for instance in instances:
         static_ip = services.static_ip_allocate(region="fsn1")
-        associations.append(services.static_ip_associate(static_ip_id=static_ip.id, instance_id=instance.id,
-                                                         region="fsn1"))
+        associations.append(
+            services.static_ip_associate(static_ip_id=static_ip.id, instance_id=instance.id, region="fsn1")
+        )
     for _ in range(15):
         settle(5)
     assert set(Association.objects.values_list("status", flat=True)) == {"associated"}
@@ -283,17 +302,16 @@ def associated_instances(sandbox, settle, count: int) -> list[Association]:
 @on_postgresql
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("order", ["dissociate, release", "dissociate, delete, release", "dissociate, release, delete"])
-def test_octoperfs_teardown_order_against_two_reconcilers_answers_200_and_leaves_nothing_billed(
-    sandbox, settle, order
-):
+def test_octoperfs_teardown_order_against_two_reconcilers_answers_200_and_leaves_nothing_billed(sandbox, settle, order):
     associations = associated_instances(sandbox, settle, 3)
     released = {a.static_ip_id: StaticIP.objects.get(pk=a.static_ip_id).hetzner_id for a in associations}
     sandbox.latency = max(sandbox.latency, 0.02)  # every Hetzner answer travels, as Hetzner's do
 
     def teardown(index: int) -> None:
         association = associations[index]
-        services.static_ip_dissociate(static_ip_id=association.static_ip_id, instance_id=association.instance_id,
-                                      association_id=association.id)
+        services.static_ip_dissociate(
+            static_ip_id=association.static_ip_id, instance_id=association.instance_id, association_id=association.id
+        )
         if order == "dissociate, delete, release":
             instance_services.instance_delete(instance_id=association.instance_id)
         services.static_ip_release(static_ip_id=association.static_ip_id)
@@ -303,8 +321,12 @@ def test_octoperfs_teardown_order_against_two_reconcilers_answers_200_and_leaves
     with Reconcilers(sandbox) as reconcilers:
         # Three teardowns at once, each meeting the reconcilers' passes at another moment.
         succeeded(in_threads(len(associations), teardown))
-        reconcilers.wait_for(lambda: not StaticIP.objects.exclude(status="released").exists()
-                             and not [ip for ip in released.values() if ip in sandbox.primary_ips])
+        reconcilers.wait_for(
+            lambda: (
+                not StaticIP.objects.exclude(status="released").exists()
+                and not [ip for ip in released.values() if ip in sandbox.primary_ips]
+            )
+        )
 
     assert [ip for ip in released.values() if ip in sandbox.primary_ips] == []
     if "delete" not in order:
@@ -322,10 +344,11 @@ def test_holders_follow_hetzner_while_creates_and_swaps_race_slow_full_passes(sa
     sandbox.latency = max(sandbox.latency, 0.02)
 
     with Reconcilers(sandbox, full=True):
-        created = [instance_services.instance_create(region="fsn1", type="SMALL", user_data="#!/bin/sh")
-                   for _ in range(4)]
+        created = [
+            instance_services.instance_create(region="fsn1", type="SMALL", user_data="#!/bin/sh") for _ in range(4)
+        ]
         # OctoPerf associates ipIds with instances holding other ones: swaps, while passes list the IPs.
-        for static_ip, instance in zip(static_ips, reversed(created)):
+        for static_ip, instance in zip(static_ips, reversed(created), strict=True):
             services.static_ip_associate(static_ip_id=static_ip.id, instance_id=instance.id, region="fsn1")
     sandbox.calm()
     settle(30, full=True)

@@ -117,8 +117,12 @@ def test_two_simultaneous_associates_of_one_ip_make_exactly_one_association(sand
     first, second = create_running_instance(sandbox), create_running_instance(sandbox)
     static_ip = services.static_ip_allocate(region="fsn1")
 
-    results = in_threads(2, lambda i: services.static_ip_associate(
-        static_ip_id=static_ip.id, instance_id=(first, second)[i].id, region="fsn1"))
+    results = in_threads(
+        2,
+        lambda i: services.static_ip_associate(
+            static_ip_id=static_ip.id, instance_id=(first, second)[i].id, region="fsn1"
+        ),
+    )
 
     assert Association.objects.count() == 1
     assert sorted(type(result).__name__ for result in results) == ["Association", "Conflict"]
@@ -131,9 +135,14 @@ def test_an_associate_racing_the_delete_of_its_instance_strands_no_ip(sandbox):
         instance = create_running_instance(sandbox)
         static_ip = services.static_ip_allocate(region="fsn1")
 
-        in_threads(2, lambda i: services.static_ip_associate(
-            static_ip_id=static_ip.id, instance_id=instance.id, region="fsn1"
-        ) if i == 0 else instance_services.instance_delete(instance_id=instance.id))
+        in_threads(
+            2,
+            lambda i, static_ip=static_ip, instance=instance: (
+                services.static_ip_associate(static_ip_id=static_ip.id, instance_id=instance.id, region="fsn1")
+                if i == 0
+                else instance_services.instance_delete(instance_id=instance.id)
+            ),
+        )
         run_passes(sandbox)
 
         assert not Association.objects.filter(status__in=Association.ACTIVE).exists()
@@ -149,7 +158,7 @@ def test_an_associate_racing_the_delete_of_its_instance_strands_no_ip(sandbox):
 def test_two_reconcilers_at_once_never_send_the_same_mutation_twice(sandbox):
     instances = [create_running_instance(sandbox) for _ in range(3)]
     static_ips = [services.static_ip_allocate(region="fsn1") for _ in instances]
-    for instance, static_ip in zip(instances, static_ips):
+    for instance, static_ip in zip(instances, static_ips, strict=True):
         services.static_ip_associate(static_ip_id=static_ip.id, instance_id=instance.id, region="fsn1")
     before = len(sandbox.mutation_requests())
 

@@ -102,8 +102,10 @@ def test_cleanup_ends_an_instance_never_claimed_as_a_finding(octoperf, sandbox, 
     call_command("cleanup")
 
     assert Instance.objects.get(pk=lost).state in ("shutting-down", "terminated")
-    assert Instance.objects.get(pk=lost).hetzner_id not in sandbox.servers or \
-        sandbox.servers[Instance.objects.get(pk=lost).hetzner_id]["status"] == "deleting"
+    assert (
+        Instance.objects.get(pk=lost).hetzner_id not in sandbox.servers
+        or sandbox.servers[Instance.objects.get(pk=lost).hetzner_id]["status"] == "deleting"
+    )
 
 
 def test_the_console_shows_never_claimed_instances(octoperf, sandbox, settle, admin_client):
@@ -188,8 +190,9 @@ on_postgresql = pytest.mark.skipif(
 @pytest.mark.django_db(transaction=True)
 def test_a_retry_sent_while_the_lost_create_is_still_running_leaves_one_server_billed(with_latency, settle):
     # OctoPerf's client gave up on the first create while Hetzner was still on it, and retried at once.
-    lost, retried = succeeded(in_threads(2, lambda index: services.instance_create(
-        region="fsn1", type="SMALL", user_data="x").id))
+    lost, retried = succeeded(
+        in_threads(2, lambda index: services.instance_create(region="fsn1", type="SMALL", user_data="x").id)
+    )
 
     for _ in range(GRACE // 60 + 1):
         settle(60, full=True)

@@ -5,5 +5,13 @@ from .cloud import SandboxCloud
 from .persistent import FileBackedSandbox
 from .transport import Exchange, SandboxAdapter, add_observer, remove_observer
 
-__all__ = ["SandboxCloud", "FakeClock", "SystemClock", "SandboxAdapter", "FileBackedSandbox",
-           "Exchange", "add_observer", "remove_observer"]
+__all__ = [
+    "Exchange",
+    "FakeClock",
+    "FileBackedSandbox",
+    "SandboxAdapter",
+    "SandboxCloud",
+    "SystemClock",
+    "add_observer",
+    "remove_observer",
+]

@@ -14,11 +14,11 @@ import re
 import secrets
 import threading
 import uuid
-from urllib.parse import urlencode
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from . import catalog
 from .clock import Clock, FakeClock, SystemClock
@@ -73,21 +73,31 @@ _DEFAULT_MESSAGES: dict[str, str] = {
     "bad_gateway": "bad gateway",
 }
 
-SERVER_STATUSES = ("running", "initializing", "starting", "stopping", "off", "deleting",
-                   "migrating", "rebuilding", "unknown")
+SERVER_STATUSES = (
+    "running",
+    "initializing",
+    "starting",
+    "stopping",
+    "off",
+    "deleting",
+    "migrating",
+    "rebuilding",
+    "unknown",
+)
 _FIRST_IPV4 = ipaddress.IPv4Address("198.18.0.0")  # benchmark range: never routable
 _FIRST_IPV6 = ipaddress.IPv6Network("2001:db8::/64")  # documentation range: never routable
 _ACTION_RETENTION = 24 * 3600.0
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 _USER_DATA_LIMIT = 32 * 1024
 
 
 class ApiError(Exception):
     """An error answer of the API, rendered as Hetzner renders it."""
 
-    def __init__(self, code: str, message: str, *, status: int | None = None,
-                 details: JSON | None = None) -> None:
+    def __init__(self, code: str, message: str, *, status: int | None = None, details: JSON | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
@@ -101,8 +111,11 @@ class ApiError(Exception):
 
 def invalid_input(field_name: str, message: str) -> ApiError:
     """Build Hetzner's ``invalid_input`` error for one field."""
-    return ApiError("invalid_input", f"invalid input in field '{field_name}': {message}",
-                    details={"fields": [{"name": field_name, "messages": [message]}]})
+    return ApiError(
+        "invalid_input",
+        f"invalid input in field '{field_name}': {message}",
+        details={"fields": [{"name": field_name, "messages": [message]}]},
+    )
 
 
 def reject_unknown_fields(body: JSON, known: Iterable[str], prefix: str = "") -> None:
@@ -168,7 +181,7 @@ def _routes(*table: tuple[str, dict[str, str]]) -> list[_Route]:
 
 def iso(timestamp: float) -> str:
     """Render epoch seconds as Hetzner does: ISO 8601 in UTC."""
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 class SandboxCloud:
@@ -192,18 +205,18 @@ class SandboxCloud:
 
     _ROUTES: ClassVar[list[_Route]] = _routes(
         (r"/servers", {"GET": "_list_servers", "POST": "_create_server"}),
-        (r"/servers/(\d+)", {"GET": "_get_server", "PUT": "_update_server",
-                             "DELETE": "_delete_server"}),
-        (r"/servers/(\d+)/actions/(poweroff|poweron|shutdown|reboot|reset)",
-         {"POST": "_server_action"}),
+        (r"/servers/(\d+)", {"GET": "_get_server", "PUT": "_update_server", "DELETE": "_delete_server"}),
+        (r"/servers/(\d+)/actions/(poweroff|poweron|shutdown|reboot|reset)", {"POST": "_server_action"}),
         (r"/servers/(\d+)/actions", {"GET": "_list_server_actions"}),
         (r"/servers/(\d+)/actions/(\d+)", {"GET": "_get_resource_action"}),
         (r"/servers/actions/(\d+)", {"GET": "_get_action"}),
         (r"/actions", {"GET": "_list_actions"}),
         (r"/actions/(\d+)", {"GET": "_get_action"}),
         (r"/primary_ips", {"GET": "_list_primary_ips", "POST": "_create_primary_ip"}),
-        (r"/primary_ips/(\d+)", {"GET": "_get_primary_ip", "PUT": "_update_primary_ip",
-                                 "DELETE": "_delete_primary_ip"}),
+        (
+            r"/primary_ips/(\d+)",
+            {"GET": "_get_primary_ip", "PUT": "_update_primary_ip", "DELETE": "_delete_primary_ip"},
+        ),
         (r"/primary_ips/(\d+)/actions/(assign|unassign)", {"POST": "_primary_ip_action"}),
         (r"/primary_ips/(\d+)/actions", {"GET": "_list_primary_ip_actions"}),
         (r"/primary_ips/(\d+)/actions/(\d+)", {"GET": "_get_resource_action"}),
@@ -222,8 +235,14 @@ class SandboxCloud:
         (r"/datacenters(?:/\d+)?", {"GET": "_datacenters_gone"}),
     )
 
-    def __init__(self, *, clock: Clock | None = None, token: str | None = None,
-                 rate_limit: int = 3600, rate_refill_per_second: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        token: str | None = None,
+        rate_limit: int = 3600,
+        rate_refill_per_second: float = 1.0,
+    ) -> None:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.token = token
         self.rate_limit = rate_limit
@@ -248,19 +267,21 @@ class SandboxCloud:
     def to_state(self) -> JSON:
         """Return everything worth persisting, as JSON-compatible data (no user_data)."""
         with self._lock:
-            return copy.deepcopy({
-                "version": 1,
-                "next_ids": self._next_ids,
-                "servers": {str(k): v for k, v in self._servers.items()},
-                "primary_ips": {str(k): v for k, v in self._primary_ips.items()},
-                "actions": {str(k): v for k, v in self._actions.items()},
-                "ssh_keys": {str(k): v for k, v in self._ssh_keys.items()},
-                "firewalls": {str(k): v for k, v in self._firewalls.items()},
-                "bucket": self._bucket,
-                "request_count": self.request_count,
-                "quota": self._quota,
-                "unavailable": sorted([list(pair) for pair in self._unavailable]),
-            })
+            return copy.deepcopy(
+                {
+                    "version": 1,
+                    "next_ids": self._next_ids,
+                    "servers": {str(k): v for k, v in self._servers.items()},
+                    "primary_ips": {str(k): v for k, v in self._primary_ips.items()},
+                    "actions": {str(k): v for k, v in self._actions.items()},
+                    "ssh_keys": {str(k): v for k, v in self._ssh_keys.items()},
+                    "firewalls": {str(k): v for k, v in self._firewalls.items()},
+                    "bucket": self._bucket,
+                    "request_count": self.request_count,
+                    "quota": self._quota,
+                    "unavailable": sorted([list(pair) for pair in self._unavailable]),
+                }
+            )
 
     def from_state(self, state: JSON) -> None:
         """Replace the cloud's state by ``state`` (``{}`` is an empty project)."""
@@ -268,8 +289,13 @@ class SandboxCloud:
         with self._lock:
             now = self.clock.now()
             self._next_ids: dict[str, int] = {
-                "server": 60_000_001, "primary_ip": 80_000_001, "action": 1_000_000_001,
-                "ssh_key": 20_000_001, "firewall": 1_500_001, "ipv4": 10, "ipv6": 1,
+                "server": 60_000_001,
+                "primary_ip": 80_000_001,
+                "action": 1_000_000_001,
+                "ssh_key": 20_000_001,
+                "firewall": 1_500_001,
+                "ipv4": 10,
+                "ipv6": 1,
                 **state.get("next_ids", {}),
             }
             self._servers: dict[int, JSON] = _int_keys(state.get("servers", {}))
@@ -277,20 +303,26 @@ class SandboxCloud:
             self._actions: dict[int, JSON] = _int_keys(state.get("actions", {}))
             self._ssh_keys: dict[int, JSON] = _int_keys(state.get("ssh_keys", {}))
             self._firewalls: dict[int, JSON] = _int_keys(state.get("firewalls", {}))
-            self._bucket: JSON = state.get("bucket") or {"tokens": float(self.rate_limit),
-                                                         "updated": now}
+            self._bucket: JSON = state.get("bucket") or {"tokens": float(self.rate_limit), "updated": now}
             self.request_count: int = state.get("request_count", 0)
-            self._quota: dict[str, int | None] = state.get(
-                "quota", {"servers": None, "primary_ips": None})
-            self._unavailable: set[tuple[str, str]] = {
-                (pair[0], pair[1]) for pair in state.get("unavailable", [])}
+            self._quota: dict[str, int | None] = state.get("quota", {"servers": None, "primary_ips": None})
+            self._unavailable: set[tuple[str, str]] = {(pair[0], pair[1]) for pair in state.get("unavailable", [])}
             self._user_data = {k: v for k, v in self._user_data.items() if k in self._servers}
 
     # ------------------------------------------------------- test steering
 
-    def inject_fault(self, method: str, path_regex: str, *, code: str = "unavailable",
-                     status: int = 503, times: int = 1, after: bool = False,
-                     timeout: bool = False, message: str | None = None) -> None:
+    def inject_fault(
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        code: str = "unavailable",
+        status: int = 503,
+        times: int = 1,
+        after: bool = False,
+        timeout: bool = False,
+        message: str | None = None,
+    ) -> None:
         """Make the next ``times`` requests matching ``method`` and ``path_regex`` fail.
 
         ``path_regex`` must match the whole path after ``/v1`` (``"*"`` as method matches
@@ -299,10 +331,18 @@ class SandboxCloud:
         client time out instead: before the effect (connect) or after it (read).
         """
         with self._lock:
-            self._faults.append(_Fault(
-                method=method.upper(), pattern=re.compile(path_regex), code=code,
-                status=status, times=times, after=after, timeout=timeout,
-                message=message or _DEFAULT_MESSAGES.get(code, code.replace("_", " "))))
+            self._faults.append(
+                _Fault(
+                    method=method.upper(),
+                    pattern=re.compile(path_regex),
+                    code=code,
+                    status=status,
+                    times=times,
+                    after=after,
+                    timeout=timeout,
+                    message=message or _DEFAULT_MESSAGES.get(code, code.replace("_", " ")),
+                )
+            )
 
     def slow_down(self, method: str, path_regex: str, *, seconds: float, times: int | None = None) -> None:
         """Make the answers to matching requests arrive ``seconds`` late (all of them by default).
@@ -311,8 +351,9 @@ class SandboxCloud:
         delay is not in it, as with a slow listing at Hetzner.
         """
         with self._lock:
-            self._slow.append(_Slow(method=method.upper(), pattern=re.compile(path_regex),
-                                    seconds=seconds, times=times))
+            self._slow.append(
+                _Slow(method=method.upper(), pattern=re.compile(path_regex), seconds=seconds, times=times)
+            )
 
     def calm(self) -> None:
         """Drop every injected fault and delay: Hetzner answers at once and without error again."""
@@ -340,17 +381,25 @@ class SandboxCloud:
                 latency = float(seconds)
                 continue
             method, _, path = endpoint.strip().partition(" ")
-            rules.append(_Slow(method=method.upper(), pattern=re.compile(path.strip() or ".*"),
-                               seconds=float(seconds), times=None))
+            rules.append(
+                _Slow(
+                    method=method.upper(), pattern=re.compile(path.strip() or ".*"), seconds=float(seconds), times=None
+                )
+            )
         with self._lock:
             self.latency, self._latencies = latency, rules
 
     def latency_for(self, method: str, path: str) -> float:
         """Return how long the answer to this request travels (wall-clock seconds): see slow_down()."""
         with self._lock:
-            delay = next((rule.seconds for rule in self._latencies
-                          if rule.method in ("*", method.upper()) and rule.pattern.fullmatch(path)),
-                         self.latency)
+            delay = next(
+                (
+                    rule.seconds
+                    for rule in self._latencies
+                    if rule.method in ("*", method.upper()) and rule.pattern.fullmatch(path)
+                ),
+                self.latency,
+            )
             for slow in list(self._slow):
                 if slow.method in ("*", method.upper()) and slow.pattern.fullmatch(path):
                     delay += slow.seconds
@@ -378,10 +427,13 @@ class SandboxCloud:
         with self._lock:
             key_id = self._new_id("ssh_key")
             self._ssh_keys[key_id] = {
-                "id": key_id, "name": name,
+                "id": key_id,
+                "name": name,
                 "fingerprint": ":".join(f"{b:02x}" for b in key_id.to_bytes(16, "big")),
                 "public_key": f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{key_id} {name}",
-                "labels": dict(labels or {}), "created": iso(self.clock.now())}
+                "labels": dict(labels or {}),
+                "created": iso(self.clock.now()),
+            }
             return key_id
 
     def add_firewall(self, name: str, *, labels: dict[str, str] | None = None) -> int:
@@ -389,8 +441,12 @@ class SandboxCloud:
         with self._lock:
             firewall_id = self._new_id("firewall")
             self._firewalls[firewall_id] = {
-                "id": firewall_id, "name": name, "labels": dict(labels or {}),
-                "rules": [], "created": iso(self.clock.now())}
+                "id": firewall_id,
+                "name": name,
+                "labels": dict(labels or {}),
+                "rules": [],
+                "created": iso(self.clock.now()),
+            }
             return firewall_id
 
     def advance(self, seconds: float) -> None:
@@ -407,8 +463,7 @@ class SandboxCloud:
             for server in self._servers.values():
                 horizon = max(horizon, *(at for at, _ in server["phases"]))
                 if server["deleted_at"] is not None:
-                    horizon = max(horizon, server["deleted_at"]
-                                  + self.timings["primary_ip_release_lag"])
+                    horizon = max(horizon, server["deleted_at"] + self.timings["primary_ip_release_lag"])
             for ip in self._primary_ips.values():
                 if ip["released_at"] is not None:
                     horizon = max(horizon, ip["released_at"])
@@ -454,8 +509,9 @@ class SandboxCloud:
 
     # ---------------------------------------------------------------- entry
 
-    def handle(self, method: str, path: str, query: Query, body: JSON | None,
-               headers: dict[str, str]) -> tuple[int, dict[str, str], JSON | None]:
+    def handle(
+        self, method: str, path: str, query: Query, body: JSON | None, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], JSON | None]:
         """Answer one API request: ``path`` is what follows ``/v1``.
 
         Raises SimulatedTimeout when an injected fault wants the client to time out.
@@ -473,8 +529,7 @@ class SandboxCloud:
                 # Hetzner sends its rate-limit headers on every answer; a refused token spends none.
                 self._bucket = {"tokens": self._refilled_tokens(self._now), "updated": self._now}
                 response_headers.update(self._rate_headers())
-                return self._answer(method, path, query, body, response_headers,
-                                    error.status, error.body())
+                return self._answer(method, path, query, body, response_headers, error.status, error.body())
 
             fault = next((f for f in self._faults if f.matches(method, path)), None)
             if fault is not None and fault.timeout and not fault.after:
@@ -485,16 +540,13 @@ class SandboxCloud:
             allowed = self._take_token()
             response_headers.update(self._rate_headers())
             if not allowed:
-                limited = ApiError("rate_limit_exceeded",
-                                   f"limit of {self.rate_limit} requests per hour reached")
-                return self._answer(method, path, query, body, response_headers,
-                                    limited.status, limited.body())
+                limited = ApiError("rate_limit_exceeded", f"limit of {self.rate_limit} requests per hour reached")
+                return self._answer(method, path, query, body, response_headers, limited.status, limited.body())
 
             if fault is not None:
                 self._consume(fault)
                 if not fault.after:
-                    return self._answer(method, path, query, body, response_headers,
-                                        fault.status, _fault_body(fault))
+                    return self._answer(method, path, query, body, response_headers, fault.status, _fault_body(fault))
 
             try:
                 status, payload = self._dispatch(method, path, query, body)
@@ -509,19 +561,35 @@ class SandboxCloud:
                 status, payload = fault.status, _fault_body(fault)
             return self._answer(method, path, query, body, response_headers, status, payload)
 
-    def _answer(self, method: str, path: str, query: Query, body: JSON | None,
-                headers: dict[str, str], status: int,
-                payload: JSON | None) -> tuple[int, dict[str, str], JSON | None]:
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        query: Query,
+        body: JSON | None,
+        headers: dict[str, str],
+        status: int,
+        payload: JSON | None,
+    ) -> tuple[int, dict[str, str], JSON | None]:
         self._record(method, path, query, body, status)
         if payload is not None:
             headers["Content-Type"] = "application/json"
         return status, headers, payload
 
-    def _record(self, method: str, path: str, query: Query, body: JSON | None,
-                status: int | None, *, timeout: str | None = None) -> None:
-        self.requests.append(RequestRecord(
-            method=method, path=path, query=copy.deepcopy(query), body=copy.deepcopy(body),
-            status=status, at=self._now, timeout=timeout))
+    def _record(
+        self, method: str, path: str, query: Query, body: JSON | None, status: int | None, *, timeout: str | None = None
+    ) -> None:
+        self.requests.append(
+            RequestRecord(
+                method=method,
+                path=path,
+                query=copy.deepcopy(query),
+                body=copy.deepcopy(body),
+                status=status,
+                at=self._now,
+                timeout=timeout,
+            )
+        )
         if len(self.requests) > self.MAX_RECORDS:
             del self.requests[: len(self.requests) - self.MAX_RECORDS]
 
@@ -529,8 +597,7 @@ class SandboxCloud:
         lowered = {key.lower(): value for key, value in headers.items()}
         scheme, _, token = lowered.get("authorization", "").partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token or (self.token is not None
-                                                        and token != self.token):
+        if scheme.lower() != "bearer" or not token or (self.token is not None and token != self.token):
             raise ApiError("unauthorized", "unable to authenticate")
 
     def _consume(self, fault: _Fault) -> None:
@@ -545,10 +612,8 @@ class SandboxCloud:
                 continue
             handler_name = route.handlers.get(method)
             if handler_name is None:
-                raise ApiError("method_not_allowed", f"method {method} not allowed on {path}",
-                               status=405)
-            handler: Callable[[tuple[str, ...], Query, JSON], Answer] = getattr(
-                self, handler_name)
+                raise ApiError("method_not_allowed", f"method {method} not allowed on {path}", status=405)
+            handler: Callable[[tuple[str, ...], Query, JSON], Answer] = getattr(self, handler_name)
             if body is not None and not isinstance(body, dict):
                 raise ApiError("json_error", "request body must be a JSON object")
             return handler(match.groups(), query, body or {})
@@ -571,9 +636,11 @@ class SandboxCloud:
         tokens = self._bucket["tokens"]
         missing = self.rate_limit - tokens
         reset = self._now + (missing / self.rate_refill_per_second if missing > 0 else 0)
-        return {"RateLimit-Limit": str(self.rate_limit),
-                "RateLimit-Remaining": str(max(0, int(tokens))),
-                "RateLimit-Reset": str(math.ceil(reset))}
+        return {
+            "RateLimit-Limit": str(self.rate_limit),
+            "RateLimit-Remaining": str(max(0, int(tokens))),
+            "RateLimit-Reset": str(math.ceil(reset)),
+        }
 
     # ---------------------------------------------------- time and state
 
@@ -596,8 +663,7 @@ class SandboxCloud:
                 if ip["auto_delete"]:
                     del self._primary_ips[ip_id]
                 else:
-                    ip["released_at"] = (server["deleted_at"]
-                                         + self.timings["primary_ip_release_lag"])
+                    ip["released_at"] = server["deleted_at"] + self.timings["primary_ip_release_lag"]
         for ip in self._primary_ips.values():
             if ip["released_at"] is not None and ip["released_at"] <= now:
                 ip["assignee_id"] = None
@@ -625,12 +691,16 @@ class SandboxCloud:
         current = self._server_status(server)
         server["phases"] = [[self._now, current], *([at, s] for at, s in upcoming)]
 
-    def _start_action(self, command: str, duration: float,
-                      resources: Iterable[tuple[int, str]]) -> JSON:
+    def _start_action(self, command: str, duration: float, resources: Iterable[tuple[int, str]]) -> JSON:
         action_id = self._new_id("action")
-        action = {"id": action_id, "command": command, "started": self._now,
-                  "finish_at": self._now + duration, "error": None,
-                  "resources": [{"id": rid, "type": rtype} for rid, rtype in resources]}
+        action = {
+            "id": action_id,
+            "command": command,
+            "started": self._now,
+            "finish_at": self._now + duration,
+            "error": None,
+            "resources": [{"id": rid, "type": rtype} for rid, rtype in resources],
+        }
         self._actions[action_id] = action
         return action
 
@@ -640,9 +710,12 @@ class SandboxCloud:
         return "error" if action["error"] else "success"
 
     def _running_actions_on(self, resource_type: str, resource_id: int) -> list[JSON]:
-        return [action for action in self._actions.values()
-                if self._action_status(action) == "running"
-                and {"id": resource_id, "type": resource_type} in action["resources"]]
+        return [
+            action
+            for action in self._actions.values()
+            if self._action_status(action) == "running"
+            and {"id": resource_id, "type": resource_type} in action["resources"]
+        ]
 
     def _ensure_unlocked(self, server_id: int) -> None:
         # Hetzner runs one action at a time per server; a second one is refused.
@@ -650,19 +723,18 @@ class SandboxCloud:
             raise ApiError("locked", "server is locked by another running action")
 
     def _server_ip(self, server_id: int, ip_type: str) -> JSON | None:
-        return next((ip for ip in self._primary_ips.values()
-                     if ip["assignee_id"] == server_id and ip["type"] == ip_type), None)
+        return next(
+            (ip for ip in self._primary_ips.values() if ip["assignee_id"] == server_id and ip["type"] == ip_type), None
+        )
 
     def _check_quota(self, kind: str, count: int, adding: int = 1) -> None:
         limit = self._quota.get(kind)
         if limit is not None and count + adding > limit:
             label = "server" if kind == "servers" else "primary_ip"
-            raise ApiError("resource_limit_exceeded", f"{label} limit exceeded",
-                           details={"limit": limit})
+            raise ApiError("resource_limit_exceeded", f"{label} limit exceeded", details={"limit": limit})
 
     def _available(self, spec: catalog.ServerTypeSpec, location: str) -> bool:
-        return (not spec.deprecated and location in spec.locations
-                and (spec.name, location) not in self._unavailable)
+        return not spec.deprecated and location in spec.locations and (spec.name, location) not in self._unavailable
 
     # ------------------------------------------------------------ rendering
 
@@ -673,11 +745,16 @@ class SandboxCloud:
             progress = min(99, int(100 * (self._now - action["started"]) / span)) if span else 0
         else:
             progress = 100
-        return {"id": action["id"], "command": action["command"], "status": status,
-                "progress": progress, "started": iso(action["started"]),
-                "finished": None if status == "running" else iso(action["finish_at"]),
-                "resources": copy.deepcopy(action["resources"]),
-                "error": copy.deepcopy(action["error"]) if status == "error" else None}
+        return {
+            "id": action["id"],
+            "command": action["command"],
+            "status": status,
+            "progress": progress,
+            "started": iso(action["started"]),
+            "finished": None if status == "running" else iso(action["finish_at"]),
+            "resources": copy.deepcopy(action["resources"]),
+            "error": copy.deepcopy(action["error"]) if status == "error" else None,
+        }
 
     def _location_json(self, name: str) -> JSON:
         return dict(catalog.LOCATIONS_BY_NAME[name])
@@ -685,17 +762,29 @@ class SandboxCloud:
     def _server_type_json(self, spec: catalog.ServerTypeSpec) -> JSON:
         deprecation = dict(catalog.DEPRECATION) if spec.deprecated else None
         return {
-            "id": spec.id, "name": spec.name, "description": spec.name.upper(),
-            "category": spec.category, "cores": spec.cores, "memory": spec.memory,
-            "disk": spec.disk, "storage_type": "local", "cpu_type": "shared",
-            "architecture": "x86", "deprecated": spec.deprecated, "deprecation": deprecation,
+            "id": spec.id,
+            "name": spec.name,
+            "description": spec.name.upper(),
+            "category": spec.category,
+            "cores": spec.cores,
+            "memory": spec.memory,
+            "disk": spec.disk,
+            "storage_type": "local",
+            "cpu_type": "shared",
+            "architecture": "x86",
+            "deprecated": spec.deprecated,
+            "deprecation": deprecation,
             "prices": catalog.server_type_prices(spec),
             "locations": [
-                {"id": catalog.LOCATIONS_BY_NAME[loc]["id"], "name": loc,
-                 "deprecation": copy.deepcopy(deprecation),
-                 "available": self._available(spec, loc),
-                 "recommended": self._available(spec, loc)}
-                for loc in spec.locations],
+                {
+                    "id": catalog.LOCATIONS_BY_NAME[loc]["id"],
+                    "name": loc,
+                    "deprecation": copy.deepcopy(deprecation),
+                    "available": self._available(spec, loc),
+                    "recommended": self._available(spec, loc),
+                }
+                for loc in spec.locations
+            ],
         }
 
     def _server_json(self, server: JSON) -> JSON:
@@ -703,14 +792,15 @@ class SandboxCloud:
         ipv6 = self._server_ip(server["id"], "ipv6")
         spec = catalog.SERVER_TYPES_BY_NAME[server["server_type"]]
         return {
-            "id": server["id"], "name": server["name"], "status": self._server_status(server),
+            "id": server["id"],
+            "name": server["name"],
+            "status": self._server_status(server),
             "created": iso(server["created"]),
             "public_net": {
-                "ipv4": None if ipv4 is None else {
-                    "id": ipv4["id"], "ip": ipv4["ip"], "blocked": False,
-                    "dns_ptr": _dns_ptr(ipv4["ip"])},
-                "ipv6": None if ipv6 is None else {
-                    "id": ipv6["id"], "ip": ipv6["ip"], "blocked": False, "dns_ptr": []},
+                "ipv4": None
+                if ipv4 is None
+                else {"id": ipv4["id"], "ip": ipv4["ip"], "blocked": False, "dns_ptr": _dns_ptr(ipv4["ip"])},
+                "ipv6": None if ipv6 is None else {"id": ipv6["id"], "ip": ipv6["ip"], "blocked": False, "dns_ptr": []},
                 "floating_ips": [],
                 "firewalls": [{"id": fid, "status": "applied"} for fid in server["firewalls"]],
             },
@@ -718,32 +808,47 @@ class SandboxCloud:
             "server_type": self._server_type_json(spec),
             "location": self._location_json(server["location"]),
             "image": catalog.image_json(catalog.IMAGES_BY_NAME[server["image"]]),
-            "iso": None, "rescue_enabled": False, "locked": False, "backup_window": None,
-            "outgoing_traffic": 0, "ingoing_traffic": 0,
-            "included_traffic": (catalog.TRAFFIC_EU if server["location"] in catalog.EU_LOCATIONS
-                                 else catalog.TRAFFIC_ELSEWHERE),
+            "iso": None,
+            "rescue_enabled": False,
+            "locked": False,
+            "backup_window": None,
+            "outgoing_traffic": 0,
+            "ingoing_traffic": 0,
+            "included_traffic": (
+                catalog.TRAFFIC_EU if server["location"] in catalog.EU_LOCATIONS else catalog.TRAFFIC_ELSEWHERE
+            ),
             "protection": {"delete": False, "rebuild": False},
-            "labels": dict(server["labels"]), "volumes": [], "load_balancers": [],
-            "primary_disk_size": spec.disk, "placement_group": None,
+            "labels": dict(server["labels"]),
+            "volumes": [],
+            "load_balancers": [],
+            "primary_disk_size": spec.disk,
+            "placement_group": None,
         }
 
     def _primary_ip_json(self, ip: JSON) -> JSON:
         return {
-            "id": ip["id"], "name": ip["name"], "ip": ip["ip"], "type": ip["type"],
-            "dns_ptr": ([{"ip": ip["ip"], "dns_ptr": _dns_ptr(ip["ip"])}]
-                        if ip["type"] == "ipv4" else []),
-            "location": self._location_json(ip["location"]), "blocked": False,
-            "protection": {"delete": False}, "labels": dict(ip["labels"]),
-            "created": iso(ip["created"]), "assignee_id": ip["assignee_id"],
+            "id": ip["id"],
+            "name": ip["name"],
+            "ip": ip["ip"],
+            "type": ip["type"],
+            "dns_ptr": ([{"ip": ip["ip"], "dns_ptr": _dns_ptr(ip["ip"])}] if ip["type"] == "ipv4" else []),
+            "location": self._location_json(ip["location"]),
+            "blocked": False,
+            "protection": {"delete": False},
+            "labels": dict(ip["labels"]),
+            "created": iso(ip["created"]),
+            "assignee_id": ip["assignee_id"],
             # Since 2026-08-01 an unassigned Primary IP no longer claims to belong to a server.
             "assignee_type": "server" if ip["assignee_id"] is not None else "unassigned",
             "auto_delete": ip["auto_delete"],
         }
 
     def _firewall_json(self, firewall: JSON) -> JSON:
-        applied = [{"type": "server", "server": {"id": sid}}
-                   for sid, server in self._servers.items()
-                   if firewall["id"] in server["firewalls"]]
+        applied = [
+            {"type": "server", "server": {"id": sid}}
+            for sid, server in self._servers.items()
+            if firewall["id"] in server["firewalls"]
+        ]
         return {**copy.deepcopy(firewall), "applied_to": applied}
 
     # ------------------------------------------------------------ listing
@@ -754,27 +859,43 @@ class SandboxCloud:
         per_page = min(_int_param(query, "per_page", 25), 50)
         total = len(items)
         last_page = max(1, math.ceil(total / per_page))
-        chunk = items[(page - 1) * per_page: page * per_page]
-        links = {"prev": page - 1 if page > 1 else None,
-                 "next": page + 1 if page < last_page else None, "last": last_page}
+        chunk = items[(page - 1) * per_page : page * per_page]
+        links = {
+            "prev": page - 1 if page > 1 else None,
+            "next": page + 1 if page < last_page else None,
+            "last": last_page,
+        }
         self._reply_headers["Link"] = ", ".join(
-            f'<{self._page_url(number, per_page)}>; rel="{rel}"'
-            for rel, number in links.items() if number is not None)
-        return 200, {key: chunk, "meta": {"pagination": {
-            "page": page, "per_page": per_page,
-            "previous_page": page - 1 if page > 1 else None,
-            "next_page": page + 1 if page < last_page else None,
-            "last_page": last_page, "total_entries": total}}}
+            f'<{self._page_url(number, per_page)}>; rel="{rel}"' for rel, number in links.items() if number is not None
+        )
+        return 200, {
+            key: chunk,
+            "meta": {
+                "pagination": {
+                    "page": page,
+                    "per_page": per_page,
+                    "previous_page": page - 1 if page > 1 else None,
+                    "next_page": page + 1 if page < last_page else None,
+                    "last_page": last_page,
+                    "total_entries": total,
+                }
+            },
+        }
 
     def _page_url(self, page: int, per_page: int) -> str:
         """Return a page's URL relative to the one called (the transport makes it absolute)."""
-        query = {name: values for name, values in self._request_query.items()
-                 if name not in ("page", "per_page")}
+        query = {name: values for name, values in self._request_query.items() if name not in ("page", "per_page")}
         query.update({"page": [str(page)], "per_page": [str(per_page)]})
         return f"{self._request_path.rsplit('/', 1)[-1]}?{urlencode(query, doseq=True)}"
 
-    def _filtered(self, query: Query, items: list[JSON], *, sortable: Iterable[str] = ("id",),
-                  extra: dict[str, Callable[[JSON, str], bool]] | None = None) -> list[JSON]:
+    def _filtered(
+        self,
+        query: Query,
+        items: list[JSON],
+        *,
+        sortable: Iterable[str] = ("id",),
+        extra: dict[str, Callable[[JSON, str], bool]] | None = None,
+    ) -> list[JSON]:
         """Apply the ``name``, ``label_selector``, extra filters and ``sort`` of a list call."""
         if (name := _one(query, "name")) is not None:
             items = [item for item in items if item.get("name") == name]
@@ -811,9 +932,23 @@ class SandboxCloud:
     def _get_server(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         return 200, {"server": self._server_json(self._server_or_404(args[0]))}
 
-    _CREATE_SERVER_FIELDS = ("automount", "datacenter", "firewalls", "image", "labels", "location",
-                             "name", "networks", "placement_group", "public_net", "server_type",
-                             "ssh_keys", "start_after_create", "user_data", "volumes")
+    _CREATE_SERVER_FIELDS = (
+        "automount",
+        "datacenter",
+        "firewalls",
+        "image",
+        "labels",
+        "location",
+        "name",
+        "networks",
+        "placement_group",
+        "public_net",
+        "server_type",
+        "ssh_keys",
+        "start_after_create",
+        "user_data",
+        "volumes",
+    )
     _PUBLIC_NET_FIELDS = ("enable_ipv4", "enable_ipv6", "ipv4", "ipv6")
 
     def _create_server(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
@@ -825,8 +960,7 @@ class SandboxCloud:
             # Hetzner removed datacenters from its API on 2026-07-01.
             raise invalid_input("datacenter", "datacenters are no longer supported")
         spec = _lookup_server_type(body.get("server_type"))
-        image = _lookup(catalog.IMAGES_BY_NAME, catalog.IMAGES_BY_ID, body.get("image"),
-                        "image")
+        image = _lookup(catalog.IMAGES_BY_NAME, catalog.IMAGES_BY_ID, body.get("image"), "image")
         ssh_key_ids = [self._lookup_ssh_key(ref) for ref in body.get("ssh_keys") or []]
         firewall_ids = [self._lookup_firewall(item) for item in body.get("firewalls") or []]
         for unsupported in ("volumes", "networks", "placement_group"):
@@ -837,8 +971,7 @@ class SandboxCloud:
         except LabelSelectorError as error:
             raise invalid_input("labels", str(error)) from error
         user_data = body.get("user_data")
-        if user_data is not None and (not isinstance(user_data, str)
-                                      or len(user_data.encode()) > _USER_DATA_LIMIT):
+        if user_data is not None and (not isinstance(user_data, str) or len(user_data.encode()) > _USER_DATA_LIMIT):
             raise invalid_input("user_data", "must be a string of at most 32 KiB")
 
         public_net = body.get("public_net") or {}
@@ -856,22 +989,20 @@ class SandboxCloud:
         if location not in spec.locations:
             raise invalid_input("server_type", "unsupported location for server type")
         if not self._available(spec, location):
-            raise ApiError("resource_unavailable",
-                           f"server type {spec.name} is unavailable in {location}")
+            raise ApiError("resource_unavailable", f"server type {spec.name} is unavailable in {location}")
         if any(server["name"] == name for server in self._servers.values()):
-            raise ApiError("uniqueness_error", "server name is already used",
-                           details={"fields": [{"name": "name"}]})
+            raise ApiError("uniqueness_error", "server name is already used", details={"fields": [{"name": "name"}]})
         for given in (static_ipv4, static_ipv6):
             if given is None:
                 continue
             if given["assignee_id"] is not None:
-                raise ApiError("primary_ip_assigned",
-                               f"primary IP {given['id']} is already assigned to a server")
+                raise ApiError("primary_ip_assigned", f"primary IP {given['id']} is already assigned to a server")
             if given["location"] != location:
                 # Hetzner still names the error after datacenters, which it removed.
-                raise ApiError("primary_ip_datacenter_mismatch",
-                               f"primary IP {given['id']} is in {given['location']}, "
-                               f"not in {location}")
+                raise ApiError(
+                    "primary_ip_datacenter_mismatch",
+                    f"primary IP {given['id']} is in {given['location']}, not in {location}",
+                )
         self._check_quota("servers", len(self._servers))
         new_ips = (enable_ipv4 and static_ipv4 is None) + (enable_ipv6 and static_ipv6 is None)
         if new_ips:
@@ -881,34 +1012,46 @@ class SandboxCloud:
         start = body.get("start_after_create") is not False
         t = self.timings
         phases = [[self._now, "initializing"]]
-        phases += ([[self._now + t["create_initializing"], "starting"],
-                    [self._now + t["create_running"], "running"]] if start
-                   else [[self._now + t["create_initializing"], "off"]])
-        server = {"id": server_id, "name": name, "server_type": spec.name,
-                  "image": image["name"], "location": location, "labels": labels,
-                  "created": self._now, "phases": phases, "deleted_at": None,
-                  "ssh_keys": ssh_key_ids, "firewalls": firewall_ids}
+        phases += (
+            [[self._now + t["create_initializing"], "starting"], [self._now + t["create_running"], "running"]]
+            if start
+            else [[self._now + t["create_initializing"], "off"]]
+        )
+        server = {
+            "id": server_id,
+            "name": name,
+            "server_type": spec.name,
+            "image": image["name"],
+            "location": location,
+            "labels": labels,
+            "created": self._now,
+            "phases": phases,
+            "deleted_at": None,
+            "ssh_keys": ssh_key_ids,
+            "firewalls": firewall_ids,
+        }
         self._servers[server_id] = server
         if user_data is not None:
             self._user_data[server_id] = user_data
-        for version, given, enabled in (("ipv4", static_ipv4, enable_ipv4),
-                                         ("ipv6", static_ipv6, enable_ipv6)):
+        for version, given, enabled in (("ipv4", static_ipv4, enable_ipv4), ("ipv6", static_ipv6, enable_ipv6)):
             if given is not None:
                 given["assignee_id"] = server_id
             elif enabled:
-                self._new_primary_ip(name=None, ip_type=version, location=location, labels={},
-                                     auto_delete=True, assignee_id=server_id)
-        action = self._start_action("create_server", t["create_initializing"],
-                                    [(server_id, "server")])
+                self._new_primary_ip(
+                    name=None, ip_type=version, location=location, labels={}, auto_delete=True, assignee_id=server_id
+                )
+        action = self._start_action("create_server", t["create_initializing"], [(server_id, "server")])
         next_actions = []
         if start:
             # start_after_create is a start_server action of its own, listed in next_actions;
             # the server stays locked until it finishes.
-            next_actions.append(self._start_action("start_server", t["create_running"],
-                                                   [(server_id, "server")]))
-        return 201, {"server": self._server_json(server), "action": self._action_json(action),
-                     "next_actions": [self._action_json(next_) for next_ in next_actions],
-                     "root_password": None if ssh_key_ids else secrets.token_urlsafe(12)}
+            next_actions.append(self._start_action("start_server", t["create_running"], [(server_id, "server")]))
+        return 201, {
+            "server": self._server_json(server),
+            "action": self._action_json(action),
+            "next_actions": [self._action_json(next_) for next_ in next_actions],
+            "root_password": None if ssh_key_ids else secrets.token_urlsafe(12),
+        }
 
     def _given_primary_ip(self, public_net: JSON, version: str, enabled: bool) -> JSON | None:
         """Return the existing Primary IP that ``public_net.<version>`` names, if any."""
@@ -916,22 +1059,23 @@ class SandboxCloud:
         if ref is None:
             return None
         if not enabled:
-            raise invalid_input(f"public_net.{version}",
-                                f"given while enable_{version} is false")
+            raise invalid_input(f"public_net.{version}", f"given while enable_{version} is false")
         ip = self._primary_ips.get(_as_int(ref, f"public_net.{version}"))
         if ip is None:
             raise ApiError("not_found", f"primary_ip with ID '{ref}' not found")
         if ip["type"] != version:
-            raise ApiError("primary_ip_version_mismatch",
-                           f"primary IP {ref} is an {ip['type']} Primary IP, not {version}")
+            raise ApiError(
+                "primary_ip_version_mismatch", f"primary IP {ref} is an {ip['type']} Primary IP, not {version}"
+            )
         return ip
 
-    def _create_location(self, ref: Any, spec: catalog.ServerTypeSpec,
-                         static_ipv4: JSON | None) -> str:
+    def _create_location(self, ref: Any, spec: catalog.ServerTypeSpec, static_ipv4: JSON | None) -> str:
         if ref is not None:
-            return str(_lookup(catalog.LOCATIONS_BY_NAME,
-                               {loc["id"]: loc for loc in catalog.LOCATIONS}, ref,
-                               "location")["name"])
+            return str(
+                _lookup(catalog.LOCATIONS_BY_NAME, {loc["id"]: loc for loc in catalog.LOCATIONS}, ref, "location")[
+                    "name"
+                ]
+            )
         if static_ipv4 is not None:
             return str(static_ipv4["location"])
         # Without a location Hetzner picks one where the type can be ordered.
@@ -960,8 +1104,7 @@ class SandboxCloud:
             name = body["name"]
             if not isinstance(name, str) or not _HOSTNAME_RE.match(name):
                 raise invalid_input("name", "must be a valid hostname (RFC 1123)")
-            if any(other["name"] == name and other["id"] != server["id"]
-                   for other in self._servers.values()):
+            if any(other["name"] == name and other["id"] != server["id"] for other in self._servers.values()):
                 raise ApiError("uniqueness_error", "server name is already used")
             server["name"] = name
         if "labels" in body:
@@ -978,8 +1121,7 @@ class SandboxCloud:
         # Like any other action, a delete waits for the running one (its create, its start,
         # a reboot, a power cycle): Hetzner answers locked meanwhile.
         self._ensure_unlocked(server["id"])
-        action = self._start_action("delete_server", self.timings["delete"],
-                                    [(server["id"], "server")])
+        action = self._start_action("delete_server", self.timings["delete"], [(server["id"], "server")])
         server["phases"] = [[self._now, "deleting"]]
         server["deleted_at"] = self._now + self.timings["delete"]
         server["delete_action"] = action["id"]
@@ -1010,9 +1152,13 @@ class SandboxCloud:
             duration = t["reset"]
         elif command == "reboot" and status != "off":
             duration = t["reboot"]
-        name = {"poweroff": "stop_server", "poweron": "start_server",
-                "shutdown": "shutdown_server", "reboot": "reboot_server",
-                "reset": "reset_server"}[command]
+        name = {
+            "poweroff": "stop_server",
+            "poweron": "start_server",
+            "shutdown": "shutdown_server",
+            "reboot": "reboot_server",
+            "reset": "reset_server",
+        }[command]
         action = self._start_action(name, duration, [(server["id"], "server")])
         return 201, {"action": self._action_json(action)}
 
@@ -1025,8 +1171,11 @@ class SandboxCloud:
     # ------------------------------------------------------------ actions
 
     def _list_actions_of(self, query: Query, resource_type: str, resource_id: int) -> Answer:
-        items = [action for action in self._actions.values()
-                 if {"id": resource_id, "type": resource_type} in action["resources"]]
+        items = [
+            action
+            for action in self._actions.values()
+            if {"id": resource_id, "type": resource_type} in action["resources"]
+        ]
         return self._page(query, "actions", self._action_items(query, items))
 
     def _action_items(self, query: Query, actions: list[JSON]) -> list[JSON]:
@@ -1037,8 +1186,7 @@ class SandboxCloud:
         items = [self._action_json(action) for action in actions]
         if statuses:
             items = [item for item in items if item["status"] in statuses]
-        return _sorted(items, query.get("sort", []),
-                       ("id", "command", "status", "started", "finished"))
+        return _sorted(items, query.get("sort", []), ("id", "command", "status", "started", "finished"))
 
     def _list_actions(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         ids = [_as_int(value, "id") for value in query.get("id", [])]
@@ -1066,35 +1214,51 @@ class SandboxCloud:
             raise ApiError("not_found", f"primary_ip with ID '{ip_id}' not found")
         return ip
 
-    def _new_primary_ip(self, *, name: str | None, ip_type: str = "ipv4", location: str,
-                        labels: dict[str, str], auto_delete: bool,
-                        assignee_id: int | None) -> JSON:
+    def _new_primary_ip(
+        self,
+        *,
+        name: str | None,
+        ip_type: str = "ipv4",
+        location: str,
+        labels: dict[str, str],
+        auto_delete: bool,
+        assignee_id: int | None,
+    ) -> JSON:
         ip_id = self._new_id("primary_ip")
         if ip_type == "ipv4":
             address = str(_FIRST_IPV4 + self._new_id("ipv4"))
         else:  # an IPv6 Primary IP is a /64 network
             offset = self._new_id("ipv6") << 64
-            address = str(ipaddress.IPv6Network(
-                (int(_FIRST_IPV6.network_address) + offset, 64)))
-        ip = {"id": ip_id, "name": name or f"primary_ip-{ip_id}",
-              "ip": address, "type": ip_type,
-              "location": location, "labels": labels, "created": self._now,
-              "auto_delete": auto_delete, "assignee_id": assignee_id, "released_at": None}
+            address = str(ipaddress.IPv6Network((int(_FIRST_IPV6.network_address) + offset, 64)))
+        ip = {
+            "id": ip_id,
+            "name": name or f"primary_ip-{ip_id}",
+            "ip": address,
+            "type": ip_type,
+            "location": location,
+            "labels": labels,
+            "created": self._now,
+            "auto_delete": auto_delete,
+            "assignee_id": assignee_id,
+            "released_at": None,
+        }
         self._primary_ips[ip_id] = ip
         return ip
 
     def _list_primary_ips(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         items = [self._primary_ip_json(ip) for ip in self._primary_ips.values()]
-        items = self._filtered(query, items, sortable=("id", "created"),
-                               extra={"ip": lambda item, value: item["ip"] == value})
+        items = self._filtered(
+            query, items, sortable=("id", "created"), extra={"ip": lambda item, value: item["ip"] == value}
+        )
         return self._page(query, "primary_ips", items)
 
     def _get_primary_ip(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         return 200, {"primary_ip": self._primary_ip_json(self._primary_ip_or_404(args[0]))}
 
     def _create_primary_ip(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
-        reject_unknown_fields(body, ("assignee_id", "assignee_type", "auto_delete", "datacenter",
-                                     "labels", "location", "name", "type"))
+        reject_unknown_fields(
+            body, ("assignee_id", "assignee_type", "auto_delete", "datacenter", "labels", "location", "name", "type")
+        )
         name = body.get("name")
         if not isinstance(name, str) or not name:
             raise invalid_input("name", "is required")
@@ -1118,26 +1282,31 @@ class SandboxCloud:
             server = self._server_or_404(_as_int(assignee_id, "assignee_id"))
             location = server["location"]
         else:
-            location = _lookup(catalog.LOCATIONS_BY_NAME,
-                               {loc["id"]: loc for loc in catalog.LOCATIONS},
-                               location_ref, "location")["name"]
+            location = _lookup(
+                catalog.LOCATIONS_BY_NAME, {loc["id"]: loc for loc in catalog.LOCATIONS}, location_ref, "location"
+            )["name"]
         if any(ip["name"] == name for ip in self._primary_ips.values()):
-            raise ApiError("uniqueness_error", "primary_ip name is already used",
-                           details={"fields": [{"name": "name"}]})
+            raise ApiError(
+                "uniqueness_error", "primary_ip name is already used", details={"fields": [{"name": "name"}]}
+            )
         if server is not None:
             self._check_assignable(server, ip_type)
         self._check_quota("primary_ips", len(self._primary_ips))
-        ip = self._new_primary_ip(name=name, ip_type=ip_type, location=location, labels=labels,
-                                  auto_delete=bool(body.get("auto_delete", False)),
-                                  assignee_id=None if server is None else server["id"])
+        ip = self._new_primary_ip(
+            name=name,
+            ip_type=ip_type,
+            location=location,
+            labels=labels,
+            auto_delete=bool(body.get("auto_delete", False)),
+            assignee_id=None if server is None else server["id"],
+        )
         resources = [(ip["id"], "primary_ip")]
         duration = 0.0
         if server is not None:
             resources.append((server["id"], "server"))
             duration = self.timings["primary_ip_assign"]
         action = self._start_action("create_primary_ip", duration, resources)
-        return 201, {"primary_ip": self._primary_ip_json(ip),
-                     "action": self._action_json(action)}
+        return 201, {"primary_ip": self._primary_ip_json(ip), "action": self._action_json(action)}
 
     def _check_assignable(self, server: JSON, ip_type: str) -> None:
         self._ensure_unlocked(server["id"])
@@ -1145,15 +1314,13 @@ class SandboxCloud:
         if self._server_status(server) != "off":
             raise ApiError("server_not_stopped", "server must be stopped")
         if self._server_ip(server["id"], ip_type) is not None:
-            raise ApiError(f"server_has_{ip_type}",
-                           f"server already has an {ip_type.replace('ipv', 'IPv')} address")
+            raise ApiError(f"server_has_{ip_type}", f"server already has an {ip_type.replace('ipv', 'IPv')} address")
 
     def _update_primary_ip(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         ip = self._primary_ip_or_404(args[0])
         reject_unknown_fields(body, ("name", "labels", "auto_delete"))
         if "name" in body:
-            if any(other["name"] == body["name"] and other["id"] != ip["id"]
-                   for other in self._primary_ips.values()):
+            if any(other["name"] == body["name"] and other["id"] != ip["id"] for other in self._primary_ips.values()):
                 raise ApiError("uniqueness_error", "primary_ip name is already used")
             ip["name"] = body["name"]
         if "labels" in body:
@@ -1180,15 +1347,16 @@ class SandboxCloud:
                 raise invalid_input("assignee_type", "must be server")
             server = self._server_or_404(_as_int(body.get("assignee_id"), "assignee_id"))
             if ip["assignee_id"] is not None:
-                raise ApiError("primary_ip_already_assigned",
-                               "primary IP is already assigned to a server")
+                raise ApiError("primary_ip_already_assigned", "primary IP is already assigned to a server")
             if ip["location"] != server["location"]:
-                raise invalid_input("assignee_id",
-                                    "server and primary IP must be in the same location")
+                raise invalid_input("assignee_id", "server and primary IP must be in the same location")
             self._check_assignable(server, ip["type"])
             ip["assignee_id"] = server["id"]
-            action = self._start_action("assign_primary_ip", self.timings["primary_ip_assign"],
-                                        [(ip["id"], "primary_ip"), (server["id"], "server")])
+            action = self._start_action(
+                "assign_primary_ip",
+                self.timings["primary_ip_assign"],
+                [(ip["id"], "primary_ip"), (server["id"], "server")],
+            )
             return 201, {"action": self._action_json(action)}
 
         assigned_to = self._servers.get(ip["assignee_id"]) if ip["assignee_id"] else None
@@ -1202,12 +1370,14 @@ class SandboxCloud:
         if self._server_status(assigned_to) != "off":
             raise ApiError("server_not_stopped", "server must be stopped")
         ip["assignee_id"] = None
-        action = self._start_action("unassign_primary_ip", self.timings["primary_ip_unassign"],
-                                    [(ip["id"], "primary_ip"), (assigned_to["id"], "server")])
+        action = self._start_action(
+            "unassign_primary_ip",
+            self.timings["primary_ip_unassign"],
+            [(ip["id"], "primary_ip"), (assigned_to["id"], "server")],
+        )
         return 201, {"action": self._action_json(action)}
 
-    def _list_primary_ip_actions(self, args: tuple[str, ...], query: Query,
-                                 body: JSON) -> Answer:
+    def _list_primary_ip_actions(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         self._primary_ip_or_404(args[0])
         return self._list_actions_of(query, "primary_ip", int(args[0]))
 
@@ -1225,8 +1395,7 @@ class SandboxCloud:
 
     def _list_locations(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         items = [dict(location) for location in catalog.LOCATIONS]
-        return self._page(query, "locations", self._filtered(query, items,
-                                                             sortable=("id", "name")))
+        return self._page(query, "locations", self._filtered(query, items, sortable=("id", "name")))
 
     def _get_location(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         for location in catalog.LOCATIONS:
@@ -1236,9 +1405,15 @@ class SandboxCloud:
 
     def _list_images(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         items = [catalog.image_json(image) for image in catalog.IMAGES]
-        items = self._filtered(query, items, sortable=("id", "name", "created"), extra={
-            "type": lambda item, value: item["type"] == value,
-            "architecture": lambda item, value: item["architecture"] == value})
+        items = self._filtered(
+            query,
+            items,
+            sortable=("id", "name", "created"),
+            extra={
+                "type": lambda item, value: item["type"] == value,
+                "architecture": lambda item, value: item["architecture"] == value,
+            },
+        )
         return self._page(query, "images", items)
 
     def _get_image(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
@@ -1249,8 +1424,12 @@ class SandboxCloud:
 
     def _list_ssh_keys(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         items = [dict(key) for key in self._ssh_keys.values()]
-        items = self._filtered(query, items, sortable=("id", "name"), extra={
-            "fingerprint": lambda item, value: item["fingerprint"] == value})
+        items = self._filtered(
+            query,
+            items,
+            sortable=("id", "name"),
+            extra={"fingerprint": lambda item, value: item["fingerprint"] == value},
+        )
         return self._page(query, "ssh_keys", items)
 
     def _get_ssh_key(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
@@ -1272,14 +1451,14 @@ class SandboxCloud:
 
     def _datacenters_gone(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         # Hetzner removed datacenters on 2026-07-01 and its endpoints answer 410 since 2026-10-01.
-        raise ApiError("deprecated_api_endpoint",
-                       "datacenters were removed from the API; use locations")
+        raise ApiError("deprecated_api_endpoint", "datacenters were removed from the API; use locations")
 
     def _get_pricing(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         return 200, {"pricing": catalog.pricing()}
 
 
 # ------------------------------------------------------------------ helpers
+
 
 def _int_keys(mapping: dict[str, Any]) -> dict[int, Any]:
     return {int(key): value for key, value in mapping.items()}
@@ -1324,13 +1503,11 @@ def _sorted(items: list[JSON], sorts: list[str], allowed: tuple[str, ...]) -> li
         key, _, direction = spec.partition(":")
         if key not in allowed or direction not in ("", "asc", "desc"):
             raise invalid_input("sort", f"unsupported sort {spec!r}")
-        items = sorted(items, key=lambda item: (item[key] is None, item[key]),
-                       reverse=direction == "desc")
+        items = sorted(items, key=lambda item: (item[key] is None, item[key]), reverse=direction == "desc")
     return items
 
 
-def _lookup(by_name: dict[str, JSON], by_id: dict[int, JSON], ref: Any,
-            field_name: str) -> JSON:
+def _lookup(by_name: dict[str, JSON], by_id: dict[int, JSON], ref: Any, field_name: str) -> JSON:
     """Find a catalog entry by name or id, as the API accepts both."""
     if isinstance(ref, str) and ref in by_name:
         return by_name[ref]

@@ -32,9 +32,9 @@ class FileBackedSandbox:
         self._stamp: tuple[int, int, int] | None = None
         self._saved: str | None = None
 
-    def handle(self, method: str, path: str, query: dict[str, list[str]],
-               body: dict[str, Any] | None,
-               headers: dict[str, str]) -> tuple[int, dict[str, str], dict[str, Any] | None]:
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], body: dict[str, Any] | None, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], dict[str, Any] | None]:
         """Answer one API request against the shared state."""
         with self._locked():
             self._load()
@@ -88,8 +88,7 @@ class FileBackedSandbox:
         text = json.dumps(self.cloud.to_state(), sort_keys=True)
         if text == self._saved and self._current_stamp() == self._stamp:
             return
-        fd, temp_name = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp",
-                                         dir=self.path.parent)
+        fd, temp_name = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as temp_file:
                 temp_file.write(text)

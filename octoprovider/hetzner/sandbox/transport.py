@@ -21,9 +21,9 @@ from .cloud import ApiError, SimulatedTimeout
 class Cloud(Protocol):
     """Anything that answers API requests like SandboxCloud.handle."""
 
-    def handle(self, method: str, path: str, query: dict[str, list[str]],
-               body: dict[str, Any] | None,
-               headers: dict[str, str]) -> tuple[int, dict[str, str], dict[str, Any] | None]: ...
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], body: dict[str, Any] | None, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], dict[str, Any] | None]: ...
 
 
 @dataclass(frozen=True)
@@ -70,30 +70,33 @@ class SandboxAdapter(BaseAdapter):
         self.cloud = cloud
         self.observer = observer
 
-    def send(self, request: requests.PreparedRequest, stream: bool = False,
-             timeout: Any = None, verify: Any = True, cert: Any = None,
-             proxies: Any = None) -> requests.Response:
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
         """Answer ``request`` from the cloud, or raise the timeout a fault asks for."""
         url = urlsplit(request.url or "")
         path = url.path
         marker = path.find("/v1")
         if marker >= 0:
-            path = path[marker + 3:]
+            path = path[marker + 3 :]
         path = path or "/"
         query = parse_qs(url.query, keep_blank_values=True)
-        headers = {key: value if isinstance(value, str) else value.decode()
-                   for key, value in request.headers.items()}
+        headers = {key: value if isinstance(value, str) else value.decode() for key, value in request.headers.items()}
         method = (request.method or "GET").upper()
         try:
             body = _json_body(request.body)  # type: ignore[arg-type]  # requests' union
         except ValueError as error:
             error_body = ApiError("json_error", f"invalid JSON body: {error}").body()
-            self._observe(Exchange(method, path, query, request.body, headers, 400, {},
-                                   error_body))
+            self._observe(Exchange(method, path, query, request.body, headers, 400, {}, error_body))
             return self._response(request, 400, {}, error_body)
         try:
-            status, response_headers, payload = self.cloud.handle(
-                method, path, query, body, headers)
+            status, response_headers, payload = self.cloud.handle(method, path, query, body, headers)
             # The answer was decided when the request arrived; it reaches the client this much later
             # (the cloud's lock is not held meanwhile, so other requests go on).
             delay = getattr(self.cloud, "latency_for", lambda *_: 0.0)(method, path)
@@ -103,12 +106,13 @@ class SandboxAdapter(BaseAdapter):
             self._observe(Exchange(method, path, query, body, headers, None, {}, None))
             if timeout_error.after_effect:
                 raise requests.exceptions.ReadTimeout(
-                    "sandbox: the response was lost", request=request) from timeout_error
+                    "sandbox: the response was lost", request=request
+                ) from timeout_error
             raise requests.exceptions.ConnectTimeout(
-                "sandbox: the request never arrived", request=request) from timeout_error
+                "sandbox: the request never arrived", request=request
+            ) from timeout_error
         response = self._response(request, status, response_headers, payload)
-        self._observe(Exchange(method, path, query, body, headers, status,
-                               dict(response.headers), payload))
+        self._observe(Exchange(method, path, query, body, headers, status, dict(response.headers), payload))
         return response
 
     def _observe(self, exchange: Exchange) -> None:
@@ -121,16 +125,16 @@ class SandboxAdapter(BaseAdapter):
         """Release nothing: the sandbox holds no connections."""
 
     @staticmethod
-    def _response(request: requests.PreparedRequest, status: int, headers: dict[str, str],
-                  payload: dict[str, Any] | None) -> requests.Response:
+    def _response(
+        request: requests.PreparedRequest, status: int, headers: dict[str, str], payload: dict[str, Any] | None
+    ) -> requests.Response:
         response = requests.Response()
         response.status_code = status
         response.headers = CaseInsensitiveDict(headers)
         if "Link" in response.headers:
             # The cloud knows only the path after /v1; like Hetzner's, the links a client
             # follows are absolute, so resolve them against the URL it called.
-            response.headers["Link"] = _absolute_links(response.headers["Link"],
-                                                       request.url or "")
+            response.headers["Link"] = _absolute_links(response.headers["Link"], request.url or "")
         response._content = b"" if payload is None else json.dumps(payload).encode()
         if payload is not None:
             response.headers.setdefault("Content-Type", "application/json")

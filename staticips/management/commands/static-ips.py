@@ -15,8 +15,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--region", default="", help="Only this region (a location or an alias).")
-        parser.add_argument("--json", action="store_true",
-                            help='Print {"<location>": ["<address>", ...]} for scripts (firewall rules).')
+        parser.add_argument(
+            "--json", action="store_true", help='Print {"<location>": ["<address>", ...]} for scripts (firewall rules).'
+        )
 
     def handle(self, *args, region, json: bool, verbosity, **options):
         location = ""
@@ -35,7 +36,9 @@ class Command(BaseCommand):
         for loc, rows in by_location.items():
             self.stdout.write(f"{loc} ({len(rows)})")
             for row in rows:
-                detail = f"  {row.id}" + (f"  on {row.on_instance}" if row.on_instance else "") if verbosity >= 2 else ""
+                detail = (
+                    f"  {row.id}" + (f"  on {row.on_instance}" if row.on_instance else "") if verbosity >= 2 else ""
+                )
                 self.stdout.write(f"  {row.address}{detail}")
 
 

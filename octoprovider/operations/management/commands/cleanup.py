@@ -21,11 +21,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--dry-run", action="store_true", help="Say what would be done; change nothing.")
         parser.add_argument(
-            "--grace", type=int, default=15, metavar="MINUTES",
+            "--grace",
+            type=int,
+            default=15,
+            metavar="MINUTES",
             help="Leave unknown resources younger than this alone: they may be creates in flight (default 15).",
         )
         parser.add_argument(
-            "--wait", type=float, default=60, metavar="SECONDS",
+            "--wait",
+            type=float,
+            default=60,
+            metavar="SECONDS",
             help="How long to keep trying pending deletes and releases that Hetzner refuses as locked because "
             "another action (a boot, a reboot) runs on the server (default 60).",
         )

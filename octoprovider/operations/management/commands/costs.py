@@ -20,8 +20,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--since", required=True, metavar="DATE",
-                            help="The first day (YYYY-MM-DD, UTC) whose runs to print.")
+        parser.add_argument(
+            "--since", required=True, metavar="DATE", help="The first day (YYYY-MM-DD, UTC) whose runs to print."
+        )
         parser.add_argument("--json", action="store_true", help="Print one JSON object (runs and totals).")
 
     def handle(self, *args, since, json: bool, verbosity, **options):
@@ -67,12 +68,16 @@ class Command(BaseCommand):
         )
 
     def _print_json(self, found, total, waste):
-        self.stdout.write(json_dumps({
-            "run_gap_seconds": settings.RUN_GAP,
-            "runs": [run.as_json() for run in found],
-            "total_eur": str(total),
-            "unclaimed": waste.as_json(),
-        }))
+        self.stdout.write(
+            json_dumps(
+                {
+                    "run_gap_seconds": settings.RUN_GAP,
+                    "runs": [run.as_json() for run in found],
+                    "total_eur": str(total),
+                    "unclaimed": waste.as_json(),
+                }
+            )
+        )
 
 
 def json_dumps(value) -> str:

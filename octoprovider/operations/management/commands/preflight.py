@@ -20,10 +20,15 @@ class Command(BaseCommand):
 
         if report.project is not None:
             project = report.project
-            rate = (f"{project.rate_remaining} of {project.rate_limit} API requests left this hour"
-                    if project.rate_limit is not None else "rate limit not reported")
-            self.stdout.write(f"Hetzner project reached: {_count(project.servers)} servers "
-                              f"({_count(project.ours)} of this deployment's), {rate}")
+            rate = (
+                f"{project.rate_remaining} of {project.rate_limit} API requests left this hour"
+                if project.rate_limit is not None
+                else "rate limit not reported"
+            )
+            self.stdout.write(
+                f"Hetzner project reached: {_count(project.servers)} servers "
+                f"({_count(project.ours)} of this deployment's), {rate}"
+            )
         else:
             self.stdout.write(f"Hetzner project: not asked ({report.hetzner_not_asked})")
         if report.cost is not None:
@@ -47,4 +52,3 @@ class Command(BaseCommand):
 
 def _count(value: int | None) -> str:
     return "?" if value is None else str(value)
-

@@ -1,3 +1,4 @@
+import contextlib
 import signal
 import time
 
@@ -33,17 +34,24 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--loop", action="store_true", help="Keep reconciling until stopped.")
         parser.add_argument(
-            "--interval", type=float, default=settings.REFRESH_INTERVAL,
+            "--interval",
+            type=float,
+            default=settings.REFRESH_INTERVAL,
             help="Seconds between passes with --loop, and between the tries of a one-shot run waiting out "
             "locked (default REFRESH_INTERVAL, %(default)s).",
         )
         parser.add_argument(
-            "--wait", type=float, default=60, metavar="SECONDS",
+            "--wait",
+            type=float,
+            default=60,
+            metavar="SECONDS",
             help="Without --loop: how long to keep trying deletes, releases and reboots that Hetzner refused "
             "as locked because another action (a boot, a reboot) was running on the server (default 60).",
         )
         parser.add_argument(
-            "--sweep-interval", type=float, default=settings.SWEEP_INTERVAL,
+            "--sweep-interval",
+            type=float,
+            default=settings.SWEEP_INTERVAL,
             help="Seconds between full passes, which sweep the whole fleet for drift (default SWEEP_INTERVAL, "
             "%(default)s); the passes between look only at instances in transition. A sweep costs two Hetzner "
             "requests; the fleet is listed in full only when they disagree with the database, or every "
@@ -80,10 +88,12 @@ class Command(BaseCommand):
                 # it): wait, longer each time, and reconnect. The pass after it sweeps in full.
                 failures += 1
                 delay = _backoff(interval, failures)
-                self.stderr.write(self.style.ERROR(
-                    f"The database is unavailable ({type(exc).__name__}: {_first_line(exc)}); "
-                    f"next try in {delay:.3g} s"
-                ))
+                self.stderr.write(
+                    self.style.ERROR(
+                        f"The database is unavailable ({type(exc).__name__}: {_first_line(exc)}); "
+                        f"next try in {delay:.3g} s"
+                    )
+                )
                 _drop_connection()
                 last_sweep = None
                 if self._wait(delay):
@@ -169,7 +179,5 @@ def _first_line(exc: Exception) -> str:
 
 def _drop_connection() -> None:
     """Close this process's database connection, broken or not, so that the next query opens a new one."""
-    try:
+    with contextlib.suppress(Error):
         connection.close()
-    except Error:
-        pass

@@ -14,19 +14,29 @@ class Command(BaseCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--to", required=True, metavar="LABEL",
-                            help="The new label value (1-63 letters, digits, '-', '_', '.').")
-        parser.add_argument("--from", dest="old", metavar="LABEL", default=None,
-                            help="The label the fleet carries now; by default the one recorded in the database "
-                                 "(or OCTOPROVIDER_DEPLOYMENT before any was recorded).")
-        parser.add_argument("--dry-run", action="store_true",
-                            help="Print what would be relabelled; change nothing at Hetzner nor in the database.")
+        parser.add_argument(
+            "--to", required=True, metavar="LABEL", help="The new label value (1-63 letters, digits, '-', '_', '.')."
+        )
+        parser.add_argument(
+            "--from",
+            dest="old",
+            metavar="LABEL",
+            default=None,
+            help="The label the fleet carries now; by default the one recorded in the database "
+            "(or OCTOPROVIDER_DEPLOYMENT before any was recorded).",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Print what would be relabelled; change nothing at Hetzner nor in the database.",
+        )
 
     def handle(self, *args, to, old, dry_run, verbosity, **options):
         for option, value in (("--to", to), ("--from", old)):
             if value is not None and not is_label_value(value):
-                raise CommandError(f"{option} must be a valid Hetzner label value (1-63 letters, digits, '-', '_', "
-                                   f"'.'), not {value!r}")
+                raise CommandError(
+                    f"{option} must be a valid Hetzner label value (1-63 letters, digits, '-', '_', '.'), not {value!r}"
+                )
         new = to
         try:
             done = deployment_relabel(new=new, old=old, dry_run=dry_run)
@@ -45,11 +55,15 @@ class Command(BaseCommand):
         for failure in done.failures:
             self.stderr.write(f"failed: {failure}")
         if done.left_behind:
-            self.stderr.write(f"{done.left_behind} resources appeared under {done.old!r} meanwhile: is a web or "
-                              "reconciler process still running?")
+            self.stderr.write(
+                f"{done.left_behind} resources appeared under {done.old!r} meanwhile: is a web or "
+                "reconciler process still running?"
+            )
         if not done.complete:
             raise CommandError(f"The label stays {done.old!r}: run the command again to finish the move.")
-        self.stdout.write(self.style.SUCCESS(
-            f"Moved {counts} from {done.old!r} to {new!r}. Now set OCTOPROVIDER_DEPLOYMENT={new} and start "
-            "the web and reconciler units."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Moved {counts} from {done.old!r} to {new!r}. Now set OCTOPROVIDER_DEPLOYMENT={new} and start "
+                "the web and reconciler units."
+            )
+        )
