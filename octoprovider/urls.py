@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 from octoprovider.contract import errors
 from octoprovider.contract import schema as openapi
 from octoprovider.operations import health, metrics
+from staticips.apis import AllowListApi
 
 urlpatterns = [
     # First: Django tries the patterns in order, and OctoPerf's state polls are most of the traffic.
@@ -16,6 +17,8 @@ urlpatterns = [
     path("octoperf/openapi.json", openapi.ContractSchemaView.as_view(), name="openapi"),
     path("octoperf/", include("staticips.urls")),
     path("admin/", admin.site.urls),
+    # Customers' scripts read our static addresses here, with a read-only token (not OctoPerf's contract).
+    re_path(r"^api/allow-list/?$", AllowListApi.as_view(), name="allow-list"),
     # Operations: unauthenticated probes, and the metrics behind METRICS_TOKEN.
     re_path(r"^healthz/?$", health.healthz, name="healthz"),
     re_path(r"^readyz/?$", health.readyz, name="readyz"),

@@ -1,8 +1,22 @@
-"""The static-IP half of OctoPerf's contract: thin views, one service call each."""
+"""The static-IP half of OctoPerf's contract, and the allow-list for customers' scripts: thin views."""
+
+import hashlib
+import ipaddress
+import json
+
+from django.http import HttpResponse
+from django.utils.cache import get_conditional_response
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import permissions
+from rest_framework.views import APIView
 
 from instances import services as instance_services
+from octoprovider.contract.authentication import MayReadAllowList
 from octoprovider.contract.schema import contract_operation, id_field, link, value_response, void_response
 from octoprovider.contract.views import ContractView
+from octoprovider.core.exceptions import InvalidInput
+from octoprovider.core.http import CONTENT_TYPE
+from octoprovider.hetzner import catalog
 from staticips import serializers, services
 
 
@@ -78,3 +92,45 @@ class StaticIPReleaseApi(ContractView):
         data = self.validated(serializers.ReleaseInput)
         services.static_ip_release(static_ip_id=data["id"], region=data["region"], zone=data["zone"])
         return self.void()
+
+
+class AllowListApi(APIView):
+    """GET /api/allow-list: the static IPs' addresses, for customers' firewalls (Terraform, Ansible, cron).
+
+    Text, one address per line, or `?format=json`: `{"addresses": [...], "regions": {"fsn1": [...]}}`;
+    `?region=` keeps one region. Sorted by address, so that the same list is the same bytes: the ETag
+    is their digest, and a poll with `If-None-Match` answers 304 until the list changes. Only a
+    read-only token (made in the console) may read it; see MayReadAllowList.
+    """
+
+    permission_classes = [permissions.IsAuthenticated, MayReadAllowList]
+
+    def get(self, request):
+        answer_format = request.query_params.get("format", "text")
+        if answer_format not in ("text", "json"):
+            raise InvalidInput(f"format must be text or json, not {answer_format[:20]!r}.")
+        region = request.query_params.get("region", "")
+        location = catalog.location_for(region) if region else ""  # any case, or an operator's alias
+        regions = {
+            location: sorted({row.address for row in rows}, key=ipaddress.ip_address)
+            for location, rows in services.static_ip_allow_list(location=location).items()
+        }
+        addresses = sorted({address for listed in regions.values() for address in listed}, key=ipaddress.ip_address)
+        if answer_format == "json":
+            body = json.dumps({"addresses": addresses, "regions": regions}, sort_keys=True).encode()
+            response = HttpResponse(body, content_type=CONTENT_TYPE)
+        else:
+            body = "".join(f"{address}\n" for address in addresses).encode()
+            response = HttpResponse(body, content_type="text/plain; charset=utf-8")
+        response["ETag"] = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        # Any cache must ask again each time (the ETag makes that cheap), and none but the client's may keep it.
+        response["Cache-Control"] = "private, no-cache"
+        return get_conditional_response(request._request, etag=response["ETag"], response=response) or response
+
+    def permission_denied(self, request, message=None, code=None):
+        if request.authenticators and not request.successful_authenticator:
+            # Not the contract's message: this path takes no token in it.
+            raise drf_exceptions.AuthenticationFailed(
+                "Missing API token: send Authorization: Bearer <token>, a read-only token made in the console."
+            )
+        super().permission_denied(request, message, code)

@@ -672,13 +672,17 @@ def static_ip_mark_released(*, static_ip_id: str, reason: str, as_seen: StaticIP
 
 
 def static_ip_allow_list(*, location: str = "") -> dict[str, list[StaticIP]]:
-    """Return the allocated static IPs with an address, by location: what users put in allow-lists.
+    """Return the static IPs with an address that still exist, by location: what users put in allow-lists.
 
-    OctoPerf's agents leave from these addresses (any of them: an ipId is only a handle on one). Each
-    row's `on_instance` is the instance whose server uses the address, or None: never a terminated
+    OctoPerf's agents leave from these addresses (any of them: an ipId is only a handle on one). Those
+    being released are kept until Hetzner has deleted them: a release waits for a server still using
+    the address to get its own IPv4 back, and an agent cut off by a firewall meanwhile fails its test.
+    Each row's `on_instance` is the instance whose server uses the address, or None: never a terminated
     one (Hetzner let go of the address when it deleted the server).
     """
-    rows = StaticIP.objects.filter(status=StaticIP.Status.ALLOCATED, address__isnull=False).select_related("holder")
+    rows = StaticIP.objects.filter(
+        status__in=[StaticIP.Status.ALLOCATED, StaticIP.Status.RELEASING], address__isnull=False
+    ).select_related("holder")
     if location:
         rows = rows.filter(location=location)
     by_location: dict[str, list[StaticIP]] = {}

@@ -1,12 +1,13 @@
-"""API tokens in the console: create (the secret shown once), see their use, revoke."""
+"""API tokens in the console: create (the secret shown once), for OctoPerf or read-only, see their use, revoke."""
 
 from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from octoprovider.contract import tokens
 from octoprovider.contract.models import ApiToken
-from octoprovider.core.admin import confirmation_page, run_per_row
+from octoprovider.core.admin import AuditedModelAdmin, confirmation_page, run_per_row
 
 
 class RevokedFilter(admin.SimpleListFilter):
@@ -25,23 +26,28 @@ class RevokedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(AuditedModelAdmin):
     """Create tokens (the secret is shown once, on the page that follows), see their use, revoke them."""
 
-    list_display = ["name", "prefix", "state", "created_at", "last_used_at", "revoked_at"]
-    list_filter = [RevokedFilter, "created_at"]
+    list_display = ["name", "scope", "prefix", "state", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [RevokedFilter, "scope", "created_at"]
     search_fields = ["name", "=prefix"]
     actions = ["revoke"]
+    radio_fields = {"scope": admin.VERTICAL}
 
     def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
         if obj is None:
-            return ["name"]
-        return ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+            return ["name", "scope"]
+        return ["name", "scope", "prefix", "created_at", "last_used_at", "revoked_at"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
         if obj is None:
             return []
-        return ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+        return ["name", "scope", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+    def audit_target(self, obj: ApiToken) -> str:
+        # Its name only: the prefix is the start of the secret.
+        return f"API token {obj.name}"
 
     def has_delete_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
         # Revoked tokens stay listed: the audit log names them.
@@ -54,7 +60,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiToken, form, change: bool) -> None:
         if change:
             return  # nothing about a token is editable
-        token, secret = tokens.api_token_create(name=obj.name)
+        token, secret = tokens.api_token_create(name=obj.name, scope=obj.scope)
         obj.pk, obj.prefix, obj.secret_hash, obj.created_at = (
             token.pk,
             token.prefix,
@@ -67,6 +73,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def response_add(self, request: HttpRequest, obj: ApiToken, post_url_continue=None):
         """Show the new token's secret, this once, instead of redirecting to the list."""
         base_url = request.build_absolute_uri("/octoperf/")
+        allow_list_url = request.build_absolute_uri(reverse("allow-list"))
         # Admin views are never_cache: neither the browser nor a proxy keeps this page.
         return TemplateResponse(
             request,
@@ -79,6 +86,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
                 "token": obj,
                 "secret": obj._secret,
                 "base_url": base_url,
+                "allow_list_url": allow_list_url,
+                "read_only": obj.scope == ApiToken.Scope.READ,
             },
         )
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpRequest
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 
 from octoprovider.contract import tokens
+from octoprovider.contract.models import ApiToken
 from octoprovider.core.http import bearer_token
 from octoprovider.core.logmask import RESOURCES
 
@@ -41,10 +42,19 @@ class PathTokenMiddleware:
 
 @dataclass(frozen=True)
 class ApiClient:
-    """Who called: OctoPerf, through a configured token (`env-token-<n>`) or an admin-made one (its name)."""
+    """Who called: OctoPerf, through a configured token (`env-token-<n>`) or an admin-made one (its name).
+
+    `scope` says what the token may do: call the contract (every configured token), or only read the
+    allow-list (a read-only token made in the admin).
+    """
 
     name: str
     is_authenticated: bool = True
+    scope: str = ApiToken.Scope.CONTRACT
+
+    @property
+    def may_call_contract(self) -> bool:
+        return self.scope == ApiToken.Scope.CONTRACT
 
 
 def _digest(token: str) -> bytes:
@@ -68,7 +78,7 @@ def token_matches(presented: str) -> ApiClient | None:
     if found is None:
         stored = tokens.api_token_authenticate(presented)
         if stored is not None:
-            found = ApiClient(name=stored.name)
+            found = ApiClient(name=stored.name, scope=stored.scope)
     return found
 
 
@@ -85,6 +95,34 @@ def authenticated_client(request: HttpRequest) -> ApiClient | None:
     """Return who called if the token presented is good; None if it is missing or wrong."""
     token = presented_token(request)
     return token_matches(token) if token is not None else None
+
+
+class MayCallContract(permissions.BasePermission):
+    """Let in a token that may call the contract; a read-only one answers 403 (it authenticated, and is refused)."""
+
+    message = (
+        "This API token is read-only: it may read the allow-list (GET /api/allow-list), not call OctoPerf's "
+        "contract. Give OctoPerf a token made for it."
+    )
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, ApiClient) and request.user.may_call_contract
+
+
+class MayReadAllowList(permissions.BasePermission):
+    """Let in a read-only token only: a contract token may create servers, and belongs in OctoPerf alone.
+
+    Scripts keep their token where it is easily copied (Terraform's state, an Ansible inventory, a
+    crontab): a contract token found there could spend money; a read-only one reveals the addresses.
+    """
+
+    message = (
+        "This API token is OctoPerf's (it can create servers): the allow-list wants a read-only token, "
+        "made in the console (API tokens, scope read-only)."
+    )
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, ApiClient) and request.user.scope == ApiToken.Scope.READ
 
 
 class OctoPerfTokenAuthentication(authentication.BaseAuthentication):

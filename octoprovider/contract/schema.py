@@ -15,8 +15,10 @@ the serializers or in the views reads a setting at import. The shared pieces:
     )
     def post(self, request): ...
 
-`contract_operation` adds the errors every endpoint can answer (401, 503) and the error object.
-Only views under `/octoperf/` are published: the admin, the probes and the metrics are not.
+`contract_operation` adds the errors every endpoint can answer (401, 403, 503) and the error object.
+Only views under `/octoperf/` are published: the admin, the probes and the metrics are not, nor the
+allow-list (`/api/allow-list`): it is for customers' scripts, with a read-only token that the contract
+refuses, and answers text by default; `bin/schemathesis` fuzzes the contract with OctoPerf's token.
 """
 
 import re
@@ -34,7 +36,9 @@ octoprovider implements OctoPerf's *Custom HTTP provider* contract on Hetzner Cl
 **Authentication.** Every contract call needs a token, one of `OCTOPERF_API_TOKENS` or one created in
 the admin, either as `Authorization: Bearer <token>` on the paths below, or **in the path**: OctoPerf's
 UI takes only a base URL, so `https://host/octoperf/<token>/instances…` is accepted too (the base URL
-to enter in OctoPerf is `https://host/octoperf/<token>`). A missing or wrong token answers 401.
+to enter in OctoPerf is `https://host/octoperf/<token>`). A missing or wrong token answers 401; a
+read-only token (made in the admin for the allow-list, `GET /api/allow-list`, which is not part of this
+contract) answers 403.
 
 **Parameters** are read from the query string and the body together (the body wins). Bodies may be
 `application/x-www-form-urlencoded` (OctoPerf's choice), JSON or multipart, on every method.
@@ -48,6 +52,7 @@ to enter in OctoPerf is `https://host/octoperf/<token>`). A missing or wrong tok
 ERROR_MEANINGS = {
     400: "Bad input: a parameter is missing or invalid; the message names it.",
     401: "The OctoPerf API token is missing or wrong.",
+    403: "The token is read-only (made for the allow-list): it may not call the contract.",
     404: "No such id was ever issued here.",
     409: "A conflict: the resource is terminated or being deleted, or is in use elsewhere.",
     429: "An operator's guardrail is reached (maximum instances, static IPs...).",
@@ -56,7 +61,7 @@ ERROR_MEANINGS = {
     "or answers what cannot be read (`hetzner_bad_answer`), or octoprovider's database is unreachable. "
     "Retry after `Retry-After` seconds.",
 }
-ALWAYS = (401, 503)
+ALWAYS = (401, 403, 503)
 
 # A response header of every 503, declared as extend_schema wants it: a parameter with `response`.
 _RETRY_AFTER = OpenApiParameter(
@@ -125,7 +130,7 @@ def contract_operation(
     tags: list[str] | None = None,
     links: dict[str, dict] | None = None,
 ):
-    """Describe one contract operation, adding the 401 and 503 that every one of them can answer.
+    """Describe one contract operation, adding the 401, 403 and 503 that every one of them can answer.
 
     `request` is the serializer that validates the body, published for every parser (form, JSON,
     multipart); a serializer among `parameters` publishes its fields as query parameters.

@@ -21,11 +21,13 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def api_token_create(*, name: str) -> tuple[ApiToken, str]:
+def api_token_create(*, name: str, scope: str = ApiToken.Scope.CONTRACT) -> tuple[ApiToken, str]:
     """Create a token and return it with its secret, which is never stored nor shown again."""
     # URL-safe, so that it can travel in the path of OctoPerf's base URL; never contains '/'.
     secret = secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(name=name, prefix=secret[: ApiToken.PREFIX_LENGTH], secret_hash=hash_secret(secret))
+    token = ApiToken.objects.create(
+        name=name, scope=scope, prefix=secret[: ApiToken.PREFIX_LENGTH], secret_hash=hash_secret(secret)
+    )
     return token, secret
 
 

@@ -5,10 +5,11 @@ import json
 
 from django.http import HttpResponse
 from rest_framework import exceptions as drf_exceptions
+from rest_framework import permissions
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from octoprovider.contract.authentication import authenticated_client
+from octoprovider.contract.authentication import MayCallContract, authenticated_client
 from octoprovider.contract.signals import contract_call_answered
 from octoprovider.core.exceptions import ServiceError
 from octoprovider.core.http import CONTENT_TYPE
@@ -35,6 +36,8 @@ class ContractView(APIView):
     """
 
     poll = None
+    # A read-only token (made for the allow-list) authenticates, and is refused with a 403.
+    permission_classes = [permissions.IsAuthenticated, MayCallContract]
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -48,7 +51,7 @@ class ContractView(APIView):
     def dispatch(self, request, *args, **kwargs):
         if self.poll is not None and request.method == "GET":
             client = authenticated_client(request)
-            if client is not None:
+            if client is not None and client.may_call_contract:
                 try:
                     value = self.poll(**kwargs)
                 except ServiceError:

@@ -9,16 +9,22 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from django.apps import apps as global_apps
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Model, QuerySet
+from django.dispatch import Signal
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.text import capfirst
 
 from octoprovider.core import clock
 from octoprovider.core.exceptions import ServiceError
+from octoprovider.core.operators import acting_as
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +109,107 @@ def age(since: datetime, until: datetime | None = None) -> str:
     return f"{seconds} s"
 
 
+# --- who did what: every console action in Django's LogEntry and in the audit log ------------------
+
+# Sent after each action an operator ran from the console: `username`, `action` (the admin action's
+# name, "reconcile pass", "add", "change", "delete"), `target` (our id, or what else it acted on) and
+# `outcome` ("ok", or the error's code). The audit log lives in operations, above every layer whose
+# admin sends this.
+console_action_done = Signal()
+
+
+def record_console_action(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    *,
+    action: str,
+    obj: Model | None,
+    outcome: str = "ok",
+    message: str,
+) -> None:
+    """Record an operator's action on `obj` (or on no one row): Django's LogEntry and the audit log.
+
+    LogEntry is what the console's "Recent actions" shows; it needs an object only to link to it.
+    """
+    if obj is not None:
+        LogEntry.objects.log_actions(request.user.pk, [obj], CHANGE, message, single_object=True)
+        target = audit_target(modeladmin, obj)
+    else:
+        LogEntry.objects.create(
+            user_id=request.user.pk,
+            content_type=ContentType.objects.get_for_model(modeladmin.model, for_concrete_model=False),
+            object_repr=action,
+            action_flag=CHANGE,
+            change_message=message,
+        )
+        target = ""
+    _announce(request, action=action, target=target, outcome=outcome)
+
+
+def audit_target(modeladmin: admin.ModelAdmin, obj: Model) -> str:
+    """Name `obj` in the audit log: our id for what mirrors Hetzner, else what `audit_target` says."""
+    describe = getattr(modeladmin, "audit_target", None)
+    return describe(obj) if describe is not None else str(obj.pk)
+
+
+def _announce(request: HttpRequest, *, action: str, target: str, outcome: str) -> None:
+    console_action_done.send(
+        sender=None, username=request.user.get_username(), action=action, target=target, outcome=outcome
+    )
+
+
+class AuditedModelAdmin(admin.ModelAdmin):
+    """A model operators edit by hand (a catalogue override, an API token): each add, change and
+    delete goes to the audit log too, as Django already writes it to LogEntry."""
+
+    def audit_target(self, obj: Model) -> str:
+        return f"{self.opts.verbose_name} {obj}"
+
+    def log_addition(self, request, obj, message):
+        entries = super().log_addition(request, obj, message)
+        _announce(request, action="add", target=self.audit_target(obj), outcome="ok")
+        return entries
+
+    def log_change(self, request, obj, message):
+        entries = super().log_change(request, obj, message)
+        _announce(request, action="change", target=self.audit_target(obj), outcome="ok")
+        return entries
+
+    def log_deletions(self, request, queryset):
+        entries = super().log_deletions(request, queryset)
+        for obj in queryset:
+            _announce(request, action="delete", target=self.audit_target(obj), outcome="ok")
+        return entries
+
+
+# --- the read-only operators' group ------------------------------------------------------------------
+
+READ_ONLY_GROUP = "Operators (read-only)"
+# The apps whose models the console shows; the group may view every model of them, and nothing else.
+PROJECT_APPS = ("octoprovider", "instances", "staticips")
+
+
+def sync_read_only_group(*, apps=global_apps, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Give the read-only group exactly the view permissions of the project's models (creating it if need be).
+
+    Run after every `migrate` (a post_migrate handler), so that a model added later is visible to the
+    group, and a permission given to it by hand that would let it change something is taken back.
+    """
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    group, _ = group_model.objects.using(using).get_or_create(name=READ_ONLY_GROUP)
+    views = permission_model.objects.using(using).filter(
+        content_type__app_label__in=PROJECT_APPS, codename__startswith="view_"
+    )
+    group.permissions.set(views)
+
+
+def sync_read_only_group_after_migrate(sender, *, using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:
+    """post_migrate: keep the read-only group in step with the models, once each project app is migrated."""
+    if sender.label in PROJECT_APPS:
+        sync_read_only_group(using=using)
+
+
 class OperatorsModelAdmin(admin.ModelAdmin):
     """Show a model that mirrors Hetzner read-only; change it only through actions calling services.
 
@@ -183,20 +290,28 @@ def run_per_row(
 ) -> int:
     """Call a service on each selected row; report how many it did and each row it failed on.
 
-    One row's failure never stops the others. Returns how many succeeded.
+    One row's failure never stops the others. Returns how many succeeded. Each row's outcome is
+    recorded with the operator's name (LogEntry and the audit log), and so are the Hetzner calls it made.
     """
+    # The action's name as Django dispatched it (the confirmation page posts it again).
+    action = request.POST.get("action", "")
     succeeded = 0
     failures: list[str] = []
     for obj in queryset:
         try:
-            call(obj)
+            with acting_as(request.user.get_username()):
+                call(obj)
         except ServiceError as exc:
             failures.append(f"{obj}: {exc.message}")
+            outcome, message = exc.code, f"{capfirst(action)}: refused, {exc.message}"
         except Exception as exc:
             logger.exception("Admin action on %s failed", obj)
             failures.append(f"{obj}: unexpected error ({type(exc).__name__}); see the logs.")
+            outcome, message = "error", f"{capfirst(action)}: failed, unexpected error ({type(exc).__name__})"
         else:
             succeeded += 1
+            outcome, message = "ok", f"{capfirst(action)}: {done}."
+        record_console_action(modeladmin, request, action=action, obj=obj, outcome=outcome, message=message)
     name = modeladmin.opts.verbose_name if succeeded == 1 else modeladmin.opts.verbose_name_plural
     if succeeded or not failures:
         modeladmin.message_user(request, f"{capfirst(done)} {succeeded} {name}.", messages.SUCCESS)
@@ -221,7 +336,17 @@ def run_reconcile_pass(modeladmin: admin.ModelAdmin, request: HttpRequest):
     """Run a full reconcile pass now, as the loop would, and tell the operator what it did."""
     if _full_pass is None:
         raise ImproperlyConfigured("octoprovider.operations is not installed: no reconciler to run.")
-    report = _full_pass()
+    with acting_as(request.user.get_username()):
+        report = _full_pass()
+    record_console_action(
+        modeladmin,
+        request,
+        action="reconcile pass",
+        obj=None,
+        outcome="ok" if not report.errors else f"{len(report.errors)} errors",
+        message=f"Ran a reconcile pass: {report.changed} changed, {len(report.actions)} actions, "
+        f"{len(report.errors)} errors.",
+    )
     modeladmin.message_user(
         request,
         f"Reconcile pass: {report.observed} instances observed, {report.changed} changed, "

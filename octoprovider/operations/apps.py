@@ -6,8 +6,8 @@ class OperationsConfig(AppConfig):
 
     The layers below cannot import these; they offer hooks instead, connected here: the gateway's
     hooks on every Hetzner exchange, the contract's signal after every call it answers, the static
-    IPs' signal after every swap, the console's "Run a reconcile pass now", and the spend meter that
-    the budgets compare.
+    IPs' signal after every swap, the console's signal after every operator's action, the console's
+    "Run a reconcile pass now", and the spend meter that the budgets compare.
     """
 
     name = "octoprovider.operations"
@@ -17,7 +17,7 @@ class OperationsConfig(AppConfig):
     def ready(self):
         from octoprovider import hetzner
         from octoprovider.contract.signals import contract_call_answered
-        from octoprovider.core.admin import offer_reconcile_pass
+        from octoprovider.core.admin import console_action_done, offer_reconcile_pass
         from octoprovider.core.guardrails import offer_spend_meter
         from octoprovider.operations import audit, costing, requestlog
         from octoprovider.operations.reconciler import reconcile_pass
@@ -28,5 +28,6 @@ class OperationsConfig(AppConfig):
             hetzner.add_failure_hook(observer.on_hetzner_failure)
         contract_call_answered.connect(audit.record_contract_call, dispatch_uid="audit-contract-calls")
         static_ips_swapped.connect(audit.record_static_ip_swap, dispatch_uid="audit-static-ip-swaps")
+        console_action_done.connect(audit.record_console_action, dispatch_uid="audit-console-actions")
         offer_reconcile_pass(lambda: reconcile_pass(full=True))
         offer_spend_meter(costing.spend_for_budgets, ahead=costing.measure_spend_ahead)

@@ -1,4 +1,5 @@
-"""The audit log: every contract call that changes something, and every mutation sent to Hetzner.
+"""The audit log: every contract call that changes something, every console action, and every mutation
+sent to Hetzner (named after the operator whose console action caused it, if one did).
 
 What is written is picked field by field, never copied: bodies carry `userData` (the agent's secret)
 and Hetzner's create answers may carry a root password; the path may carry OctoPerf's token.
@@ -16,6 +17,7 @@ from instances.models import Instance
 from octoprovider.contract.authentication import ApiClient
 from octoprovider.core import clock
 from octoprovider.core.logs import request_id
+from octoprovider.core.operators import acting_operator
 from octoprovider.hetzner import LABEL_ID
 from octoprovider.operations import requestlog
 from octoprovider.operations.models import AuditEvent
@@ -94,6 +96,21 @@ def record_static_ip_swap(sender, *, first: str, second: str, instance_id: str, 
     )
 
 
+# --- console actions -----------------------------------------------------------------------------------
+
+
+def record_console_action(sender, *, username: str, action: str, target: str, outcome: str, **signal) -> None:
+    """Record an operator's action in the console: who, which action, on what, and how it went."""
+    _record(
+        kind=AuditEvent.Kind.CONSOLE,
+        actor=username[:100],
+        method="",
+        route=action[:200],
+        our_ids=target[:300],
+        outcome=outcome[:64],
+    )
+
+
 # --- Hetzner mutations --------------------------------------------------------------------------------
 
 
@@ -146,6 +163,7 @@ def _record_hetzner(
                 our_id = ""
     _record(
         kind=AuditEvent.Kind.HETZNER,
+        actor=acting_operator()[:100],
         method=method,
         route=requestlog.hetzner_endpoint(url),
         our_ids=_ids([our_id]),

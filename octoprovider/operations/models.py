@@ -84,26 +84,39 @@ class ReconcilerRun(models.Model):
 
 
 class AuditEvent(models.Model):
-    """One contract call, or one mutation sent to Hetzner: who, what, on which ids, and how it went.
+    """One contract call, console action, or mutation sent to Hetzner: who, what, on which ids, and how it went.
 
     Nothing secret is ever written here: no body (userData, a root password in a create answer), no
-    header, no token; only the calling token's name, route names and ids.
+    header, no token; only the calling token's name or the operator's username, route names and ids.
     """
 
     class Kind(models.TextChoices):
         CONTRACT = "contract", "contract call (OctoPerf)"
+        CONSOLE = "console", "console action (operator)"
         HETZNER = "hetzner", "Hetzner mutation"
         SWAP = "swap", "static IP swap (no Hetzner call)"
 
     at = models.DateTimeField(db_index=True)
     kind = models.CharField(max_length=8, choices=Kind.choices, db_index=True)
-    actor = models.CharField(max_length=100, blank=True, help_text="The API token's name (contract calls).")
+    actor = models.CharField(
+        max_length=100,
+        blank=True,
+        db_index=True,
+        help_text="The API token's name (contract calls), or the operator's username (console actions, and "
+        "the Hetzner mutations they caused).",
+    )
     request_id = models.CharField(
         max_length=128, blank=True, db_index=True, help_text="Ties a contract call to the Hetzner mutations it made."
     )
     method = models.CharField(max_length=8)
-    route = models.CharField(max_length=200, help_text="Route name, or Hetzner's templated path.")
-    our_ids = models.CharField(max_length=300, blank=True, help_text="Our ids involved (i-…, ip-…, assoc-…).")
+    route = models.CharField(
+        max_length=200, help_text="Route name, the console action's name, or Hetzner's templated path."
+    )
+    our_ids = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Our ids involved (i-…, ip-…, assoc-…), or what a console action changed (a token, an override).",
+    )
     hetzner_id = models.BigIntegerField(null=True, blank=True, help_text="The Hetzner resource in the path.")
     hetzner_action_id = models.BigIntegerField(null=True, blank=True)
     status = models.PositiveSmallIntegerField(

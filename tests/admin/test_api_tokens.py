@@ -19,7 +19,7 @@ TOKENS = "/admin/octoprovider/apitoken/"
 @pytest.fixture
 def created(admin_client) -> tuple[str, str]:
     """Create a token through the admin; return the page shown and the secret read from it."""
-    response = admin_client.post(f"{TOKENS}add/", {"name": "workspace-a"})
+    response = admin_client.post(f"{TOKENS}add/", {"name": "workspace-a", "scope": "contract"})
     assert response.status_code == 200
     page = response.content.decode()
     secret = re.search(r'<code id="token-secret">([^<]+)</code>', page).group(1)
@@ -38,7 +38,7 @@ def test_creating_a_token_shows_its_secret_once_and_the_base_url_for_octoperf(ad
 
 
 def test_the_page_with_the_secret_is_never_cached(admin_client):
-    response = admin_client.post(f"{TOKENS}add/", {"name": "workspace-b"})
+    response = admin_client.post(f"{TOKENS}add/", {"name": "workspace-b", "scope": "contract"})
 
     assert "no-store" in response["Cache-Control"]
 

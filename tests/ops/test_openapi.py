@@ -40,7 +40,7 @@ def test_the_document_is_generated_without_a_warning(db):
     assert not GENERATOR_STATS._warn_cache and not GENERATOR_STATS._error_cache
 
 
-def test_the_document_publishes_the_contract_and_neither_the_admin_nor_the_probes(document):
+def test_the_document_publishes_the_contract_and_neither_the_admin_nor_the_probes_nor_the_allow_list(document):
     assert {
         "/octoperf/instances",
         "/octoperf/instances/{instance_id}",
@@ -48,16 +48,18 @@ def test_the_document_publishes_the_contract_and_neither_the_admin_nor_the_probe
     } <= set(document["paths"])
     assert all(path.startswith("/octoperf/") and not path.endswith("/") for path in document["paths"])
     assert "/octoperf/openapi.json" not in document["paths"]
+    # The allow-list is for customers' scripts with a read-only token, which the contract refuses.
+    assert not any("allow-list" in path for path in document["paths"])
 
 
-def test_every_instance_operation_wants_the_bearer_token_and_answers_the_error_object_on_401_and_503(document):
+def test_every_instance_operation_wants_the_bearer_token_and_answers_the_error_object_on_401_403_and_503(document):
     assert document["components"]["securitySchemes"]["octoperfToken"]["scheme"] == "bearer"
     assert "/octoperf/<token>/" in document["components"]["securitySchemes"]["octoperfToken"]["description"]
     instance_operations = [op for path, _, op in operations(document) if path.startswith("/octoperf/instances")]
     assert len(instance_operations) == 4
     for operation in instance_operations:
         assert operation["security"] == [{"octoperfToken": []}]
-        for status in ("401", "503"):
+        for status in ("401", "403", "503"):  # 403: a read-only token
             schema = operation["responses"][status]["content"]["application/json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/Error"}
         assert "Retry-After" in operation["responses"]["503"]["headers"]
@@ -77,7 +79,7 @@ def test_create_takes_form_json_and_multipart_bodies_and_answers_a_value(documen
     assert create["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/InstanceIdValue"
     }
-    assert set(create["responses"]) == {"200", "400", "401", "409", "429", "503"}
+    assert set(create["responses"]) == {"200", "400", "401", "403", "409", "429", "503"}
 
 
 def test_void_answers_are_documented_without_a_body(document):
