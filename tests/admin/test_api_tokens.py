@@ -4,6 +4,7 @@ import re
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.test import Client
 
 from octoprovider.contract.authentication import token_matches
 from octoprovider.core import clock
@@ -109,3 +110,17 @@ def test_tokens_cannot_be_edited_or_deleted_only_revoked(admin_client, created):
 
     assert ApiToken.objects.get().name == "workspace-a"
     assert admin_client.post(f"{TOKENS}{token.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_a_read_only_token_is_made_for_the_allow_list_and_its_scope_is_listed(admin_client):
+    page = admin_client.post(f"{TOKENS}add/", {"name": "terraform", "scope": "read"}).content.decode()
+    secret = re.search(r'<code id="token-secret">([^<]+)</code>', page).group(1)
+
+    assert "http://testserver/api/allow-list" in page and f"/octoperf/{secret}" not in page
+    assert ApiToken.objects.get().scope == "read"
+    assert (
+        '<td class="field-scope">read-only (the allow-list, for scripts)</td>'
+        in admin_client.get(TOKENS).content.decode()
+    )
+    assert Client().get("/api/allow-list", HTTP_AUTHORIZATION=f"Bearer {secret}").status_code == 200
+    assert OctoPerf(base=f"/octoperf/{secret}").call("POST", "/static-ips/allocate").status_code == 403

@@ -120,6 +120,7 @@ def test_the_console_shows_recent_actions_and_filters_the_audit_by_operator(
     index = admin_client.get("/admin/").content.decode()
     assert "Recent actions" in index and running in index
 
+    assert 'href="?actor=alice"' in admin_client.get(AUDIT).content.decode()  # the filter offers each operator
     by_admin = admin_client.get(AUDIT, {"actor": "admin"})
     by_alice = admin_client.get(AUDIT, {"actor": "alice"})
     assert {e.actor for e in by_admin.context["cl"].result_list} == {"admin"}

@@ -114,22 +114,26 @@ def test_a_poll_with_the_etag_answers_304_until_the_list_changes(script, octoper
     assert script({"format": "json"})["ETag"] not in (etag, changed["ETag"])  # another representation
 
 
-def test_a_read_only_token_cannot_create_anything_on_the_contract(read_token, sandbox):
+def test_a_read_only_token_cannot_create_anything_on_the_contract(read_token, sandbox, octoperf):
+    instance_id = octoperf.create()  # with OctoPerf's token
     in_path = OctoPerf(base=f"/octoperf/{read_token}")
     as_bearer = OctoPerf(base="/octoperf")
     bearer = {"HTTP_AUTHORIZATION": f"Bearer {read_token}"}
+    sent = len(sandbox.mutation_requests())
 
     refused = [
         in_path.call("POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"}),
         as_bearer.call("POST", "/static-ips/allocate", form={"region": "fsn1"}, **bearer),
-        in_path.call("GET", "/instances/i-00000000000000000/state"),
+        in_path.call("DELETE", "/instances", query={"instanceId": instance_id}),
+        in_path.call("GET", f"/instances/{instance_id}/state"),  # the polls' shortcut too
     ]
 
     for response in refused:
         assert response.status_code == 403
         assert response.json()["error"]["code"] == "forbidden"
         assert "read-only" in response.json()["error"]["message"]
-    assert sandbox.mutation_requests() == []
+    assert len(sandbox.mutation_requests()) == sent
+    assert octoperf.state(instance_id) == "pending"
 
 
 def test_octoperfs_token_is_refused_and_no_token_or_a_wrong_one_answers_401(octoperf):
