@@ -99,6 +99,7 @@ def test_catalogue_overrides_added_changed_and_deleted_are_recorded(admin_client
     admin_client.post(f"{ALIASES}add/", {"alias": "germany", "location": "nbg1"})
     alias = RegionAlias.objects.get()
     admin_client.post(f"{ALIASES}{alias.pk}/change/", {"alias": "germany", "location": "fsn1"})
+    admin_client.post(f"{ALIASES}{alias.pk}/change/", {"alias": "germany", "location": "fsn1"})  # no change
     admin_client.post(f"{ALIASES}{alias.pk}/delete/", {"post": "yes"})
 
     assert [(e.actor, e.route, e.our_ids) for e in console_events()] == [
@@ -106,7 +107,7 @@ def test_catalogue_overrides_added_changed_and_deleted_are_recorded(admin_client
         ("admin", "change", "region alias germany → fsn1"),
         ("admin", "delete", "region alias germany → fsn1"),
     ]
-    assert len(recent_actions()) == 3
+    assert len(recent_actions()) == 4  # Django's own log keeps the save that changed nothing
 
 
 def test_the_console_shows_recent_actions_and_filters_the_audit_by_operator(
