@@ -172,7 +172,8 @@ class AuditedModelAdmin(admin.ModelAdmin):
 
     def log_change(self, request, obj, message):
         entries = super().log_change(request, obj, message)
-        _announce(request, action="change", target=self.audit_target(obj), outcome="ok")
+        if message:  # Django logs a save that changed nothing too ("No fields changed.")
+            _announce(request, action="change", target=self.audit_target(obj), outcome="ok")
         return entries
 
     def log_deletions(self, request, queryset):
@@ -204,10 +205,15 @@ def sync_read_only_group(*, apps=global_apps, using: str = DEFAULT_DB_ALIAS) -> 
     group.permissions.set(views)
 
 
-def sync_read_only_group_after_migrate(sender, *, using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:
+def sync_read_only_group_after_migrate(sender, *, apps=global_apps, using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:
     """post_migrate: keep the read-only group in step with the models, once each project app is migrated."""
-    if sender.label in PROJECT_APPS:
-        sync_read_only_group(using=using)
+    if sender.label not in PROJECT_APPS:
+        return
+    try:
+        apps.get_model("auth", "Group")
+    except LookupError:
+        return  # `migrate <app>` on a new database left django.contrib.auth unmigrated: nothing to keep yet
+    sync_read_only_group(apps=apps, using=using)
 
 
 class OperatorsModelAdmin(admin.ModelAdmin):
