@@ -327,3 +327,17 @@ def test_a_row_observed_after_the_listing_is_not_ended_by_a_finding_made_before(
     assert finding.act().kind is Kind.LEFT_ALONE
 
     assert Instance.objects.get(pk=instance_id).status == "running"
+
+
+def test_a_delete_the_reconciler_finished_since_the_listing_is_left_alone(octoperf, sandbox):
+    from octoprovider.core.reports import Kind
+    from octoprovider.operations.cleanup import cleanup_findings
+
+    instance_id = octoperf.create()
+    octoperf.delete(instance_id)  # Hetzner answers `locked` while the server boots: the row stays deleting
+    (finding,) = [f for f in cleanup_findings(grace=timedelta(minutes=15)) if "being deleted" in f.why]
+    Instance.objects.filter(pk=instance_id).update(status="terminated")  # the reconciler got there first
+    sent = len(sandbox.mutation_requests())
+
+    assert finding.act().kind is Kind.LEFT_ALONE
+    assert len(sandbox.mutation_requests()) == sent
