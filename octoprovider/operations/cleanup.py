@@ -152,7 +152,7 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
 
 
 def _unknown_servers(seen: _Listing, grace: timedelta) -> Iterator[Finding]:
-    """Servers no row knows, older than `grace`.
+    """Find the servers no row knows, older than `grace`: delete them.
 
     Guard: older than `grace` (a younger one may be a create in flight, its row not written yet), and
     still no row when acted on (a row may have been written since the listing).
@@ -170,7 +170,7 @@ def _delete_unknown_server(server: hetzner.Server) -> Outcome:
 
 
 def _servers_of_terminated_instances(seen: _Listing) -> Iterator[Finding]:
-    """Servers alive under a terminated row.
+    """Find the servers alive under a terminated row: delete them.
 
     Guard: none needed; a terminated row never gets its server back, so its server only bills.
     """
@@ -181,7 +181,7 @@ def _servers_of_terminated_instances(seen: _Listing) -> Iterator[Finding]:
 
 
 def _deletes_to_finish(seen: _Listing, deadline: datetime) -> Iterator[Finding]:
-    """Servers of rows being deleted: Hetzner has not taken the delete yet (locked, an outage).
+    """Find the servers of rows being deleted, whose delete Hetzner has not taken yet (locked, an outage): finish it.
 
     Guard: the row is still `deleting` when acted on (`instance_finish_delete` checks); `locked` is
     waited out until `deadline`, rather than left to the reconciler's loop.
@@ -205,7 +205,7 @@ def _delete_server(server_id: int) -> Outcome:
 
 
 def _unknown_or_released_static_ips(seen: _Listing, grace: timedelta) -> Iterator[Finding]:
-    """Static IPs' Primary IPs no row knows (older than `grace`), or whose row is released.
+    """Find static IPs' Primary IPs no row knows (older than `grace`), or whose row is released: delete them.
 
     Guard: an unknown one is older than `grace` (an allocate's request never lasts that long); a
     released row never gets its Primary IP back.
@@ -221,7 +221,7 @@ def _unknown_or_released_static_ips(seen: _Listing, grace: timedelta) -> Iterato
 
 
 def _releases_to_finish(seen: _Listing, deadline: datetime) -> Iterator[Finding]:
-    """Primary IPs of rows being released: Hetzner has not taken the release yet.
+    """Find the Primary IPs of rows being released, whose release Hetzner has not taken yet: finish it.
 
     Guard: the row is still `releasing`, and no server is being moved off the IP, when acted on
     (`static_ip_finish_release` checks); `locked` is waited out until `deadline`.
@@ -239,7 +239,7 @@ def _releases_to_finish(seen: _Listing, deadline: datetime) -> Iterator[Finding]
 
 
 def _unassigned_server_ipv4s(seen: _Listing, grace: timedelta) -> Iterator[Finding]:
-    """Servers' own IPv4s on no server, older than `grace`.
+    """Find servers' own IPv4s left on no server, older than `grace`: delete them.
 
     Guard: no static-IP move needs it, at listing and again when acted on: a move takes it off its
     server, and puts it back or deletes it itself.
@@ -281,7 +281,7 @@ def _delete_primary_ip(ip: hetzner.PrimaryIP) -> Outcome:
 
 
 def _instances_past_their_lifetime(seen: _Listing) -> Iterator[Finding]:
-    """Live instances older than INSTANCE_MAX_LIFETIME (none when it is 0).
+    """Find the live instances older than INSTANCE_MAX_LIFETIME (none when it is 0): terminate them.
 
     Guard: none needed; a delete is idempotent, and the row's age only grows.
     """
@@ -300,7 +300,7 @@ def _terminate(instance_id: str) -> Outcome:
 
 
 def _vanished_instances(seen: _Listing) -> Iterator[Finding]:
-    """Live rows whose server the listing lacks.
+    """Find the live instances whose server the listing lacks: end their rows.
 
     Guard: the row was observed before the listing was asked for (`_seen_before`), Hetzner still
     lists no server of it when acted on, and the row is still as seen (compare-and-set).
@@ -326,7 +326,7 @@ def _end_vanished_instance(row: Instance) -> Outcome:
 
 
 def _vanished_static_ips(seen: _Listing) -> Iterator[Finding]:
-    """Live static IPs whose Primary IP the listing lacks.
+    """Find the live static IPs whose Primary IP the listing lacks: end their rows.
 
     Guard: the row was observed before the listing was asked for, and is still as seen when acted on
     (compare-and-set: a swap since gave it another Primary IP).
@@ -356,7 +356,7 @@ def _seen_before(rows: QuerySet, listed_at: datetime) -> QuerySet:
 
 
 def _unclaimed_instances(prices: hetzner.Prices | None) -> Iterator[Finding]:
-    """The instances OctoPerf never called about within UNCLAIMED_INSTANCE_GRACE: their create's answer was lost.
+    """Find the instances OctoPerf never claimed within UNCLAIMED_INSTANCE_GRACE (their create's answer was lost).
 
     Guard: still unclaimed when acted on (`instance_end_unclaimed` compares and sets on the claim).
     """
