@@ -23,8 +23,8 @@ from instances.services import (
 )
 from octoprovider import hetzner
 from octoprovider.core import clock
-from octoprovider.core.exceptions import HetznerError, HetznerLocked
-from octoprovider.core.reports import PassReport
+from octoprovider.core.exceptions import HetznerError
+from octoprovider.core.reports import Outcome, PassReport
 from octoprovider.hetzner import budget
 
 logger = logging.getLogger(__name__)
@@ -175,22 +175,14 @@ def _observe(row: Instance, server: hetzner.Server | None, now, report: PassRepo
             # Claimed by compare-and-set on the request time: one reconciler sends it.
             if Instance.objects.filter(pk=row.pk, delete_requested_at=requested).update(delete_requested_at=now):
                 report.actions.append(f"delete {row.id}")
-                _note(report, f"delete {row.id}", delete_at_hetzner(row))
+                report.note(f"delete {row.id}", delete_at_hetzner(row))
     elif row.reboot_requested_at is not None and fields["status"] == Status.RUNNING:
         if Instance.objects.filter(pk=row.pk, reboot_requested_at=row.reboot_requested_at).update(
             reboot_requested_at=now
         ):
             report.actions.append(f"reboot {row.id}")
             # Whatever Hetzner answers is this row's alone: noted, and the pass goes on with the others.
-            _note(report, f"reboot {row.id}", reboot_at_hetzner(row))
-
-
-def _note(report: PassReport, what: str, error: HetznerError | None) -> None:
-    """Add what held an action back to the report: `locked` is waited out, anything else is an error."""
-    if isinstance(error, HetznerLocked):
-        report.locked.append(what)
-    elif error is not None:
-        report.errors.append(f"{what}: {error.message}")
+            report.note(f"reboot {row.id}", reboot_at_hetzner(row))
 
 
 def _abandon(row: Instance, server: hetzner.Server | None, now, report: PassReport) -> None:
@@ -213,7 +205,7 @@ def _abandon(row: Instance, server: hetzner.Server | None, now, report: PassRepo
         row.hetzner_id = server.id
         report.changed += 1
         report.actions.append(f"delete abandoned {row.id}")
-        _note(report, f"delete abandoned {row.id}", delete_at_hetzner(row))
+        report.note(f"delete abandoned {row.id}", delete_at_hetzner(row))
 
 
 def _delete_zombies(servers_by_our_id: dict[str, hetzner.Server], report: PassReport) -> None:
@@ -237,4 +229,4 @@ def _delete_zombies(servers_by_our_id: dict[str, hetzner.Server], report: PassRe
         try:
             hetzner.delete_server(server.id)
         except HetznerError as exc:
-            _note(report, f"delete zombie {our_id}", exc)
+            report.note(f"delete zombie {our_id}", Outcome.refused(exc))

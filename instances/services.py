@@ -34,6 +34,7 @@ from octoprovider.core.exceptions import (
     LimitReached,
     NotFound,
 )
+from octoprovider.core.reports import Kind, Outcome
 from octoprovider.hetzner import catalog
 
 logger = logging.getLogger(__name__)
@@ -54,9 +55,6 @@ FROM_HETZNER = {
 
 # A delete that Hetzner accepted but whose server still shows after this long is sent again.
 DELETE_RETRY_AFTER = timedelta(seconds=30)
-# Label selectors with `in (...)` stay short enough for one URL and one page (50 a page).
-_IDS_PER_CALL = 50
-# What the drift sweep asks Hetzner for: every server status but `running`.
 
 
 def set_status(instance: Instance, old_status: str, **fields) -> bool:
@@ -553,47 +551,48 @@ def instance_reboot(*, instance_id: str) -> Instance:
     if instance.hetzner_id is None:
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now())
         return instance
-    error = reboot_at_hetzner(instance)
-    gone = Instance.objects.filter(pk=instance.pk, status=Status.TERMINATED)
-    if isinstance(error, HetznerNotFound) and gone.exists():
-        raise Conflict(f"Instance {instance.id} is terminated; it cannot be rebooted.", code="instance_gone")
-    if error is not None and not isinstance(error, (HetznerLocked, HetznerNotFound)):
-        raise error  # OctoPerf tries again (503 with Retry-After): nothing is left owed here
-    return instance
+    outcome = reboot_at_hetzner(instance)
+    if outcome.kind is not Kind.FAILED:
+        return instance  # done, or owed: the reconciler sends it once Hetzner's running action is over
+    if isinstance(outcome.error, HetznerNotFound):
+        if Instance.objects.filter(pk=instance.pk, status=Status.TERMINATED).exists():
+            raise Conflict(f"Instance {instance.id} is terminated; it cannot be rebooted.", code="instance_gone")
+        return instance  # Hetzner still lists the server: the reconciler sends the reboot again
+    raise outcome.error  # OctoPerf tries again (503 with Retry-After): nothing is left owed here
 
 
-def reboot_at_hetzner(instance: Instance) -> HetznerError | None:
-    """Send the reboot of the instance's server; return what held it back, or None.
+def reboot_at_hetzner(instance: Instance) -> Outcome:
+    """Send the reboot of the instance's server; return the outcome (see `octoprovider.core.reports`).
 
-    `locked`, and a `not_found` while Hetzner still lists the server, leave the reboot owed
-    (`reboot_requested_at`): the reconciler sends it again. A server confirmed gone ends the row.
-    Any other error is returned as it is, for the caller to report: the reconciler's pass goes on
-    with its other rows, and the reboot it claimed stays owed.
+    `locked` is owed (`reboot_requested_at`): the reconciler sends it again. A `not_found` fails;
+    while Hetzner still lists the server the reboot stays owed, and a server confirmed gone ends the
+    row. Any other error fails, for the caller to report: the reconciler's pass goes on with its
+    other rows, and the reboot it claimed stays owed.
     """
     try:
         hetzner.reboot_server(instance.hetzner_id)
     except HetznerLocked as exc:
         logger.info("Reboot of %s postponed: another Hetzner action is running", instance.id)
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now())
-        return exc
+        return Outcome.owed(exc)
     except HetznerNotFound as exc:
         # One `not_found` proves nothing: Hetzner has answered one for a server that kept running.
         # Only a listing made after it, without the server, does.
         if server_confirmed_gone(instance):
             _mark_gone(instance)
-            return exc
+            return Outcome.failed(exc)
         logger.warning(
             "Reboot of %s: Hetzner answered not found, yet lists the server; the reconciler retries", instance.id
         )
         Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=clock.now(), last_error=exc.message)
-        return exc
+        return Outcome.failed(exc)
     except HetznerError as exc:
         logger.warning("Reboot of %s failed at Hetzner (%s)", instance.id, exc.message)
         Instance.objects.filter(pk=instance.pk).update(last_error=exc.message)
-        return exc
+        return Outcome.failed(exc)
     Instance.objects.filter(pk=instance.pk).update(reboot_requested_at=None, last_error="")
     logger.info("Rebooted instance %s", instance.id)
-    return None
+    return Outcome.done()
 
 
 def server_confirmed_gone(instance: Instance) -> bool:
@@ -620,8 +619,11 @@ def instance_delete(*, instance_id: str) -> Instance:
     return instance
 
 
-def delete_at_hetzner(instance: Instance) -> HetznerError | None:
-    """Send the delete of the instance's server; return what held it back (the reconciler sends it again), or None."""
+def delete_at_hetzner(instance: Instance) -> Outcome:
+    """Send the delete of the instance's server; return the outcome (see `octoprovider.core.reports`).
+
+    Whatever held it back, the row stays `deleting` and the reconciler sends it again.
+    """
     try:
         action_id = hetzner.delete_server(instance.hetzner_id)
     except HetznerLocked as exc:
@@ -632,11 +634,11 @@ def delete_at_hetzner(instance: Instance) -> HetznerError | None:
         Instance.objects.filter(pk=instance.pk, status=Status.DELETING).update(
             delete_requested_at=None, last_error=exc.message
         )
-        return exc
+        return Outcome.owed(exc)
     except HetznerError as exc:
         logger.warning("Delete of %s failed at Hetzner (%s); the reconciler retries it", instance.id, exc.message)
         Instance.objects.filter(pk=instance.pk).update(last_error=exc.message)
-        return exc
+        return Outcome.failed(exc)
     if action_id is None:
         # Hetzner answered `not_found`. One such answer proves nothing (the server may still run and
         # bill): the row stays `deleting` until a listing shows the server gone.
@@ -644,32 +646,29 @@ def delete_at_hetzner(instance: Instance) -> HetznerError | None:
         Instance.objects.filter(pk=instance.pk, status=Status.DELETING).update(
             hetzner_status="", last_error="Hetzner answered not found to the delete; waiting for a listing to confirm"
         )
-    else:
-        logger.info("Deleting instance %s (Hetzner action %s)", instance.id, action_id)
-        Instance.objects.filter(pk=instance.pk, status=Status.DELETING).update(
-            hetzner_status="deleting", delete_requested_at=clock.now()
-        )
-    return None
+        return Outcome.done("Hetzner answered not found; a listing confirms")
+    logger.info("Deleting instance %s (Hetzner action %s)", instance.id, action_id)
+    Instance.objects.filter(pk=instance.pk, status=Status.DELETING).update(
+        hetzner_status="deleting", delete_requested_at=clock.now()
+    )
+    return Outcome.done()
 
 
-def instance_finish_delete(*, instance_id: str, hetzner_id: int | None = None) -> bool:
-    """Send an instance's pending delete to Hetzner now; raise what Hetzner answered if it did not take it.
+def instance_finish_delete(*, instance_id: str, hetzner_id: int | None = None) -> Outcome:
+    """Send an instance's pending delete to Hetzner now; return the outcome (see `octoprovider.core.reports`).
 
     For cleanup, the operator's last resort. `hetzner_id` is the server found under the instance's
-    labels, for a row whose create never recorded it. Return False when no delete is pending.
+    labels, for a row whose create never recorded it. Left alone when no delete is pending (any more).
     """
     instance = _get(instance_id)
     if instance.status != Status.DELETING:
-        return False
+        return Outcome.left_alone(f"instance {instance.id} is {instance.status} now")
     if instance.hetzner_id is None:
         if hetzner_id is None:
-            return False
+            return Outcome.left_alone(f"instance {instance.id} has no server to delete")
         Instance.objects.filter(pk=instance.pk, hetzner_id__isnull=True).update(hetzner_id=hetzner_id)
         instance.refresh_from_db()
-    error = delete_at_hetzner(instance)
-    if error is not None:
-        raise error
-    return True
+    return delete_at_hetzner(instance)
 
 
 def instance_mark_terminated(*, instance_id: str, reason: str, as_seen: Instance | None = None) -> bool:

@@ -15,7 +15,7 @@ from instances import services as instance_services
 from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core import clock
-from octoprovider.core.exceptions import HetznerError, HetznerLocked
+from octoprovider.core.exceptions import HetznerError
 from octoprovider.core.reports import PassReport
 from staticips.models import Association, StaticIP
 from staticips.services import (
@@ -180,11 +180,9 @@ def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None
                 if claimed:
                     static_ip.hetzner_id = primary_ip.id
                     report.actions.append(f"release {static_ip.id}")
-                    error = release_at_hetzner(static_ip, assignee_id=primary_ip.assignee_id)
-                    if isinstance(error, HetznerLocked):
-                        report.locked.append(f"release {static_ip.id}")
-                    elif error is not None:
-                        report.errors.append(f"release {static_ip.id}: {error.message}")
+                    report.note(
+                        f"release {static_ip.id}", release_at_hetzner(static_ip, assignee_id=primary_ip.assignee_id)
+                    )
         return
 
     if static_ip.hetzner_id is not None or grace_over:

@@ -50,6 +50,7 @@ from octoprovider.core.exceptions import (
     HetznerLocked,
     NotFound,
 )
+from octoprovider.core.reports import Outcome
 from octoprovider.hetzner import catalog
 from staticips.models import AddressChange, Association, StaticIP
 
@@ -585,15 +586,15 @@ def static_ip_release(*, static_ip_id: str, region: str = "", zone: str = "") ->
     return static_ip
 
 
-def release_at_hetzner(static_ip: StaticIP, *, assignee_id: int | None) -> HetznerError | None:
-    """Delete the Primary IP, unassigning it first when its server is gone or going.
+def release_at_hetzner(static_ip: StaticIP, *, assignee_id: int | None) -> Outcome:
+    """Delete the Primary IP, unassigning it first when its server is gone or going; return the outcome.
 
-    Return what held the release back (the reconciler tries again), or None. Not while a live
-    server is being moved off it (a dissociation, OctoPerf's or internal): the end of that move sends
-    the release.
+    See `octoprovider.core.reports`: whatever held it back, the row stays releasing and the
+    reconciler tries again. Left alone while a live server is being moved off it (a dissociation,
+    OctoPerf's or internal): the end of that move sends the release.
     """
     if Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE).exists():
-        return None
+        return Outcome.left_alone(f"a server is being moved off static IP {static_ip.id}; the move sends the release")
     try:
         if assignee_id is not None:
             hetzner.unassign_primary_ip(static_ip.hetzner_id)
@@ -612,40 +613,37 @@ def release_at_hetzner(static_ip: StaticIP, *, assignee_id: int | None) -> Hetzn
         StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.RELEASING).update(
             release_requested_at=None, last_error=exc.message
         )
-        return exc
+        return Outcome.owed(exc)
     except HetznerError as exc:
         logger.info("Release of %s not done yet (%s); the reconciler retries it", static_ip.id, exc.message)
         StaticIP.objects.filter(pk=static_ip.pk).update(last_error=exc.message)
-        return exc
+        return Outcome.failed(exc)
     if not deleted:
         # One `not_found` proves nothing while the IP may still bill: the reconciler's listing decides.
         logger.warning("Release of %s: Hetzner answered not found; the reconciler confirms", static_ip.id)
         StaticIP.objects.filter(pk=static_ip.pk).update(last_error="Hetzner answered not found to the delete")
-        return None
+        return Outcome.done("Hetzner answered not found; a listing confirms")
     StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.RELEASING).update(
         status=StaticIP.Status.RELEASED, released_at=clock.now(), assignee_hetzner_id=None, last_error=""
     )
     logger.info("Released static IP %s", static_ip.id)
-    return None
+    return Outcome.done()
 
 
-def static_ip_finish_release(*, static_ip_id: str, hetzner_id: int, assignee_id: int | None) -> bool:
-    """Delete a releasing static IP's Primary IP now; raise what Hetzner answered if it did not.
+def static_ip_finish_release(*, static_ip_id: str, hetzner_id: int, assignee_id: int | None) -> Outcome:
+    """Delete a releasing static IP's Primary IP now; return the outcome (see `octoprovider.core.reports`).
 
     For cleanup, the operator's last resort: `hetzner_id` and `assignee_id` are the Primary IP as
-    just listed (an allocate whose request died never recorded its id). Return False when no release
-    is pending.
+    just listed (an allocate whose request died never recorded its id). Left alone when no release
+    is pending (any more).
     """
     static_ip = _get_static_ip(static_ip_id)
     if static_ip.status != StaticIP.Status.RELEASING:
-        return False
+        return Outcome.left_alone(f"static IP {static_ip.id} is {static_ip.status} now")
     if static_ip.hetzner_id is None:
         StaticIP.objects.filter(pk=static_ip.pk, hetzner_id__isnull=True).update(hetzner_id=hetzner_id)
         static_ip.refresh_from_db()
-    error = release_at_hetzner(static_ip, assignee_id=assignee_id)
-    if error is not None:
-        raise error
-    return True
+    return release_at_hetzner(static_ip, assignee_id=assignee_id)
 
 
 def static_ip_mark_released(*, static_ip_id: str, reason: str, as_seen: StaticIP | None = None) -> bool:

@@ -18,6 +18,11 @@ def now() -> datetime:
     return timezone.now() + _offset
 
 
+def monotonic() -> float:
+    """Return seconds on a clock that never jumps, for intervals; tests move it with `advance`, as `now`."""
+    return time.monotonic() + _offset.total_seconds()
+
+
 def sleep(seconds: float) -> None:
     """Wait, e.g. for a Hetzner action to end; in tests, simulated time passes instead."""
     _sleep(seconds)

@@ -11,14 +11,19 @@ listing says so, and each finding checks it again.
 A listing shows what Hetzner held when it was asked for, and OctoPerf keeps creating meanwhile (a
 listing can take seconds). So a row is only ever found "vanished" when it was observed before the
 listing was asked for, and each finding's `act` is a compare-and-set on what was seen: a row or a
-resource that moved since is left alone (`LeftAlone`), never ended or deleted on stale news.
+resource that moved since is left alone, never ended or deleted on stale news.
+
+There is one function per kind of finding below, each saying when that kind is safe to act on (its
+guard). Every `act` returns an `Outcome` (see `octoprovider.core.reports`): it never raises for what
+Hetzner answers, nor for a race it loses.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -27,7 +32,8 @@ from instances import services as instance_services
 from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core import clock
-from octoprovider.core.exceptions import HetznerError, HetznerLocked
+from octoprovider.core.exceptions import HetznerError
+from octoprovider.core.reports import Kind, Outcome
 from staticips import services as static_ip_services
 from staticips.models import Association, StaticIP
 from staticips.services import LABEL_ROLE, ROLE_SERVER_IPV4, ROLE_STATIC
@@ -38,10 +44,6 @@ logger = logging.getLogger(__name__)
 LOCKED_RETRY_INTERVAL = 2.0
 
 
-class LeftAlone(Exception):
-    """A finding's resource changed since it was listed: nothing was done, and nothing failed."""
-
-
 @dataclass
 class Finding:
     """One resource cleanup acts on: what, why, what it costs, and how to stop it."""
@@ -50,15 +52,70 @@ class Finding:
     what: str
     why: str
     hourly_price: Decimal | None
-    act: Callable[[], object]
+    act: Callable[[], Outcome]
 
     def __str__(self) -> str:
         price = f"{self.hourly_price:.4f}/h" if self.hourly_price is not None else "price unknown"
         return f"{self.action} {self.what}: {self.why} ({price})"
 
 
-def _age(created: datetime | None, now: datetime) -> timedelta:
-    return now - created if created else timedelta(0)
+@dataclass
+class _Listing:
+    """Our servers and Primary IPs as Hetzner listed them at `listed_at`, with the rows they belong to.
+
+    Whatever the listings lack was there or not when they were asked for, not later: a row recorded
+    after `listed_at` may be missing from them without being gone.
+    """
+
+    listed_at: datetime
+    prices: hetzner.Prices | None
+    servers: list[hetzner.Server]
+    ips: list[hetzner.PrimaryIP]
+    instances: dict[str, Instance]
+    static_ips: list[StaticIP]
+
+    @classmethod
+    def take(cls) -> "_Listing":
+        listed_at = clock.now()
+        prices = _prices()
+        selector = hetzner.managed_selector()
+        servers = [s for s in hetzner.list_servers(label_selector=selector) if hetzner.is_ours(s.labels)]
+        ips = [ip for ip in hetzner.list_primary_ips(label_selector=selector) if hetzner.is_ours(ip.labels)]
+        instances = {row.pk: row for row in Instance.objects.filter(pk__in=[s.our_id for s in servers])}
+        static_ips = list(
+            StaticIP.objects.filter(Q(hetzner_id__in=[ip.id for ip in ips]) | Q(pk__in=[ip.our_id for ip in ips]))
+        )
+        return cls(listed_at, prices, servers, ips, instances, static_ips)
+
+    def older_than(self, created: datetime | None, grace: timedelta) -> bool:
+        return (self.listed_at - created if created else timedelta(0)) > grace
+
+    def live_servers(self) -> Iterator[tuple[hetzner.Server, Instance | None, str]]:
+        """Yield each server not being deleted already, with its row (None: unknown) and how to name it."""
+        for server in self.servers:
+            if server.status != "deleting":
+                what = f"server {server.id} ({server.name}, {server.server_type} in {server.location})"
+                yield server, self.instances.get(server.our_id), what
+
+    def static_role_ips(self) -> Iterator[tuple[hetzner.PrimaryIP, StaticIP | None, str]]:
+        """Yield each static IP's Primary IP, with its row (None: unknown) and how to name it."""
+        # A swap moves an ipId to another Primary IP, whose label still names the ipId it was allocated
+        # for: rows are matched by Hetzner id, and by label only while they have none.
+        by_hetzner_id = {row.hetzner_id: row for row in self.static_ips if row.hetzner_id is not None}
+        by_label = {row.pk: row for row in self.static_ips if row.hetzner_id is None}
+        for ip in self.ips:
+            if ip.labels.get(LABEL_ROLE) == ROLE_STATIC:
+                yield ip, by_hetzner_id.get(ip.id) or by_label.get(ip.our_id), _ip_what(ip)
+
+    def server_price(self, server: hetzner.Server) -> Decimal | None:
+        return self.prices.server(server.server_type, server.location) if self.prices else None
+
+    def ip_price(self, location: str) -> Decimal | None:
+        return self.prices.primary_ipv4.get(location) if self.prices else None
+
+
+def _ip_what(ip: hetzner.PrimaryIP) -> str:
+    return f"primary IP {ip.id} ({ip.ip} in {ip.location})"
 
 
 def _prices() -> hetzner.Prices | None:
@@ -75,177 +132,216 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
     A pending delete or release that Hetzner refuses as `locked` is tried again until `wait` has
     passed (counted from now, for all findings together).
     """
-    # Whatever the listings below lack was there or not when they were asked for, not later: a row
-    # recorded after this moment may be missing from them without being gone.
-    listed_at = now = clock.now()
-    deadline = now + wait
-    prices = _prices()
-    servers = [s for s in hetzner.list_servers(label_selector=hetzner.managed_selector()) if hetzner.is_ours(s.labels)]
-    ips = [
-        ip for ip in hetzner.list_primary_ips(label_selector=hetzner.managed_selector()) if hetzner.is_ours(ip.labels)
+    seen = _Listing.take()
+    deadline = seen.listed_at + wait
+    return [
+        *_unknown_servers(seen, grace),
+        *_servers_of_terminated_instances(seen),
+        *_deletes_to_finish(seen, deadline),
+        *_unknown_or_released_static_ips(seen, grace),
+        *_releases_to_finish(seen, deadline),
+        *_unassigned_server_ipv4s(seen, grace),
+        *_instances_past_their_lifetime(seen),
+        *_vanished_instances(seen),
+        *_vanished_static_ips(seen),
+        *_unclaimed_instances(seen.prices),
     ]
-    instances = {row.pk: row for row in Instance.objects.filter(pk__in=[s.our_id for s in servers])}
-    # A swap moves an ipId to another Primary IP, whose label still names the ipId it was allocated
-    # for: rows are matched by Hetzner id, and by label only while they have none.
-    static_rows = StaticIP.objects.filter(Q(hetzner_id__in=[ip.id for ip in ips]) | Q(pk__in=[ip.our_id for ip in ips]))
-    static_by_hetzner_id = {row.hetzner_id: row for row in static_rows if row.hetzner_id is not None}
-    static_by_label = {row.pk: row for row in static_rows if row.hetzner_id is None}
 
-    def server_price(server: hetzner.Server) -> Decimal | None:
-        return prices.server(server.server_type, server.location) if prices else None
 
-    def ip_price(location: str) -> Decimal | None:
-        return prices.primary_ipv4.get(location) if prices else None
+# --- servers ----------------------------------------------------------------------------------------
 
-    findings = []
-    for server in servers:
-        if server.status == "deleting":
+
+def _unknown_servers(seen: _Listing, grace: timedelta) -> Iterator[Finding]:
+    """Find the servers no row knows, older than `grace`: delete them.
+
+    Guard: older than `grace` (a younger one may be a create in flight, its row not written yet), and
+    still no row when acted on (a row may have been written since the listing).
+    """
+    for server, row, what in seen.live_servers():
+        if row is None and seen.older_than(server.created, grace):
+            act = partial(_delete_unknown_server, server)
+            yield Finding("delete", what, "unknown to the database", seen.server_price(server), act)
+
+
+def _delete_unknown_server(server: hetzner.Server) -> Outcome:
+    if Instance.objects.filter(pk=server.our_id).exists():
+        return Outcome.left_alone(f"instance {server.our_id} exists now")
+    return _delete_server(server.id)
+
+
+def _servers_of_terminated_instances(seen: _Listing) -> Iterator[Finding]:
+    """Find the servers alive under a terminated row: delete them.
+
+    Guard: none needed; a terminated row never gets its server back, so its server only bills.
+    """
+    for server, row, what in seen.live_servers():
+        if row is not None and row.status == Instance.Status.TERMINATED:
+            why = f"its instance {row.pk} is terminated"
+            yield Finding("delete", what, why, seen.server_price(server), partial(_delete_server, server.id))
+
+
+def _deletes_to_finish(seen: _Listing, deadline: datetime) -> Iterator[Finding]:
+    """Find the servers of rows being deleted, whose delete Hetzner has not taken yet (locked, an outage): finish it.
+
+    Guard: the row is still `deleting` when acted on (`instance_finish_delete` checks); `locked` is
+    waited out until `deadline`, rather than left to the reconciler's loop.
+    """
+    for server, row, what in seen.live_servers():
+        if row is not None and row.status == Instance.Status.DELETING:
+            finish = partial(instance_services.instance_finish_delete, instance_id=row.pk, hetzner_id=server.id)
+            act = partial(_waiting_out_locked, deadline, finish)
+            yield Finding("delete", what, f"its instance {row.pk} is being deleted", seen.server_price(server), act)
+
+
+def _delete_server(server_id: int) -> Outcome:
+    try:
+        hetzner.delete_server(server_id)
+    except HetznerError as exc:
+        return Outcome.failed(exc)
+    return Outcome.done()
+
+
+# --- Primary IPs ------------------------------------------------------------------------------------
+
+
+def _unknown_or_released_static_ips(seen: _Listing, grace: timedelta) -> Iterator[Finding]:
+    """Find static IPs' Primary IPs no row knows (older than `grace`), or whose row is released: delete them.
+
+    Guard: an unknown one is older than `grace` (an allocate's request never lasts that long); a
+    released row never gets its Primary IP back.
+    """
+    for ip, row, what in seen.static_role_ips():
+        if row is None and seen.older_than(ip.created, grace):
+            why = "unknown to the database"
+        elif row is not None and row.status == StaticIP.Status.RELEASED:
+            why = f"its static IP {row.pk} is released"
+        else:
             continue
-        row = instances.get(server.our_id)
-        what = f"server {server.id} ({server.name}, {server.server_type} in {server.location})"
-        if row is None and _age(server.created, now) > grace:
-            findings.append(
-                Finding("delete", what, "unknown to the database", server_price(server), _delete_unknown_server(server))
+        yield Finding("delete", what, why, seen.ip_price(ip.location), partial(_delete_primary_ip, ip))
+
+
+def _releases_to_finish(seen: _Listing, deadline: datetime) -> Iterator[Finding]:
+    """Find the Primary IPs of rows being released, whose release Hetzner has not taken yet: finish it.
+
+    Guard: the row is still `releasing`, and no server is being moved off the IP, when acted on
+    (`static_ip_finish_release` checks); `locked` is waited out until `deadline`.
+    """
+    for ip, row, what in seen.static_role_ips():
+        if row is not None and row.status == StaticIP.Status.RELEASING:
+            finish = partial(
+                static_ip_services.static_ip_finish_release,
+                static_ip_id=row.pk,
+                hetzner_id=ip.id,
+                assignee_id=ip.assignee_id,
             )
-        elif row is not None and row.status == Instance.Status.TERMINATED:
-            findings.append(
-                Finding(
-                    "delete",
-                    what,
-                    f"its instance {row.pk} is terminated",
-                    server_price(server),
-                    lambda server=server: hetzner.delete_server(server.id),
-                )
-            )
-        elif row is not None and row.status == Instance.Status.DELETING:
-            # Hetzner has not taken the delete yet (locked, an outage): finish it rather than wait for the loop.
-            findings.append(
-                Finding(
-                    "delete",
-                    what,
-                    f"its instance {row.pk} is being deleted",
-                    server_price(server),
-                    _waiting_out_locked(
-                        deadline,
-                        lambda row=row, server=server: instance_services.instance_finish_delete(
-                            instance_id=row.pk, hetzner_id=server.id
-                        ),
-                    ),
-                )
-            )
-
-    for ip in ips:
-        role = ip.labels.get(LABEL_ROLE)
-        what = f"primary IP {ip.id} ({ip.ip} in {ip.location})"
-        if role == ROLE_STATIC:
-            row = static_by_hetzner_id.get(ip.id) or static_by_label.get(ip.our_id)
-            if row is None and _age(ip.created, now) > grace:
-                why = "unknown to the database"
-            elif row is not None and row.status == StaticIP.Status.RELEASED:
-                why = f"its static IP {row.pk} is released"
-            elif row is not None and row.status == StaticIP.Status.RELEASING:
-                findings.append(
-                    Finding(
-                        "delete",
-                        what,
-                        f"its static IP {row.pk} is being released",
-                        ip_price(ip.location),
-                        _waiting_out_locked(
-                            deadline,
-                            lambda row=row, ip=ip: static_ip_services.static_ip_finish_release(
-                                static_ip_id=row.pk, hetzner_id=ip.id, assignee_id=ip.assignee_id
-                            ),
-                        ),
-                    )
-                )
-                continue
-            else:
-                continue
-            findings.append(Finding("delete", what, why, ip_price(ip.location), _delete_primary_ip(ip)))
-        elif role == ROLE_SERVER_IPV4 and ip.assignee_id is None and _age(ip.created, now) > grace:
-            if _needed_by_an_association(ip.id):
-                continue  # a static-IP move took it off its server, and puts it back or deletes it itself
-            findings.append(
-                Finding(
-                    "delete",
-                    what,
-                    "a server's own IPv4, left unassigned",
-                    ip_price(ip.location),
-                    _delete_unneeded_server_ipv4(ip),
-                )
-            )
-
-    if settings.INSTANCE_MAX_LIFETIME:
-        limit = timedelta(hours=settings.INSTANCE_MAX_LIFETIME)
-        for row in Instance.objects.filter(status__in=Instance.LIVE, created_at__lt=now - limit):
-            findings.append(
-                Finding(
-                    "terminate",
-                    f"instance {row.pk}",
-                    f"older than INSTANCE_MAX_LIFETIME ({settings.INSTANCE_MAX_LIFETIME} h)",
-                    prices.server(row.server_type, row.location) if prices else None,
-                    lambda row=row: instance_services.instance_delete(instance_id=row.pk),
-                )
-            )
-
-    seen_servers = {server.our_id for server in servers}
-    vanished = _seen_before(Instance.objects.exclude(status=Instance.Status.TERMINATED), listed_at)
-    for row in vanished.filter(hetzner_id__isnull=False).exclude(pk__in=seen_servers):
-        findings.append(
-            Finding(
-                "end",
-                f"instance {row.pk}",
-                f"its Hetzner server {row.hetzner_id} is gone",
-                Decimal(0),
-                _end_vanished_instance(row),
-            )
-        )
-    gone_ips = _seen_before(StaticIP.objects.exclude(status=StaticIP.Status.RELEASED), listed_at)
-    for row in gone_ips.filter(hetzner_id__isnull=False).exclude(hetzner_id__in=[ip.id for ip in ips]):
-        findings.append(
-            Finding(
-                "end",
-                f"static IP {row.pk}",
-                f"its Primary IP {row.hetzner_id} is gone",
-                Decimal(0),
-                _end_vanished_static_ip(row),
-            )
-        )
-    findings.extend(_unclaimed_instances(prices))
-    return findings
+            act = partial(_waiting_out_locked, deadline, finish)
+            yield Finding("delete", what, f"its static IP {row.pk} is being released", seen.ip_price(ip.location), act)
 
 
-def _unclaimed_instances(prices: hetzner.Prices | None) -> list[Finding]:
-    """The instances OctoPerf never called about within UNCLAIMED_INSTANCE_GRACE: their create's answer was lost."""
-    findings = []
-    for row in instance_services.instances_unclaimed():
-        price = prices.instance(row.server_type, row.location, own_ipv4=row.own_ipv4) if prices else None
-        findings.append(
-            Finding(
-                "terminate",
-                f"instance {row.pk}",
-                f"never claimed: OctoPerf never called about it in UNCLAIMED_INSTANCE_GRACE "
-                f"({settings.UNCLAIMED_INSTANCE_GRACE} s)",
-                price.hourly if price else None,
-                lambda row=row: instance_services.instance_end_unclaimed(instance_id=row.pk),
-            )
-        )
-    return findings
+def _unassigned_server_ipv4s(seen: _Listing, grace: timedelta) -> Iterator[Finding]:
+    """Find servers' own IPv4s left on no server, older than `grace`: delete them.
+
+    Guard: no static-IP move needs it, at listing and again when acted on: a move takes it off its
+    server, and puts it back or deletes it itself.
+    """
+    for ip in seen.ips:
+        if (
+            ip.labels.get(LABEL_ROLE) == ROLE_SERVER_IPV4
+            and ip.assignee_id is None
+            and seen.older_than(ip.created, grace)
+            and not _needed_by_an_association(ip.id)
+        ):
+            why = "a server's own IPv4, left unassigned"
+            act = partial(_delete_unneeded_server_ipv4, ip)
+            yield Finding("delete", _ip_what(ip), why, seen.ip_price(ip.location), act)
 
 
-def _waiting_out_locked(deadline: datetime, act: Callable[[], object]) -> Callable[[], object]:
-    """Try `act` again while Hetzner answers `locked` (a boot, a reboot: seconds), until `deadline`."""
+def _needed_by_an_association(ip_id: int) -> bool:
+    return Association.objects.filter(replaced_hetzner_ip_id=ip_id).exists()
 
-    def waiting():
-        while True:
-            try:
-                return act()
-            except HetznerLocked:
-                if clock.now() + timedelta(seconds=LOCKED_RETRY_INTERVAL) > deadline:
-                    raise
-                clock.sleep(LOCKED_RETRY_INTERVAL)
 
-    return waiting
+def _delete_unneeded_server_ipv4(ip: hetzner.PrimaryIP) -> Outcome:
+    if _needed_by_an_association(ip.id):
+        return Outcome.left_alone(f"primary IP {ip.id} is being moved by a static-IP association")
+    return _delete_primary_ip(ip)
+
+
+def _delete_primary_ip(ip: hetzner.PrimaryIP) -> Outcome:
+    try:
+        if ip.assignee_id is not None:
+            # Still reported assigned, e.g. right after its server was deleted.
+            hetzner.unassign_primary_ip(ip.id)
+        hetzner.delete_primary_ip(ip.id)
+    except HetznerError as exc:
+        return Outcome.failed(exc)
+    return Outcome.done()
+
+
+# --- rows ---------------------------------------------------------------------------------------------
+
+
+def _instances_past_their_lifetime(seen: _Listing) -> Iterator[Finding]:
+    """Find the live instances older than INSTANCE_MAX_LIFETIME (none when it is 0): terminate them.
+
+    Guard: none needed; a delete is idempotent, and the row's age only grows.
+    """
+    if not settings.INSTANCE_MAX_LIFETIME:
+        return
+    limit = timedelta(hours=settings.INSTANCE_MAX_LIFETIME)
+    why = f"older than INSTANCE_MAX_LIFETIME ({settings.INSTANCE_MAX_LIFETIME} h)"
+    for row in Instance.objects.filter(status__in=Instance.LIVE, created_at__lt=seen.listed_at - limit):
+        price = seen.prices.server(row.server_type, row.location) if seen.prices else None
+        yield Finding("terminate", f"instance {row.pk}", why, price, partial(_terminate, row.pk))
+
+
+def _terminate(instance_id: str) -> Outcome:
+    instance_services.instance_delete(instance_id=instance_id)  # the reconciler finishes what Hetzner holds back
+    return Outcome.done()
+
+
+def _vanished_instances(seen: _Listing) -> Iterator[Finding]:
+    """Find the live instances whose server the listing lacks: end their rows.
+
+    Guard: the row was observed before the listing was asked for (`_seen_before`), Hetzner still
+    lists no server of it when acted on, and the row is still as seen (compare-and-set).
+    """
+    listed = {server.our_id for server in seen.servers}
+    rows = _seen_before(Instance.objects.exclude(status=Instance.Status.TERMINATED), seen.listed_at)
+    for row in rows.filter(hetzner_id__isnull=False).exclude(pk__in=listed):
+        why = f"its Hetzner server {row.hetzner_id} is gone"
+        yield Finding("end", f"instance {row.pk}", why, Decimal(0), partial(_end_vanished_instance, row))
+
+
+def _end_vanished_instance(row: Instance) -> Outcome:
+    # Ask Hetzner again, now, for this one server: the listing is seconds old, and ending a row
+    # whose server lives would hand a running agent to the reconciler's zombie sweep.
+    try:
+        if hetzner.list_servers(label_selector=hetzner.managed_selector(ids=[row.pk])):
+            return Outcome.left_alone(f"Hetzner lists a server of instance {row.pk} again")
+    except HetznerError as exc:
+        return Outcome.failed(exc)
+    if not instance_services.instance_mark_terminated(instance_id=row.pk, reason="server gone (cleanup)", as_seen=row):
+        return Outcome.left_alone(f"instance {row.pk} changed since the listing")
+    return Outcome.done()
+
+
+def _vanished_static_ips(seen: _Listing) -> Iterator[Finding]:
+    """Find the live static IPs whose Primary IP the listing lacks: end their rows.
+
+    Guard: the row was observed before the listing was asked for, and is still as seen when acted on
+    (compare-and-set: a swap since gave it another Primary IP).
+    """
+    listed = [ip.id for ip in seen.ips]
+    rows = _seen_before(StaticIP.objects.exclude(status=StaticIP.Status.RELEASED), seen.listed_at)
+    for row in rows.filter(hetzner_id__isnull=False).exclude(hetzner_id__in=listed):
+        why = f"its Primary IP {row.hetzner_id} is gone"
+        yield Finding("end", f"static IP {row.pk}", why, Decimal(0), partial(_end_vanished_static_ip, row))
+
+
+def _end_vanished_static_ip(row: StaticIP) -> Outcome:
+    if not static_ip_services.static_ip_mark_released(static_ip_id=row.pk, reason="IP gone (cleanup)", as_seen=row):
+        return Outcome.left_alone(f"static IP {row.pk} changed since the listing")
+    return Outcome.done()
 
 
 def _seen_before(rows: QuerySet, listed_at: datetime) -> QuerySet:
@@ -259,62 +355,39 @@ def _seen_before(rows: QuerySet, listed_at: datetime) -> QuerySet:
     return rows.filter(observed_at__lt=listed_at)
 
 
-def _end_vanished_instance(row: Instance) -> Callable[[], object]:
-    def act():
-        # Ask Hetzner again, now, for this one server: the listing is seconds old, and ending a row
-        # whose server lives would hand a running agent to the reconciler's zombie sweep.
-        if hetzner.list_servers(label_selector=hetzner.managed_selector(ids=[row.pk])):
-            raise LeftAlone(f"Hetzner lists a server of instance {row.pk} again")
-        if not instance_services.instance_mark_terminated(
-            instance_id=row.pk, reason="server gone (cleanup)", as_seen=row
-        ):
-            raise LeftAlone(f"instance {row.pk} changed since the listing")
+def _unclaimed_instances(prices: hetzner.Prices | None) -> Iterator[Finding]:
+    """Find the instances OctoPerf never claimed within UNCLAIMED_INSTANCE_GRACE (their create's answer was lost).
 
-    return act
-
-
-def _end_vanished_static_ip(row: StaticIP) -> Callable[[], object]:
-    def act():
-        if not static_ip_services.static_ip_mark_released(static_ip_id=row.pk, reason="IP gone (cleanup)", as_seen=row):
-            raise LeftAlone(f"static IP {row.pk} changed since the listing")
-
-    return act
+    Guard: still unclaimed when acted on (`instance_end_unclaimed` compares and sets on the claim).
+    """
+    why = (
+        f"never claimed: OctoPerf never called about it in UNCLAIMED_INSTANCE_GRACE "
+        f"({settings.UNCLAIMED_INSTANCE_GRACE} s)"
+    )
+    for row in instance_services.instances_unclaimed():
+        price = prices.instance(row.server_type, row.location, own_ipv4=row.own_ipv4) if prices else None
+        act = partial(_end_unclaimed, row.pk)
+        yield Finding("terminate", f"instance {row.pk}", why, price.hourly if price else None, act)
 
 
-def _delete_unknown_server(server: hetzner.Server) -> Callable[[], object]:
-    def act():
-        # Look again: a row may have been written since the listing.
-        if Instance.objects.filter(pk=server.our_id).exists():
-            raise LeftAlone(f"instance {server.our_id} exists now")
-        return hetzner.delete_server(server.id)
-
-    return act
+def _end_unclaimed(instance_id: str) -> Outcome:
+    if not instance_services.instance_end_unclaimed(instance_id=instance_id):
+        return Outcome.left_alone(f"instance {instance_id} was claimed or moved since the listing")
+    return Outcome.done()
 
 
-def _needed_by_an_association(ip_id: int) -> bool:
-    return Association.objects.filter(replaced_hetzner_ip_id=ip_id).exists()
+def _waiting_out_locked(deadline: datetime, act: Callable[[], Outcome]) -> Outcome:
+    """Run `act` again while Hetzner holds it back as `locked` (a boot, a reboot: seconds), until `deadline`.
 
-
-def _delete_unneeded_server_ipv4(ip: hetzner.PrimaryIP) -> Callable[[], object]:
-    delete = _delete_primary_ip(ip)
-
-    def act():
-        # Look again: a static-IP move may have taken it off its server since the listing.
-        if _needed_by_an_association(ip.id):
-            raise LeftAlone(f"primary IP {ip.id} is being moved by a static-IP association")
-        return delete()
-
-    return act
-
-
-def _delete_primary_ip(ip: hetzner.PrimaryIP) -> Callable[[], object]:
-    def act():
-        if ip.assignee_id is not None:
-            # Still reported assigned, e.g. right after its server was deleted.
-            hetzner.unassign_primary_ip(ip.id)
-        return hetzner.delete_primary_ip(ip.id)
-
-    return act
+    Still owed at `deadline`, it failed: the operator hears of it (the reconciler sends it again).
+    """
+    while True:
+        outcome = act()
+        if outcome.kind is not Kind.OWED:
+            return outcome
+        if clock.now() + timedelta(seconds=LOCKED_RETRY_INTERVAL) > deadline:
+            return Outcome.failed(outcome.error)
+        clock.sleep(LOCKED_RETRY_INTERVAL)
 
 
 def audit_events_to_prune():

@@ -222,14 +222,24 @@ def test_a_delete_hetzner_held_back_as_locked_is_finished(octoperf, sandbox, set
     assert octoperf.state(instance_id) == "terminated"
 
 
+def deletes_of(sandbox, instance_id: str, since: int) -> list:
+    """The DELETEs of the instance's server that reached Hetzner from request number `since` on."""
+    path = f"/servers/{Instance.objects.get(pk=instance_id).hetzner_id}"
+    return [r for r in sandbox.requests[since:] if r.method == "DELETE" and r.path == path]
+
+
 def test_a_locked_delete_is_waited_out_no_longer_than_wait(octoperf, sandbox, capsys):
     instance_id = octoperf.create()
     octoperf.delete(instance_id)  # Hetzner answers `locked` while the server boots (15 s)
-    started = sandbox.clock.now()
+    started, before = sandbox.clock.now(), len(sandbox.requests)
 
     with pytest.raises(CommandError, match="1 cleanup actions failed"):
         call_command("cleanup", "--grace", "0", "--wait", "6")
 
+    tries = deletes_of(sandbox, instance_id, before)
+    # Sent again every 2 s (LOCKED_RETRY_INTERVAL), refused as locked each time; a try at 6 s would end past --wait.
+    assert [r.at - started for r in tries] == [0, 2, 4]
+    assert {r.status for r in tries} == {423}
     assert sandbox.clock.now() - started <= 6
     assert [server["status"] for server in sandbox.servers.values()] != ["deleting"]
 
@@ -278,8 +288,32 @@ def test_an_instance_created_while_cleanup_lists_the_servers_is_left_alone(octop
     assert len(sandbox.servers) == 2
 
 
+def test_a_server_whose_row_appeared_since_the_listing_is_left_alone_and_nothing_fails(sandbox, capsys):
+    make_server(sandbox, "octoperf-i-lost", ours("i-lost"))
+    late = make_server(sandbox, "octoperf-i-late", ours("i-late"))
+    later(sandbox, 20)
+
+    def row_written_meanwhile(response, *args, **kwargs):
+        # While cleanup deletes the first unknown server, a create records the second one's row.
+        if response.request.method == "DELETE" and not Instance.objects.filter(pk="i-late").exists():
+            Instance.objects.create(
+                pk="i-late", region="fsn1", location="fsn1", type="SMALL", server_type="cx23", image="docker-ce"
+            )
+
+    hetzner.add_response_hook(row_written_meanwhile)
+    out = cleanup(capsys)  # the harmless race fails nothing: no CommandError
+    hetzner.remove_hook(row_written_meanwhile)
+
+    assert f"left alone: delete server {late} (octoperf-i-late, cx23 in fsn1): unknown to the database" in out
+    assert "instance i-late exists now" in out
+    assert "1 resources cleaned up" in out and "failed" not in out
+    sandbox.settle()
+    assert set(sandbox.servers) == {late}
+
+
 def test_a_row_observed_after_the_listing_is_not_ended_by_a_finding_made_before(octoperf, sandbox, settle, capsys):
-    from octoprovider.operations.cleanup import LeftAlone, cleanup_findings
+    from octoprovider.core.reports import Kind
+    from octoprovider.operations.cleanup import cleanup_findings
 
     instance_id = octoperf.create()
     settle(60)
@@ -290,7 +324,20 @@ def test_a_row_observed_after_the_listing_is_not_ended_by_a_finding_made_before(
     # Meanwhile the reconciler saw the row move on (an operator's fix, a newer observation).
     Instance.objects.filter(pk=instance_id).update(observed_at=clock.now() + timedelta(seconds=1))
 
-    with pytest.raises(LeftAlone):
-        finding.act()
+    assert finding.act().kind is Kind.LEFT_ALONE
 
     assert Instance.objects.get(pk=instance_id).status == "running"
+
+
+def test_a_delete_the_reconciler_finished_since_the_listing_is_left_alone(octoperf, sandbox):
+    from octoprovider.core.reports import Kind
+    from octoprovider.operations.cleanup import cleanup_findings
+
+    instance_id = octoperf.create()
+    octoperf.delete(instance_id)  # Hetzner answers `locked` while the server boots: the row stays deleting
+    (finding,) = [f for f in cleanup_findings(grace=timedelta(minutes=15)) if "being deleted" in f.why]
+    Instance.objects.filter(pk=instance_id).update(status="terminated")  # the reconciler got there first
+    sent = len(sandbox.mutation_requests())
+
+    assert finding.act().kind is Kind.LEFT_ALONE
+    assert len(sandbox.mutation_requests()) == sent

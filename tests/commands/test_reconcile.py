@@ -4,6 +4,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,12 +45,19 @@ def test_a_one_shot_pass_waits_out_a_delete_hetzner_refused_as_locked(octoperf, 
 
 
 def test_a_one_shot_pass_waits_no_longer_than_wait_and_then_fails(octoperf, sandbox):
-    octoperf.delete(octoperf.create())  # Hetzner answers `locked` while the server boots (15 s)
-    started = sandbox.clock.now()
+    instance_id = octoperf.create()
+    octoperf.delete(instance_id)  # Hetzner answers `locked` while the server boots (15 s)
+    started, before = sandbox.clock.now(), len(sandbox.requests)
 
     with pytest.raises(CommandError, match="still locked by running Hetzner actions after 6 s"):
         call_command("reconcile", "--wait", "6")
 
+    path = f"/servers/{Instance.objects.get(pk=instance_id).hetzner_id}"
+    tries = [r for r in sandbox.requests[before:] if r.method == "DELETE" and r.path == path]
+    # A pass every --interval (REFRESH_INTERVAL, 2 s) sent it again, refused as locked each time; one at 6 s
+    # would end past --wait.
+    assert [r.at - started for r in tries] == [0, 2, 4]
+    assert {r.status for r in tries} == {423}
     assert sandbox.clock.now() - started <= 6
     assert [server["status"] for server in sandbox.servers.values()] != ["deleting"]
 
@@ -192,6 +200,39 @@ def test_the_loop_reconnects_after_postgresql_killed_its_connection(octoperf, sa
     assert "The database is unavailable" in err
     assert "The database is back after 1 failed passes." in out
     assert Instance.objects.get(pk=instance_id).status == "running"
+
+
+class StopAt:
+    """Send the loop SIGTERM when a pass is recorded once `seconds` of simulated time have passed (or `writes`)."""
+
+    def __init__(self, *, seconds: float, writes: int):
+        from octoprovider.core import clock
+
+        self.clock = clock
+        self.until = clock.now().timestamp() + seconds
+        self.writes_left = writes
+
+    def __call__(self, execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if ReconcilerRun._meta.db_table in sql and sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            self.writes_left -= 1
+            if self.writes_left <= 0 or self.clock.now().timestamp() >= self.until:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+
+def test_the_loop_waits_and_sweeps_on_the_service_clock(octoperf, sandbox, capsys, restore_signals):
+    octoperf.create()
+    started, wall = sandbox.clock.now(), time.monotonic()
+
+    with connection.execute_wrapper(StopAt(seconds=60, writes=40)):
+        call_command("reconcile", "--loop", "--interval", "10", "--sweep-interval", "30", "-v", "2")
+
+    passes = [line.split()[0] for line in capsys.readouterr().out.splitlines() if " pass: " in line]
+    # A full pass every 30 s of simulated time, quick ones every 10 s between: a minute that took no real one.
+    assert passes == ["full", "quick", "quick", "full", "quick", "quick", "full"]
+    assert sandbox.clock.now() - started == pytest.approx(60)
+    assert time.monotonic() - wall < 30
 
 
 def test_one_pass_fails_with_a_clear_message_when_the_database_is_down(octoperf, sandbox):

@@ -408,7 +408,8 @@ def _operation_while_cleanup_lists(world: World, operation: Operation, listing: 
     """
     from datetime import timedelta
 
-    from octoprovider.operations.cleanup import LeftAlone, cleanup_findings
+    from octoprovider.core.reports import Kind
+    from octoprovider.operations.cleanup import cleanup_findings
 
     ran = []
 
@@ -426,11 +427,8 @@ def _operation_while_cleanup_lists(world: World, operation: Operation, listing: 
     assert ran, f"cleanup never listed {listing}"
     done = []
     for finding in findings:
-        try:
-            finding.act()
-        except LeftAlone:
-            continue
-        done.append(str(finding))
+        if finding.act().kind is not Kind.LEFT_ALONE:
+            done.append(str(finding))
     return done
 
 

@@ -4,8 +4,9 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandError
 
 from octoprovider.core.exceptions import HetznerError
+from octoprovider.core.reports import Kind, Outcome
 from octoprovider.hetzner.deployment import deployment_label_refusal
-from octoprovider.operations.cleanup import LeftAlone, audit_events_to_prune, cleanup_findings
+from octoprovider.operations.cleanup import Finding, audit_events_to_prune, cleanup_findings
 
 
 class Command(BaseCommand):
@@ -48,38 +49,49 @@ class Command(BaseCommand):
         except HetznerError as exc:
             raise CommandError(f"Could not list the Hetzner project: {exc.message}") from exc
 
-        done, failed, saved = 0, 0, Decimal(0)
-        for finding in findings:
-            if dry_run:
-                self.stdout.write(f"would {finding}")
-            else:
-                try:
-                    finding.act()
-                except LeftAlone as exc:
-                    # Changed since it was listed (a create, a move): right to leave, nothing failed.
-                    if verbosity >= 1:
-                        self.stdout.write(f"left alone: {finding}: {exc}")
-                    continue
-                except Exception as exc:  # one item's failure must not stop the others
-                    failed += 1
-                    self.stderr.write(self.style.ERROR(f"failed to {finding}: {exc}"))
-                    continue
-                self.stdout.write(f"{finding}")
-            done += 1
-            saved += finding.hourly_price or 0
-        old_events = audit_events_to_prune()
         if dry_run:
-            self.stdout.write(f"would prune {old_events.count()} audit events older than AUDIT_RETENTION_DAYS")
+            for finding in findings:
+                self.stdout.write(f"would {finding}")
+            done, failed = findings, 0
         else:
-            pruned, _ = old_events.delete()
-            if pruned or verbosity >= 2:
-                self.stdout.write(f"pruned {pruned} audit events older than AUDIT_RETENTION_DAYS")
+            done, failed = self._act(findings, verbosity=verbosity)
+        self._prune_audit_events(dry_run=dry_run, verbosity=verbosity)
 
+        saved = sum((finding.hourly_price or 0 for finding in done), Decimal(0))
         verb = "would stop" if dry_run else "stopped"
-        summary = f"{done} resources {'found' if dry_run else 'cleaned up'}, {verb} {saved:.4f}/h"
+        summary = f"{len(done)} resources {'found' if dry_run else 'cleaned up'}, {verb} {saved:.4f}/h"
         if failed:
             summary += f"; {failed} failed"
         if findings or verbosity >= 1:
             self.stdout.write(self.style.SUCCESS(summary) if not failed else self.style.WARNING(summary))
         if failed:
             raise CommandError(f"{failed} cleanup actions failed")
+
+    def _act(self, findings: list[Finding], *, verbosity: int) -> tuple[list[Finding], int]:
+        """Act on each finding and say what came of it; return those done and how many failed."""
+        done, failed = [], 0
+        for finding in findings:
+            try:
+                outcome = finding.act()
+            except Exception as exc:  # a bug in one item must not stop the others
+                outcome = Outcome(Kind.FAILED, f"{type(exc).__name__}: {exc}")
+            if outcome.kind is Kind.DONE:
+                done.append(finding)
+                self.stdout.write(f"{finding}")
+            elif outcome.kind is Kind.LEFT_ALONE:
+                # Changed since it was listed (a create, a move): right to leave, nothing failed.
+                if verbosity >= 1:
+                    self.stdout.write(f"left alone: {finding}: {outcome.why}")
+            else:  # FAILED; cleanup's acts wait out OWED, and fail what is still owed at --wait
+                failed += 1
+                self.stderr.write(self.style.ERROR(f"failed to {finding}: {outcome.why}"))
+        return done, failed
+
+    def _prune_audit_events(self, *, dry_run: bool, verbosity: int) -> None:
+        old_events = audit_events_to_prune()
+        if dry_run:
+            self.stdout.write(f"would prune {old_events.count()} audit events older than AUDIT_RETENTION_DAYS")
+            return
+        pruned, _ = old_events.delete()
+        if pruned or verbosity >= 2:
+            self.stdout.write(f"pruned {pruned} audit events older than AUDIT_RETENTION_DAYS")

@@ -1,6 +1,6 @@
 import contextlib
 import signal
-import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -18,6 +18,15 @@ from octoprovider.operations.reconciler import reconcile_once, reconcile_pass
 DATABASE_DOWN = (OperationalError, InterfaceError)
 # Seconds at most between two tries while the database is down, or Hetzner cannot be listed.
 MAX_BACKOFF = 60.0
+
+
+@dataclass
+class _Streak:
+    """What the loop keeps from one pass to the next."""
+
+    last_sweep: float | None = None  # on clock.monotonic(); None: the next pass sweeps in full
+    database_failures: int = 0  # passes the database failed in a row
+    hetzner_failures: int = 0  # passes stopped early by Hetzner in a row
 
 
 class Command(BaseCommand):
@@ -76,52 +85,64 @@ class Command(BaseCommand):
         else:
             # A real token may be there by mistake (one exported for the hcloud CLI): say it loudly.
             self.stdout.write(self.style.ERROR(real_cloud_line()))
-        last_sweep = None
-        failures = 0  # passes the database failed in a row
-        hetzner_failures = 0  # passes stopped early by Hetzner in a row
+        self._loop(interval=interval, sweep_interval=sweep_interval, verbosity=verbosity)
+
+    def _loop(self, *, interval: float, sweep_interval: float, verbosity: int) -> None:
+        """Run passes, a full one every `sweep_interval` seconds, until SIGTERM or SIGINT.
+
+        Intervals are measured on the service's clock (`core.clock`), so tests run the loop on simulated time.
+        """
+        streak = _Streak()
         while True:
-            full = last_sweep is None or time.monotonic() - last_sweep >= sweep_interval
+            full = streak.last_sweep is None or clock.monotonic() - streak.last_sweep >= sweep_interval
             try:
                 report = reconcile_pass(full=full)
             except DATABASE_DOWN as exc:
-                # A database restart or failover must not end the loop (nothing would move after
-                # it): wait, longer each time, and reconnect. The pass after it sweeps in full.
-                failures += 1
-                delay = _backoff(interval, failures)
-                self.stderr.write(
-                    self.style.ERROR(
-                        f"The database is unavailable ({type(exc).__name__}: {_first_line(exc)}); "
-                        f"next try in {delay:.3g} s"
-                    )
-                )
-                _drop_connection()
-                last_sweep = None
-                if self._wait(delay):
-                    return
-                continue
-            if full:
-                last_sweep = time.monotonic()
-            if failures:
-                self.stdout.write(f"The database is back after {failures} failed passes.")
-                failures = 0
-            if verbosity >= 2 or (verbosity >= 1 and (report.changed or report.actions)):
-                self._say(report, full=full)
-            delay = interval
-            if report.stopped:
-                # Hetzner unreachable, or answering what cannot be read: trying every --interval
-                # would only fill the logs and spend the rate budget. The pass after it sweeps in full.
-                hetzner_failures += 1
-                delay = _backoff(interval, hetzner_failures)
-                last_sweep = None
-            elif hetzner_failures:
-                self.stdout.write(f"Hetzner answers again after {hetzner_failures} failed passes.")
-                hetzner_failures = 0
-            for error in report.errors:
-                if error == report.stopped:
-                    error += f"; next pass in {delay:.3g} s"
-                self.stderr.write(self.style.WARNING(error))
+                delay = self._database_down(exc, interval=interval, streak=streak)
+            else:
+                delay = self._after_pass(report, full=full, interval=interval, streak=streak, verbosity=verbosity)
             if self._wait(delay):
                 return
+
+    def _database_down(self, exc: Exception, *, interval: float, streak: _Streak) -> float:
+        """Say that the database is unavailable and drop the connection; return how long to wait."""
+        # A database restart or failover must not end the loop (nothing would move after
+        # it): wait, longer each time, and reconnect. The pass after it sweeps in full.
+        streak.database_failures += 1
+        delay = _backoff(interval, streak.database_failures)
+        self.stderr.write(
+            self.style.ERROR(
+                f"The database is unavailable ({type(exc).__name__}: {_first_line(exc)}); next try in {delay:.3g} s"
+            )
+        )
+        _drop_connection()
+        streak.last_sweep = None
+        return delay
+
+    def _after_pass(self, report: PassReport, *, full: bool, interval: float, streak: _Streak, verbosity: int) -> float:
+        """Say what the pass did and what failed; return how long to wait before the next one."""
+        if full:
+            streak.last_sweep = clock.monotonic()
+        if streak.database_failures:
+            self.stdout.write(f"The database is back after {streak.database_failures} failed passes.")
+            streak.database_failures = 0
+        if verbosity >= 2 or (verbosity >= 1 and (report.changed or report.actions)):
+            self._say(report, full=full)
+        delay = interval
+        if report.stopped:
+            # Hetzner unreachable, or answering what cannot be read: trying every --interval
+            # would only fill the logs and spend the rate budget. The pass after it sweeps in full.
+            streak.hetzner_failures += 1
+            delay = _backoff(interval, streak.hetzner_failures)
+            streak.last_sweep = None
+        elif streak.hetzner_failures:
+            self.stdout.write(f"Hetzner answers again after {streak.hetzner_failures} failed passes.")
+            streak.hetzner_failures = 0
+        for error in report.errors:
+            if error == report.stopped:
+                error += f"; next pass in {delay:.3g} s"
+            self.stderr.write(self.style.WARNING(error))
+        return delay
 
     def _wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`, waking on SIGTERM/SIGINT; return True (having said so) when asked to stop."""
