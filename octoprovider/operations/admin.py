@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError
-from octoprovider.operations import costing
+from octoprovider.operations import alerts_admin, costing  # noqa: F401  (alerts_admin: the alerts' pages)
 from octoprovider.operations.models import AuditEvent
 
 
