@@ -178,34 +178,16 @@ def check_leaks(report: PassReport) -> Check | None:
 
 def check_hetzner(report: PassReport) -> list[Check]:
     """Hetzner out of reach, or its rate budget below the reserve, for over 5 minutes."""
-    rate = Check("hetzner-rate")
     if report.deferred:
-        rate = Check(
-            "hetzner-rate",
-            [
-                Condition(
-                    "hetzner-rate",
-                    "Hetzner's rate budget exhausted for over 5 minutes",
-                    report.deferred,
-                    after=HETZNER_OUT_AFTER,
-                )
-            ],
-        )
-        return [rate]  # whether Hetzner answers is not known: it was not asked
-    unreachable = Check("hetzner-unreachable")
+        # The pass asked Hetzner nothing: whether it answers is not known, and its alert stays as it is.
+        title = "Hetzner's rate budget exhausted for over 5 minutes"
+        return [Check("hetzner-rate", [Condition("hetzner-rate", title, report.deferred, after=HETZNER_OUT_AFTER)])]
+    unreachable = []
     if report.stopped:
-        unreachable = Check(
-            "hetzner-unreachable",
-            [
-                Condition(
-                    "hetzner-unreachable",
-                    "Hetzner unreachable for over 5 minutes",
-                    f"{report.stopped} States go stale; creates and deletes answer 503.",
-                    after=HETZNER_OUT_AFTER,
-                )
-            ],
-        )
-    return [rate, unreachable]
+        detail = f"{report.stopped} States go stale; creates and deletes answer 503."
+        title = "Hetzner unreachable for over 5 minutes"
+        unreachable = [Condition("hetzner-unreachable", title, detail, after=HETZNER_OUT_AFTER)]
+    return [Check("hetzner-rate"), Check("hetzner-unreachable", unreachable)]
 
 
 def check_reconciler(now: datetime) -> Check:

@@ -18,6 +18,7 @@ from django.core.management import call_command
 from instances.models import Instance
 from octoprovider import config, hetzner
 from octoprovider.core import clock
+from octoprovider.hetzner import budget as rate_budget
 from octoprovider.operations import costing
 from octoprovider.operations.alerts import alerts_after_pass
 from octoprovider.operations.models import Alert
@@ -204,6 +205,33 @@ def test_a_short_hetzner_outage_is_never_told(octoperf, sandbox, settle, smtp, w
     settle(30, full=True)
 
     assert smtp.messages == [] and webhook.posts == []
+
+
+@pytest.mark.django_db
+def test_a_rate_budget_exhausted_for_five_minutes_is_told_and_cleared_once_passes_run_again(
+    octoperf, sandbox, settle, smtp, webhook
+):
+    octoperf.create()
+
+    def spent_elsewhere():  # another process keeps spending Hetzner's budget
+        rate_budget.record(limit=3600, remaining=0)
+
+    for seconds in (1, 120, 120):
+        spent_elsewhere()
+        assert settle(seconds, full=True).deferred
+    assert smtp.messages == []  # 4 minutes
+
+    spent_elsewhere()
+    settle(90, full=True)
+    assert smtp.subjects == ["[octoprovider default] ALERT: Hetzner's rate budget exhausted for over 5 minutes"]
+    assert "Full pass deferred: Hetzner's rate budget is estimated at 90 of 3600 requests" in smtp.body(0)
+    assert len(webhook.posts) == 1
+
+    rate_budget.record(limit=3600, remaining=3000)
+    settle(30, full=True)
+    settle(30, full=True)
+    assert smtp.subjects[1:] == ["[octoprovider default] RESOLVED: Hetzner's rate budget exhausted for over 5 minutes"]
+    assert len(webhook.posts) == 2
 
 
 # --- Deletes stuck ----------------------------------------------------------------------------------
