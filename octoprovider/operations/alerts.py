@@ -107,7 +107,7 @@ def check_budgets() -> Check | None:
             holding.append(
                 Condition(
                     f"budget:{row.name}:{BUDGET_WARNING_PERCENT}",
-                    f"{row.name} {BUDGET_WARNING_PERCENT} % spent",
+                    f"{row.name} at {BUDGET_WARNING_PERCENT} % or more",
                     detail,
                 )
             )

@@ -128,7 +128,7 @@ def test_a_budget_at_80_percent_and_reached_is_told_once_each_by_mail_and_webhoo
 
     settle(1, full=True)
 
-    assert smtp.subjects == ["[octoprovider default] ALERT: MAX_HOURLY_SPEND_EUR 80 % spent"]
+    assert smtp.subjects == ["[octoprovider default] ALERT: MAX_HOURLY_SPEND_EUR at 80 % or more"]
     assert smtp.recipients == [RECIPIENTS]
     body = smtp.body(0)
     assert f"{per_hour:.4f} EUR of {settings.MAX_HOURLY_SPEND_EUR:.4f} EUR spent (90 %), per hour now" in body
@@ -155,7 +155,7 @@ def test_a_budget_at_80_percent_and_reached_is_told_once_each_by_mail_and_webhoo
     settle(30, full=True)
 
     assert sorted(smtp.subjects[2:]) == [
-        "[octoprovider default] RESOLVED: MAX_HOURLY_SPEND_EUR 80 % spent",
+        "[octoprovider default] RESOLVED: MAX_HOURLY_SPEND_EUR at 80 % or more",
         "[octoprovider default] RESOLVED: MAX_HOURLY_SPEND_EUR reached: creates answer 429",
     ]
     assert "Last seen: MAX_HOURLY_SPEND_EUR" in smtp.body(2)
@@ -390,7 +390,7 @@ def test_a_failed_send_is_logged_without_the_webhook_url_and_sent_once_on_a_late
 
     # Each alert's start once on each channel, however many passes failed before.
     assert sorted(smtp.subjects) == [
-        "[octoprovider default] ALERT: MAX_HOURLY_SPEND_EUR 80 % spent",
+        "[octoprovider default] ALERT: MAX_HOURLY_SPEND_EUR at 80 % or more",
         "[octoprovider default] ALERT: MAX_HOURLY_SPEND_EUR reached: creates answer 429",
     ]
     assert len(webhook.posts) == 4
@@ -444,7 +444,7 @@ def test_two_reconcilers_open_clear_and_send_each_alert_once(octoperf, settings,
     for _ in range(3):
         both_pass()
     assert sorted(smtp.subjects) == [
-        "[octoprovider default] ALERT: MAX_HOURLY_SPEND_EUR 80 % spent",
+        "[octoprovider default] ALERT: MAX_HOURLY_SPEND_EUR at 80 % or more",
         "[octoprovider default] ALERT: MAX_HOURLY_SPEND_EUR reached: creates answer 429",
     ]
     assert len(webhook.posts) == 2
@@ -471,7 +471,7 @@ def test_the_dashboard_shows_the_open_alerts_and_says_so_when_there_are_none(adm
     page = admin_client.get("/admin/").content.decode()
     assert "No open alerts." not in page
     assert "MAX_HOURLY_SPEND_EUR reached: creates answer 429" in page
-    assert "MAX_HOURLY_SPEND_EUR 80 % spent" in page
+    assert "MAX_HOURLY_SPEND_EUR at 80 % or more" in page
     assert "(100 %)" in page
     assert admin_client.get("/admin/operations/alert/").status_code == 200
 
