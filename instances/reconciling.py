@@ -219,9 +219,11 @@ def _delete_zombies(servers_by_our_id: dict[str, hetzner.Server], report: PassRe
         row = terminated.get(our_id)
         if row is None:
             logger.warning("Hetzner server %s (%s) has no instance row; cleanup decides its fate", server.id, our_id)
+            report.leaks.append(f"server {server.id} ({server.name}) unknown to the database, left to cleanup")
             continue
         if server.status == "deleting":
             continue
+        report.leaks.append(f"server {server.id} ({server.name}) alive under terminated instance {our_id}, deleted")
         # Claimed by compare-and-set on updated_at: one reconciler sends the delete.
         if not Instance.objects.filter(pk=row.pk, updated_at=row.updated_at).update(updated_at=clock.now()):
             continue

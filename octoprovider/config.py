@@ -9,7 +9,7 @@ import re
 from decimal import Decimal, InvalidOperation
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 env = environ.Env()
 
@@ -187,6 +187,52 @@ def read_database(name: str, default: str) -> dict:
         return env.db_url_config(value)
     except Exception as exc:  # django-environ raises a mix of types for malformed URLs
         raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
+
+
+def read_email_url(name: str) -> dict:
+    """Read Django's e-mail settings from one URL (``smtp+tls://user:password@host:587``); unset: none.
+
+    The URL holds a password: a bad one is named, never shown.
+    """
+    value = _raw(name)
+    if not value:
+        return {}
+    try:
+        config = env.email_url_config(value)
+    except Exception:  # django-environ raises a mix of types for malformed URLs
+        raise ImproperlyConfigured(
+            f"{name} must be an e-mail URL like smtp://user:password@host:25 or smtp+tls://…:587"
+        ) from None
+    if config.get("EMAIL_BACKEND", "").endswith("smtp.EmailBackend") and not config.get("EMAIL_HOST"):
+        raise ImproperlyConfigured(f"{name} names no host (smtp://host:port)")
+    return config
+
+
+def read_emails(name: str) -> list[str]:
+    """Read e-mail addresses, comma separated."""
+    from django.core.validators import validate_email
+
+    addresses = read_list(name)
+    for address in addresses:
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ImproperlyConfigured(f"{name}: {address!r} is not an e-mail address") from None
+    return addresses
+
+
+def read_secret_url(name: str) -> str:
+    """Read an http(s) URL that holds a secret (a webhook's): a bad one is named, never shown."""
+    from django.core.validators import URLValidator
+
+    value = read_str(name)
+    if not value:
+        return ""
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except ValidationError:
+        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL") from None
+    return value
 
 
 def check_label_value(name: str, value: str) -> str:

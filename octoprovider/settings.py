@@ -17,6 +17,8 @@ from octoprovider.config import (
     read_choices,
     read_database,
     read_decimal,
+    read_email_url,
+    read_emails,
     read_fallbacks,
     read_float,
     read_int,
@@ -24,6 +26,7 @@ from octoprovider.config import (
     read_mapping,
     read_per_location,
     read_reserve,
+    read_secret_url,
     read_server_type_candidates,
     read_str,
 )
@@ -329,6 +332,16 @@ SECURE_HSTS_PRELOAD = read_bool("SECURE_HSTS_PRELOAD", False)
 # Probes and scrapers talk to gunicorn directly, over plain HTTP on the host: never redirect them.
 SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^readyz/?$", r"^metrics/?$"]
 SILENCED_SYSTEM_CHECKS = read_list("SILENCED_SYSTEM_CHECKS")
+
+# Alerts (octoprovider/operations/alerts.py, docs/deployment.md#alerts): by e-mail through Django's mail,
+# configured by one URL (smtp+tls://user:password@host:587), and/or as a JSON POST to a chat webhook.
+globals().update(read_email_url("EMAIL_URL"))
+EMAIL_TIMEOUT = 10  # seconds: a mail server that hangs must not hold the reconciler's pass for long
+DEFAULT_FROM_EMAIL = read_str("DEFAULT_FROM_EMAIL", "octoprovider@localhost")
+ALERT_EMAILS = read_emails("ALERT_EMAILS")
+if ALERT_EMAILS and not read_str("EMAIL_URL"):
+    raise ImproperlyConfigured("ALERT_EMAILS needs EMAIL_URL (smtp://host:25) to send them")
+ALERT_WEBHOOK_URL = read_secret_url("ALERT_WEBHOOK_URL")  # holds the webhook's secret: never logged
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "octoprovider: OctoPerf's Custom HTTP provider on Hetzner Cloud",

@@ -125,6 +125,7 @@ def _delete_orphans(ips: list[hetzner.PrimaryIP], now, report: PassReport) -> No
         else:
             continue
         logger.warning("Deleting Primary IP %s (%s): %s", ip.id, ip.our_id, why)
+        report.leaks.append(f"primary IP {ip.id} ({ip.ip} in {ip.location}): {why}, deleted")
         report.actions.append(f"delete orphan primary IP {ip.id}")
         try:
             hetzner.delete_primary_ip(ip.id)

@@ -187,7 +187,7 @@ class AuditedModelAdmin(admin.ModelAdmin):
 
 READ_ONLY_GROUP = "Operators (read-only)"
 # The apps whose models the console shows; the group may view every model of them, and nothing else.
-PROJECT_APPS = ("octoprovider", "instances", "staticips")
+PROJECT_APPS = ("octoprovider", "operations", "instances", "staticips")
 
 
 def sync_read_only_group(*, apps=global_apps, using: str = DEFAULT_DB_ALIAS) -> None:

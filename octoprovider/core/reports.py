@@ -83,6 +83,8 @@ class PassReport:
     deferred: str = ""
     # Why the pass ended before its end: Hetzner could not be listed (the loop waits longer each time).
     stopped: str = ""
+    # Resources of ours that no live row accounts for, found by a full sweep: the operators are alerted.
+    leaks: list[str] = field(default_factory=list)
     # The servers Hetzner showed in this pass, by our instance id: later parts decide from them.
     servers: dict[str, Any] = field(default_factory=dict, repr=False)
 

@@ -14,7 +14,7 @@ from django.views.generic import RedirectView
 
 from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError
-from octoprovider.operations import costing
+from octoprovider.operations import alerts_admin, costing  # noqa: F401  (alerts_admin: the alerts' pages)
 from octoprovider.operations.models import AuditEvent
 
 

@@ -136,3 +136,39 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.method} {self.route} {self.outcome}"
+
+
+class Alert(models.Model):
+    """One occurrence of a condition that puts money or agents at risk, from when it starts to when it clears.
+
+    At most one row per key is open (a partial unique constraint): two reconcilers that see a budget
+    cross 80 % at once insert one row, and the loser's insert fails. Each notification is claimed by a
+    compare-and-set on `sending_since` and recorded per channel once sent, so that it goes out once
+    however many processes look, and a failed one is tried again on a later pass.
+    """
+
+    key = models.CharField(max_length=100, help_text="What is at risk, e.g. budget:DAILY_BUDGET_EUR:80.")
+    family = models.CharField(max_length=40, help_text="The check that raises it, e.g. budget.")
+    title = models.CharField(max_length=200)
+    detail = models.TextField(blank=True, help_text="How much and which ids, as last seen.")
+    since = models.DateTimeField(help_text="When the condition was first seen.")
+    started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it became an alert (some conditions must hold a while first)."
+    )
+    cleared_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    start_emailed_at = models.DateTimeField(null=True, blank=True)
+    start_posted_at = models.DateTimeField(null=True, blank=True, help_text="Sent to ALERT_WEBHOOK_URL.")
+    clear_emailed_at = models.DateTimeField(null=True, blank=True)
+    clear_posted_at = models.DateTimeField(null=True, blank=True, help_text="Sent to ALERT_WEBHOOK_URL.")
+    sending_since = models.DateTimeField(null=True, blank=True, help_text="A process is sending its notifications.")
+    send_error = models.CharField(max_length=300, blank=True, help_text="Why the last notification failed.")
+
+    class Meta:
+        app_label = "operations"
+        ordering = ["-since", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=models.Q(cleared_at=None), name="one_open_alert_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return self.title

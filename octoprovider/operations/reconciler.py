@@ -21,6 +21,7 @@ from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError
 from octoprovider.core.reports import PassReport
 from octoprovider.hetzner import budget
+from octoprovider.operations import alerts
 from octoprovider.operations.metrics import observed_reconcile_pass
 from octoprovider.operations.models import ReconcilerRun
 from staticips import reconciling as static_ips_reconciling
@@ -50,6 +51,7 @@ def reconcile_pass(*, full: bool) -> PassReport:
         logger.warning("Reconcile: %s", error)
     # For the operators' dashboard, with the rate budget all processes share.
     ReconcilerRun.record(full=full, report=report, started_at=started_at, rate_budget=budget.snapshot())
+    alerts.alerts_after_pass(report, full=full)  # never raises
     return report
 
 

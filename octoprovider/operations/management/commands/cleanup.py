@@ -7,6 +7,7 @@ from octoprovider.core.exceptions import HetznerError
 from octoprovider.core.reports import Kind, Outcome
 from octoprovider.hetzner.deployment import deployment_label_refusal
 from octoprovider.operations.cleanup import Finding, audit_events_to_prune, cleanup_findings
+from octoprovider.operations.alerts import alerts_check_reconciler
 
 
 class Command(BaseCommand):
@@ -44,6 +45,8 @@ class Command(BaseCommand):
             raise CommandError("--grace must be zero or more minutes")
         if wait < 0:
             raise CommandError("--wait must be zero or more seconds")
+        if not dry_run:
+            alerts_check_reconciler()  # a stalled reconciler cannot say so itself; never raises
         try:
             findings = cleanup_findings(grace=timedelta(minutes=grace), wait=timedelta(seconds=wait))
         except HetznerError as exc:
