@@ -274,6 +274,9 @@ def spend_for_budgets(
 
 # --- test runs -------------------------------------------------------------------------------------
 
+# How far back the runs page and `costs` look when not told.
+RUNS_DEFAULT_DAYS = 7
+
 
 @dataclass
 class Run:
@@ -350,7 +353,8 @@ def _add_instance(run: Run, instance: dict, prices: hetzner.Prices, now: datetim
     run.servers_eur += (server.hourly or ZERO) * hours
     ipv4_hours = ipv4.hours_in(ipv4.start, ipv4.end or now) if ipv4.end else hours
     run.ipv4s_eur += (ipv4.hourly or ZERO) * ipv4_hours
-    run.unused_seconds += max(0.0, hours * 3600 - (until - server.start).total_seconds())
+    if server.end is not None:  # a running server's hour is not over: nothing of it is unused yet
+        run.unused_seconds += max(0.0, hours * 3600 - (until - server.start).total_seconds())
     run.locations.add(instance["location"])
     run._ids.append(instance["id"])
     if server.end is None:
@@ -402,3 +406,16 @@ def unclaimed(*, since: datetime, prices: hetzner.Prices) -> Unclaimed:
         static_ips=len(static_ips),
         static_ips_eur_per_hour=sum((prices.ipv4(location) or ZERO for location in static_ips), ZERO),
     )
+
+
+# --- what was billed, item by item -------------------------------------------------------------------
+
+
+def billed_since(*, since: datetime, prices: hetzner.Prices) -> tuple[list[Billed], list[Billed], list[Billed]]:
+    """Return what Hetzner billed at some time after `since`: servers, their own IPv4s, and static IPs."""
+    servers, ipv4s = [], []
+    for instance in _billed_instances(since=since):
+        server, ipv4 = _server_and_ipv4(instance, prices)
+        servers.append(server)
+        ipv4s.append(ipv4)
+    return servers, ipv4s, _billed_static_ips(prices, since=since)

@@ -123,3 +123,21 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.method} {self.route} {self.outcome}"
+
+
+class HetznerRequestHour(models.Model):
+    """How many answers Hetzner gave this deployment in one clock hour (UTC), for the dashboard's chart.
+
+    One row per hour, counted up by every process on each answer (octoprovider.operations.charts):
+    the audit keeps only mutations, and the rate budget only the last observation.
+    """
+
+    hour = models.DateTimeField(unique=True, help_text="The hour's start (UTC).")
+    requests = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        app_label = "octoprovider"
+        ordering = ["hour"]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00}: {self.requests} Hetzner requests"

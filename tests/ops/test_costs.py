@@ -150,3 +150,31 @@ def test_userdata_is_stored_nowhere_runs_are_computed_from(day, octoperf):
     report = json.dumps(costs_json(day - timedelta(days=1)))
 
     assert USER_DATA not in report and "s3cr3t" not in report
+
+
+def test_a_running_servers_hour_is_not_over_so_none_of_it_is_unused(octoperf, settle):
+    instance_id = octoperf.create()
+    settle(20 * MINUTE)
+
+    (running,) = costs_json(clock.now())["runs"]
+    octoperf.delete(instance_id)
+    settle(MINUTE)
+    (ended,) = costs_json(clock.now())["runs"]
+
+    assert running["unused_minutes"] == 0
+    assert ended["unused_minutes"] == 40  # deleted 20 minutes into its billed hour
+
+
+def test_the_costs_command_looks_back_a_week_by_default_as_the_runs_page(octoperf, settle, capsys):
+    octoperf.delete(octoperf.create())
+    settle(8 * 24 * 3600)
+    octoperf.create()
+    settle(MINUTE)
+
+    call_command("costs", "--json")
+    report = json.loads(capsys.readouterr().out)
+    call_command("costs")
+    out = capsys.readouterr().out
+
+    assert [run["instances"] for run in report["runs"]] == [1]
+    assert f"1 runs since {(clock.now() - timedelta(days=7)).date()}" in out
