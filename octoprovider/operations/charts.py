@@ -14,7 +14,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 import requests
 from django.db import DatabaseError, IntegrityError, transaction
@@ -96,9 +96,15 @@ class Chart:
 
     @property
     def axis_max(self) -> Decimal:
-        """Return the value the top of the plot stands for: the tallest bar or the limit, rounded up."""
+        """Return the value the top of the plot stands for: the tallest bar or the limit, rounded up.
+
+        Each of the grid's steps is a round figure, and a whole one for counts (no "1.25 instances").
+        """
         top = max([bar.total for bar in self.bars] + [self.limit or 0])
-        return nice_ceiling(Decimal(top))
+        step = nice_ceiling(Decimal(top) / _GRID_LINES)
+        if self.decimals == 0:
+            step = max(Decimal(1), step.to_integral_value(rounding=ROUND_CEILING))
+        return step * _GRID_LINES
 
     def svg(self) -> SafeString:
         plot_width, plot_height = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
@@ -202,7 +208,7 @@ class Chart:
 
 
 def nice_ceiling(value: Decimal) -> Decimal:
-    """Round up to 1, 2, 2.5 or 5 times a power of ten, so that the axis' four steps read well (0: 1)."""
+    """Round up to 1, 2, 2.5 or 5 times a power of ten (0: 1), a grid step that reads well."""
     if value <= 0:
         return Decimal(1)
     power = Decimal(10) ** math.floor(math.log10(value))

@@ -71,7 +71,7 @@ def test_the_spend_chart_stacks_each_days_euros_with_bars_as_tall_as_them(admin_
     assert [value for _, value, _ in rects(svg, "s-static")[-2:]] == [0, ipv4]
     assert all(value == 0 for _, value, _ in servers[:-2])
     # Heights in proportion to euros: each the same number of units per euro, the tallest bar under the top.
-    axis_top = charts.nice_ceiling(3 * (server + ipv4))
+    axis_top = 4 * charts.nice_ceiling(3 * (server + ipv4) / 4)
     for height, value, _ in servers[-2:]:
         assert height == pytest.approx(PLOT_HEIGHT * float(value / axis_top), abs=0.06)
     assert servers[-1][2] == f"{day2:%Y-%m-%d} (so far): servers {2 * server:.4f} EUR"
@@ -126,11 +126,11 @@ def test_the_requests_chart_counts_hetzners_answers_per_hour_against_the_budget(
     counts = [int(value) for _, value, _ in rects(svg, "s-requests")]
     assert counts[-2:] == [first_hour, second_hour] and first_hour > 0
     assert sum(counts) == first_hour + second_hour
-    # The budget as a line at 3,600 of an axis up to 5,000: 70.4 % of the plot's height from the bottom.
+    # The budget as a line at 3,600 of an axis up to 4,000 (four steps of 1,000).
     assert "Hetzner&#x27;s budget per hour 3,600</text>" in svg
     (y,) = re.findall(r'<line class="limit" x1="[^"]+" x2="[^"]+" y1="([^"]+)"', svg)
-    assert float(y) == pytest.approx(14 + PLOT_HEIGHT * (1 - 3600 / 5000), abs=0.1)
-    assert ">5,000</text>" in svg
+    assert float(y) == pytest.approx(14 + PLOT_HEIGHT * (1 - 3600 / 4000), abs=0.1)
+    assert ">4,000</text>" in svg and ">1,000</text>" in svg
 
 
 def run_bar_widths(page: str) -> list[list[tuple[str, float]]]:
