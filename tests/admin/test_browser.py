@@ -115,7 +115,7 @@ def test_an_operator_sees_the_fleet_and_terminates_an_instance_after_confirming(
     assert "Simulated Hetzner Cloud" in page.inner_text("#sandbox-banner")
     assert page.inner_text("#instances-by-status").lower().split() == ["instances", "by", "state", "running", "2"]
     assert "EUR/h" in page.inner_text("#spend")
-    assert "free\t1" in page.inner_text("#static-ips")
+    assert "free (on no server)\t1" in page.inner_text("#static-ips")
 
     page.click("#instances-by-status caption a")
     page.check(f'input[name="_selected_action"][value="{doomed}"]')
