@@ -8,7 +8,6 @@ from django.utils.dateparse import parse_date
 
 from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError
-from octoprovider.hetzner import hourly_prices
 from octoprovider.operations.costing import RUNS_DEFAULT_DAYS, runs, unclaimed
 
 
@@ -41,12 +40,12 @@ class Command(BaseCommand):
             raise CommandError(f"--since must be a date like 2026-05-01, not {since!r}")
         start = datetime.combine(day, time.min, tzinfo=UTC)
         try:
-            prices = hourly_prices()
-            found = runs(since=start, prices=prices)
+            # Each asks Hetzner's prices (once: the gateway caches them) only if it has something to price.
+            found = runs(since=start)
+            waste = unclaimed(since=start)
         except HetznerError as exc:
             raise CommandError(f"Could not read Hetzner's prices: {exc.message}") from exc
         total = sum((run.total_eur for run in found), Decimal(0))
-        waste = unclaimed(since=start, prices=prices)
         if json:
             self._print_json(found, total, waste)
             return

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import Error, InterfaceError, OperationalError, connection
 
-from octoprovider import hetzner
+from octoprovider import checks, hetzner
 from octoprovider.core import clock
 from octoprovider.core.reports import PassReport
 from octoprovider.hetzner.deployment import deployment_label_refusal
@@ -61,6 +61,10 @@ class Command(BaseCommand):
     def handle(self, *args, loop, interval, sweep_interval, wait, verbosity, **options):
         if refusal := deployment_label_refusal():  # another label would orphan the fleet
             raise CommandError(refusal)
+        if not options["skip_checks"]:
+            # The settings Hetzner must know (SSH keys, firewalls, image): a deployment check, which the
+            # other commands skip, so that only those that need Hetzner call it.
+            self.check(tags=[checks.HETZNER], include_deployment_checks=True)
         if not loop:
             self._once(wait=wait, interval=interval, verbosity=verbosity)
             return
