@@ -48,7 +48,7 @@ def hetzner_requests(sandbox_file: Path) -> int:
 
 
 @pytest.mark.parametrize(
-    "command, answer",
+    ("command", "answer"),
     [
         (["createsuperuser", "--noinput"], "Superuser created successfully."),
         (["costs"], "0 runs since"),
