@@ -72,6 +72,7 @@ class Chart:
     series: tuple[Series, ...]
     bars: tuple[Bar, ...]
     period: str = "day"  # what a bar stands for: "day" or "hour"
+    additive: bool = True  # whether the bars add up (euros, requests), or are each a count of their own (instances)
     decimals: int = 0
     limit: int | None = None
     limit_label: str = ""
@@ -86,10 +87,10 @@ class Chart:
             return f"{self.title}: no figures."
         top = max(self.bars, key=lambda bar: bar.total)
         total = sum(bar.total for bar in self.bars)
-        text = (
-            f"{self.title}: {len(self.bars)} bars from {self.bars[0].name} to {self.bars[-1].name}; "
-            f"{self.figure(total)} {self.unit} in all, at most {self.figure(top.total)} ({top.name})"
-        )
+        text = f"{self.title}: {len(self.bars)} bars from {self.bars[0].name} to {self.bars[-1].name}; "
+        if self.additive:
+            text += f"{self.figure(total)} {self.unit} in all, "
+        text += f"at most {self.figure(top.total)} ({top.name})"
         if self.limit is not None:
             text += f"; {self.limit_label} {self.limit:,}"
         return text + "."
@@ -304,6 +305,7 @@ def instances_by_hour(*, now: datetime | None = None, hours: int = HOURS) -> Cha
         title=f"Instances alive in each hour, last {hours} hours (UTC)",
         unit="instances",
         period="hour",
+        additive=False,
         series=(Series("instances", "s-instances"),),
         bars=tuple(_hour_bar(start, index, hours, counts[f"h{index}"]) for index, start in enumerate(starts)),
     )

@@ -221,7 +221,8 @@ def test_the_charts_lists_and_audit_at_common_screen_widths(
 ):
     """Screenshots, at each width W of 1280, 1440 and 1920 px, in SCREENSHOTS_DIR:
 
-    - dashboard-charts-W.png: the dashboard, whole, with its charts; charts-W.png: the charts alone;
+    - dashboard-charts-W.png: the dashboard, whole, with its charts; charts-W.png: the charts alone,
+      and charts-dark-W.png in the admin's dark mode;
       alerts-W.png: the open alerts panel, when the dashboard has one (an element with id `alerts`);
     - runs-W.png: the runs page, a cost bar per run;
     - associations-W.png: the associations list (Created, Ended and Error on screen);
@@ -270,6 +271,9 @@ def test_the_charts_lists_and_audit_at_common_screen_widths(
         page.goto(f"{live_server.url}/admin/")
         page.screenshot(path=str(screenshots / f"dashboard-charts-{width}.png"), full_page=True)
         page.locator("#charts").screenshot(path=str(screenshots / f"charts-{width}.png"))
+        page.emulate_media(color_scheme="dark")
+        page.locator("#charts").screenshot(path=str(screenshots / f"charts-dark-{width}.png"))
+        page.emulate_media(color_scheme="light")
         if page.locator("#alerts").count():
             page.locator("#alerts").screenshot(path=str(screenshots / f"alerts-{width}.png"))
         for chart in ("chart-spend", "chart-instances", "chart-requests"):

@@ -108,6 +108,7 @@ def test_the_instances_chart_counts_the_instances_alive_in_each_hour(admin_clien
     assert heights[3] / heights[0] == pytest.approx(2 / 3, abs=0.01)
     assert f"<title>{day:%Y-%m-%d} 22:00–23:00: 3 instances</title>" in svg
     assert ">00h</text>" in svg
+    assert f"at most 3 ({day:%Y-%m-%d} 20:00–21:00)" in svg and "in all" not in svg
 
 
 def test_the_requests_chart_counts_hetzners_answers_per_hour_against_the_budget(

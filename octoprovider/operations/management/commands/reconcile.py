@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import Error, InterfaceError, OperationalError, connection
 
-from octoprovider import checks, hetzner
+from octoprovider import hetzner
 from octoprovider.core import clock
 from octoprovider.core.reports import PassReport
 from octoprovider.hetzner.deployment import deployment_label_refusal
@@ -62,9 +62,10 @@ class Command(BaseCommand):
         if refusal := deployment_label_refusal():  # another label would orphan the fleet
             raise CommandError(refusal)
         if not options["skip_checks"]:
-            # The settings Hetzner must know (SSH keys, firewalls, image): a deployment check, which the
-            # other commands skip, so that only those that need Hetzner call it.
-            self.check(tags=[checks.HETZNER], include_deployment_checks=True)
+            # The settings Hetzner must know (SSH keys, firewalls, image): a deployment check tagged
+            # "hetzner" (octoprovider/checks.py), which the other commands skip: only those that need
+            # Hetzner call it.
+            self.check(tags=["hetzner"], include_deployment_checks=True)
         if not loop:
             self._once(wait=wait, interval=interval, verbosity=verbosity)
             return
