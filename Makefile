@@ -34,7 +34,7 @@ $(STAMP): requirements/dev.lock pyproject.toml
 # An HCLOUD_TOKEN given on make's command line (`make run HCLOUD_TOKEN=…`) is this run's choice; one
 # only found in the environment is not used unless OCTOPROVIDER_REAL_HETZNER=1 (bin/run-dev).
 run: install
-	PORT=$(PORT) VENV=$(VENV) $(if $(filter command line,$(origin HCLOUD_TOKEN)),HCLOUD_TOKEN_GIVEN=1) exec bin/run-dev
+	@PORT=$(PORT) VENV=$(VENV) $(if $(filter command line,$(origin HCLOUD_TOKEN)),HCLOUD_TOKEN_GIVEN=1) exec bin/run-dev
 
 # The first admin user of `make run`'s database (DEBUG as `make run` has it). With
 # DJANGO_SUPERUSER_USERNAME, _EMAIL and _PASSWORD set, it asks nothing.

@@ -29,8 +29,16 @@ def _print_version() -> None:
     print(f"octoprovider {__version__} (Django {django.get_version()}, Python {platform.python_version()})")
 
 
+# The commands whose log is what they are for: the others' output is their answer (`costs`,
+# `static-ips`, `createsuperuser`), and the INFO lines of what they did inside would only bury it.
+_LOGGING_COMMANDS = {"runserver", "reconcile"}
+
+
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "octoprovider.settings")
+    if len(sys.argv) > 1 and sys.argv[1] not in _LOGGING_COMMANDS:
+        # LOG_LEVEL, when set (environment or .env), still wins: settings read this as its default.
+        os.environ.setdefault("OCTOPROVIDER_COMMAND_LOG_LEVEL", "WARNING")
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
     from django.db import OperationalError

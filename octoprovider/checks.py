@@ -1,7 +1,9 @@
 """System checks: what an operator should hear about at start-up (runserver, migrate, check --deploy).
 
 The simulated cloud is announced once by `reconcile --loop` (which `make run` starts), not here:
-every management command runs the checks, and `make run` runs three.
+every management command runs the checks, and `make run` runs three. So no check here calls Hetzner
+but the deployment check tagged HETZNER, which `check --deploy`, `preflight` and the reconciler's
+start run: `createsuperuser`, `costs` or `static-ips` must not spend the project's rate budget.
 """
 
 import logging
@@ -15,13 +17,18 @@ from octoprovider.hetzner.deployment import deployment_label_refusal
 logger = logging.getLogger(__name__)
 
 
-@register()
+# The tag of the checks that ask Hetzner (`manage.py check --deploy --tag hetzner` runs them alone).
+HETZNER = "hetzner"
+
+
+@register(HETZNER, deploy=True)
 def hetzner_server_settings(app_configs, **kwargs):
     """Ask Hetzner whether the SSH keys, firewalls and image of the settings exist in the project.
 
-    A wrong one makes every create fail: the start-up (the web unit's `migrate`, the reconciler, `check`)
-    says so. A warning, not an error, which would stop `migrate` and the reconciler: the fleet that runs
-    must still be polled, rebooted and deleted meanwhile. When Hetzner cannot be asked (no network, no
+    A wrong one makes every create fail: the reconciler's start, `check --deploy` and `preflight` say
+    so (and `/readyz`). A deployment check, so that the commands that do not need Hetzner never call
+    it. A warning, not an error, which would stop the reconciler: the fleet that runs must still be
+    polled, rebooted and deleted meanwhile. When Hetzner cannot be asked (no network, no
     database to keep the rate budget in yet), nothing is said here: `/readyz` asks again once the
     service runs.
     """

@@ -323,7 +323,11 @@ METRICS_TOKEN = read_str("METRICS_TOKEN")
 # few seconds. Every other request is logged at INFO.
 LOG_STATE_POLLS = read_bool("LOG_STATE_POLLS", False)
 LOG_FORMAT = read_choice("LOG_FORMAT", "text", ("text", "json"))
-LOGGING = logging_config(level=read_str("LOG_LEVEL", "INFO"), log_format=LOG_FORMAT)
+# INFO by default; WARNING for manage.py's one-shot commands (manage.py sets this default), whose
+# output is their answer.
+LOGGING = logging_config(
+    level=read_str("LOG_LEVEL", read_str("OCTOPROVIDER_COMMAND_LOG_LEVEL", "INFO")), log_format=LOG_FORMAT
+)
 
 # HSTS is set only when SECURE_HSTS_SECONDS is; on a host name of its own, its subdomains and the
 # preload flag commit nothing else (docs/deployment.md).

@@ -6,7 +6,15 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from octoprovider.core.admin import AgeFilter, LiveStatusFilter, OperatorsModelAdmin, confirmation_page, run_per_row
+from octoprovider.core.admin import (
+    AgeFilter,
+    LiveStatusFilter,
+    OperatorsModelAdmin,
+    confirmation_page,
+    iso_minute,
+    run_per_row,
+    short,
+)
 from octoprovider.core.exceptions import InvalidInput
 from octoprovider.hetzner import catalog
 from staticips import services
@@ -80,7 +88,7 @@ class AddressChangeInline(admin.TabularInline):
 class StaticIPAdmin(OperatorsModelAdmin):
     # Whose server holds each address (given at create) is on each IP's page and in the allow-list:
     # one more column would not fit a 1280 px screen.
-    list_display = ["id", "status", "location", "address", "instance", "hetzner_id", "created_at", "has_error"]
+    list_display = ["id", "status", "location", "address", "instance", "hetzner_id", "created", "has_error"]
     list_filter = [StatusFilter, UseFilter, "location", "region", AgeFilter]
     search_fields = ["id", "hetzner_id__exact", "address"]
     search_help_text = "Our id (ip-…), Hetzner Primary IP id or name (octoperf-ip-…), or address."
@@ -168,9 +176,13 @@ class StaticIPAdmin(OperatorsModelAdmin):
             )
         return _link("admin:instances_instance_change", static_ip.active_instance)
 
-    @admin.display(description="error", boolean=True)
-    def has_error(self, static_ip: StaticIP) -> bool:
-        return bool(static_ip.last_error)
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created(self, static_ip: StaticIP) -> str:
+        return iso_minute(static_ip.created_at)
+
+    @admin.display(description="error")
+    def has_error(self, static_ip: StaticIP) -> str:
+        return short(static_ip.last_error)
 
     @admin.action(description="Release selected static IPs (delete their Primary IPs)", permissions=["destroy"])
     def release(self, request: HttpRequest, queryset):
@@ -206,18 +218,10 @@ def _describe_association(association: Association) -> str:
 
 @admin.register(Association)
 class AssociationAdmin(OperatorsModelAdmin):
-    list_display = [
-        "id",
-        "status",
-        "static_ip_link",
-        "address",
-        "instance_link",
-        "instance_status",
-        "step",
-        "created_at",
-        "ended_at",
-        "has_error",
-    ]
+    # Six columns beside the filters fit a 1280 px screen: the address under its static IP, the
+    # instance's status under it, the step (only while one runs) under the association's status, the
+    # end under the start.
+    list_display = ["id", "status_and_step", "static_ip_link", "instance_link", "created_ended", "has_error"]
     list_filter = ["status", ("static_ip__location", admin.AllValuesFieldListFilter), AgeFilter]
     search_fields = [
         "id",
@@ -233,25 +237,34 @@ class AssociationAdmin(OperatorsModelAdmin):
     readonly_fields = [f.name for f in Association._meta.fields]
     actions = ["dissociate", "refresh_from_hetzner"]
 
-    @admin.display(description="static IP", ordering="static_ip")
+    @admin.display(description="status (step)", ordering="status")
+    def status_and_step(self, association: Association) -> str:
+        if association.status == Association.Status.ENDED or not association.step:
+            return association.get_status_display()
+        return format_html("{}<br>({})", association.get_status_display(), association.step)
+
+    @admin.display(description="static IP (address)", ordering="static_ip")
     def static_ip_link(self, association: Association) -> str:
-        return _link("admin:staticips_staticip_change", association.static_ip_id)
+        return format_html(
+            "{}<br>{}",
+            _link("admin:staticips_staticip_change", association.static_ip_id),
+            association.static_ip.address or "no address yet",
+        )
 
-    @admin.display(description="address", ordering="static_ip__address")
-    def address(self, association: Association) -> str:
-        return association.static_ip.address or "-"
-
-    @admin.display(description="instance", ordering="instance")
+    @admin.display(description="instance (its status)", ordering="instance")
     def instance_link(self, association: Association) -> str:
-        return _link("admin:instances_instance_change", association.instance_id)
+        return format_html(
+            "{}<br>({})", _link("admin:instances_instance_change", association.instance_id), association.instance.status
+        )
 
-    @admin.display(description="instance status", ordering="instance__status")
-    def instance_status(self, association: Association) -> str:
-        return association.instance.status
+    @admin.display(description="created, ended", ordering="created_at")
+    def created_ended(self, association: Association) -> str:
+        ended = f"ended {iso_minute(association.ended_at)}" if association.ended_at else "not ended"
+        return format_html("{}<br>{}", iso_minute(association.created_at), ended)
 
-    @admin.display(description="error", boolean=True)
-    def has_error(self, association: Association) -> bool:
-        return bool(association.last_error)
+    @admin.display(description="error")
+    def has_error(self, association: Association) -> str:
+        return short(association.last_error)
 
     @admin.action(description="Dissociate selected (give the instances their own IPv4 back)", permissions=["operate"])
     def dissociate(self, request: HttpRequest, queryset):

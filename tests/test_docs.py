@@ -70,8 +70,8 @@ def test_ci_tests_postgresql_on_a_database_name_of_its_own():
 
 # --- every variable a shipped file reads is in README's settings tables --------------------------------
 
-# Set by `make run` for bin/run-dev, not by a person.
-INTERNAL_VARIABLES = {"HCLOUD_TOKEN_GIVEN"}
+# Set by `make run` for bin/run-dev, and by manage.py for the settings, not by a person.
+INTERNAL_VARIABLES = {"HCLOUD_TOKEN_GIVEN", "OCTOPROVIDER_COMMAND_LOG_LEVEL"}
 # Read by Django's createsuperuser, which `make superuser` runs.
 READ_BY_DJANGO = {"DJANGO_SUPERUSER_USERNAME", "DJANGO_SUPERUSER_EMAIL"}
 

@@ -20,6 +20,7 @@ from django.db.models import Model, QuerySet
 from django.dispatch import Signal
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 from django.utils.text import capfirst
 
 from octoprovider.core import clock
@@ -30,6 +31,21 @@ logger = logging.getLogger(__name__)
 
 # Beyond this many per-row errors, one summary line says how many more there were.
 ERRORS_SHOWN = 20
+
+
+def short(text: str, length: int = 40) -> str:
+    """Show the start of a text (an error), whole on hovering; "-" for none.
+
+    A list's error column shows nothing alarming on a healthy row: a red cross there read as an error.
+    """
+    if not text:
+        return "-"
+    return format_html('<span title="{}">{}</span>', text, text if len(text) <= length else text[:length] + "…")
+
+
+def iso_minute(at: datetime | None) -> str:
+    """Write a time as the rest of the console does (ISO, UTC, to the minute), or "-"."""
+    return f"{at:%Y-%m-%d %H:%M}" if at is not None else "-"
 
 
 class AgeFilter(admin.SimpleListFilter):

@@ -69,7 +69,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 # --- test runs: what each test cost -----------------------------------------------------------------
 
-RUNS_DEFAULT_DAYS = 7
+RUNS_DEFAULT_DAYS = costing.RUNS_DEFAULT_DAYS
 
 
 def runs_view(request: HttpRequest):

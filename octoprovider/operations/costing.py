@@ -274,6 +274,9 @@ def spend_for_budgets(
 
 # --- test runs -------------------------------------------------------------------------------------
 
+# How far back the runs page and `costs` look when not told.
+RUNS_DEFAULT_DAYS = 7
+
 
 @dataclass
 class Run:
@@ -319,13 +322,17 @@ def runs(*, since: datetime, until: datetime | None = None, prices: hetzner.Pric
     """Group the instances created since `since` into test runs and cost each, newest first.
 
     Static IPs are costed per run for the hours each was associated with one of its instances (they
-    exist between runs too: the dashboard's burn counts them whole).
+    exist between runs too: the dashboard's burn counts them whole). Hetzner's prices are asked for
+    only when there is a run to price.
     """
-    prices = prices or hetzner.hourly_prices()
     now = clock.now()
     rows = _billed_instances().filter(created_at__gte=since)
     if until is not None:
         rows = rows.filter(created_at__lt=until)
+    rows = list(rows)
+    if not rows:
+        return []
+    prices = prices or hetzner.hourly_prices()
     gap = timedelta(seconds=settings.RUN_GAP)
     by_region: dict[str, list[Run]] = {}
     for instance in sorted(rows, key=lambda row: row["created_at"]):
@@ -350,7 +357,8 @@ def _add_instance(run: Run, instance: dict, prices: hetzner.Prices, now: datetim
     run.servers_eur += (server.hourly or ZERO) * hours
     ipv4_hours = ipv4.hours_in(ipv4.start, ipv4.end or now) if ipv4.end else hours
     run.ipv4s_eur += (ipv4.hourly or ZERO) * ipv4_hours
-    run.unused_seconds += max(0.0, hours * 3600 - (until - server.start).total_seconds())
+    if server.end is not None:  # a running server's hour is not over: nothing of it is unused yet
+        run.unused_seconds += max(0.0, hours * 3600 - (until - server.start).total_seconds())
     run.locations.add(instance["location"])
     run._ids.append(instance["id"])
     if server.end is None:
@@ -385,20 +393,41 @@ class Unclaimed:
         return {key: str(value) if isinstance(value, Decimal) else value for key, value in asdict(self).items()}
 
 
-def unclaimed(*, since: datetime, prices: hetzner.Prices) -> Unclaimed:
-    """Count and price the never-claimed instances created since `since`, and the never-used static IPs now."""
+def unclaimed(*, since: datetime, prices: hetzner.Prices | None = None) -> Unclaimed:
+    """Count and price the never-claimed instances created since `since`, and the never-used static IPs now.
+
+    Hetzner's prices are asked for only when there is something to price.
+    """
     now = clock.now()
     cutoff = now - timedelta(seconds=settings.UNCLAIMED_INSTANCE_GRACE)
-    never_claimed = _billed_instances().filter(created_at__gte=since, created_at__lt=cutoff, claimed_at__isnull=True)
+    never_claimed = list(
+        _billed_instances().filter(created_at__gte=since, created_at__lt=cutoff, claimed_at__isnull=True)
+    )
+    static_ips = list(static_ips_never_used().values_list("location", flat=True))
+    if not never_claimed and not static_ips:
+        return Unclaimed(instances=0, instances_eur=ZERO, static_ips=0, static_ips_eur_per_hour=ZERO)
+    prices = prices or hetzner.hourly_prices()
     instances, instances_eur = 0, ZERO
     for instance in never_claimed:
         instances += 1
         for item in _server_and_ipv4(instance, prices):
             instances_eur += item.cost_in(item.start, item.end or now)
-    static_ips = list(static_ips_never_used().values_list("location", flat=True))
     return Unclaimed(
         instances=instances,
         instances_eur=instances_eur,
         static_ips=len(static_ips),
         static_ips_eur_per_hour=sum((prices.ipv4(location) or ZERO for location in static_ips), ZERO),
     )
+
+
+# --- what was billed, item by item -------------------------------------------------------------------
+
+
+def billed_since(*, since: datetime, prices: hetzner.Prices) -> tuple[list[Billed], list[Billed], list[Billed]]:
+    """Return what Hetzner billed at some time after `since`: servers, their own IPv4s, and static IPs."""
+    servers, ipv4s = [], []
+    for instance in _billed_instances(since=since):
+        server, ipv4 = _server_and_ipv4(instance, prices)
+        servers.append(server)
+        ipv4s.append(ipv4)
+    return servers, ipv4s, _billed_static_ips(prices, since=since)

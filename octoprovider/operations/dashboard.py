@@ -69,10 +69,17 @@ def instances_by_location() -> list[tuple[str, int]]:
 
 
 def static_ip_use() -> dict[str, int]:
-    """Count static IPs: free (allocated, on no instance), associated, and on their way in or out."""
+    """Count static IPs: free (on no server), on a server without association, associated, and in flight.
+
+    A create takes a free static IP as its server's address (`holder`) without OctoPerf associating
+    it: that one is not free for the operator, though OctoPerf may still associate it elsewhere.
+    """
     active = Association.objects.filter(static_ip=OuterRef("pk"), status__in=Association.ACTIVE)
+    unassociated = Q(status=StaticIP.Status.ALLOCATED) & ~Q(Exists(active))
+    on_a_server = Q(holder__isnull=False) & ~Q(holder__status=Instance.Status.TERMINATED)
     return StaticIP.objects.exclude(status=StaticIP.Status.RELEASED).aggregate(
-        free=Count("pk", filter=Q(status=StaticIP.Status.ALLOCATED) & ~Q(Exists(active))),
+        free=Count("pk", filter=unassociated & ~on_a_server),
+        on_a_server=Count("pk", filter=unassociated & on_a_server),
         associated=Count("pk", filter=Q(Exists(active))),
         in_flight=Count("pk", filter=Q(status__in=[StaticIP.Status.ALLOCATING, StaticIP.Status.RELEASING])),
     )
@@ -171,17 +178,24 @@ def rate_budget() -> dict | None:
 
 
 def last_errors(*, kinds: set[str]) -> list[LastError]:
-    """Return the rows of the given kinds whose last Hetzner operation failed, most recently updated first."""
+    """Return the rows of the given kinds whose last Hetzner operation failed, most recently updated first.
+
+    An instance whose delete succeeded after failed attempts is left out: its last error is history.
+    """
     rows = []
     for model, kind in ((Instance, "instance"), (StaticIP, "static IP"), (Association, "association")):
         if kind not in kinds:
             continue
         opts = model._meta
-        for pk, status, error, at in (
-            model.objects.exclude(last_error="")
-            .order_by("-updated_at")
-            .values_list("pk", "status", "last_error", "updated_at")[:_LAST_ERRORS]
-        ):
+        rows_with_errors = model.objects.exclude(last_error="")
+        if model is Instance:
+            # A delete Hetzner took in the end (the row terminated after it) ends the story its errors told.
+            rows_with_errors = rows_with_errors.exclude(
+                status=Instance.Status.TERMINATED, delete_requested_at__isnull=False
+            )
+        for pk, status, error, at in rows_with_errors.order_by("-updated_at").values_list(
+            "pk", "status", "last_error", "updated_at"
+        )[:_LAST_ERRORS]:
             url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[pk])
             rows.append(LastError(kind=kind, pk=pk, admin_url=url, status=status, error=error, at=at))
     return sorted(rows, key=lambda row: row.at, reverse=True)[:_LAST_ERRORS]

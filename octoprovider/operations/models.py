@@ -172,3 +172,21 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class HetznerRequestHour(models.Model):
+    """How many answers Hetzner gave this deployment in one clock hour (UTC), for the dashboard's chart.
+
+    One row per hour, counted up by every process on each answer (octoprovider.operations.charts):
+    the audit keeps only mutations, and the rate budget only the last observation.
+    """
+
+    hour = models.DateTimeField(unique=True, help_text="The hour's start (UTC).")
+    requests = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        app_label = "octoprovider"
+        ordering = ["hour"]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00}: {self.requests} Hetzner requests"

@@ -3,11 +3,12 @@ and every page of the console readable at 1280, 1440 and 1920 px.
 
 Drives Debian's chromium (never a browser downloaded by `playwright install`) against pytest-django's
 live server, which serves from another thread; the sandbox and the service's clock are process-wide,
-so it sees the same simulated cloud as the test. Screenshots go to artifacts/ (listed in the docstring
-of test_every_page_fits_at_common_screen_widths).
+so it sees the same simulated cloud as the test. Screenshots go to the directory SCREENSHOTS_DIR names
+(pytest's temporary directory of the test without it), listed in each test's docstring.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 WIDTHS = [1280, 1440, 1920]
 
 pytestmark = [
@@ -31,10 +31,11 @@ pytestmark = [
     pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no browser at {CHROMIUM} (apt-get install chromium)"),
 ]
 
-# Boxes of the dashboard's panels, and of every cell that sticks out of its panel.
+# Boxes of the dashboard's panels, and of every cell that sticks out of its panel (cells hidden in a
+# closed <details>, a chart's figures, are not drawn).
 PANELS_JS = """() => [...document.querySelectorAll('#dashboard .module')].map(panel => {
   const box = panel.getBoundingClientRect();
-  const outside = [...panel.querySelectorAll('th, td, caption')].filter(cell => {
+  const outside = [...panel.querySelectorAll('th, td, caption')].filter(cell => cell.checkVisibility()).filter(cell => {
     const c = cell.getBoundingClientRect();
     return c.left < box.left - 1 || c.right > box.right + 1 || c.top < box.top - 1 || c.bottom > box.bottom + 1;
   }).map(cell => cell.innerText.slice(0, 40));
@@ -67,6 +68,14 @@ def overlapping(panels: list[dict]) -> list[tuple[str, str]]:
             ):
                 pairs.append((a["id"], b["id"]))
     return pairs
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    """Return the directory screenshots go to: SCREENSHOTS_DIR, or the test's temporary directory."""
+    directory = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
 
 
 @pytest.fixture
@@ -106,7 +115,7 @@ def test_an_operator_sees_the_fleet_and_terminates_an_instance_after_confirming(
     assert "Simulated Hetzner Cloud" in page.inner_text("#sandbox-banner")
     assert page.inner_text("#instances-by-status").lower().split() == ["instances", "by", "state", "running", "2"]
     assert "EUR/h" in page.inner_text("#spend")
-    assert "free\t1" in page.inner_text("#static-ips")
+    assert "free (on no server)\t1" in page.inner_text("#static-ips")
 
     page.click("#instances-by-status caption a")
     page.check(f'input[name="_selected_action"][value="{doomed}"]')
@@ -132,8 +141,8 @@ def test_an_operator_sees_the_fleet_and_terminates_an_instance_after_confirming(
     ]
 
 
-def test_every_page_fits_at_common_screen_widths(live_server, logged_in, octoperf, settle, sandbox):
-    """Screenshots, at each width W of 1280, 1440 and 1920 px, in artifacts/:
+def test_every_page_fits_at_common_screen_widths(live_server, logged_in, octoperf, settle, sandbox, screenshots):
+    """Screenshots, at each width W of 1280, 1440 and 1920 px, in SCREENSHOTS_DIR:
 
     - dashboard-W.png: the dashboard (panels side by side, none over another);
     - instances-W.png: the instance list (age, EUR per hour, every column on screen);
@@ -159,13 +168,12 @@ def test_every_page_fits_at_common_screen_widths(live_server, logged_in, octoper
         "static-ips": "/admin/staticips/staticip/",
         "audit": "/admin/octoprovider/auditevent/",
     }
-    ARTIFACTS.mkdir(exist_ok=True)
     problems = []
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 900})
         for name, path in pages.items():
             page.goto(f"{live_server.url}{path}")
-            page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+            page.screenshot(path=str(screenshots / f"{name}-{width}.png"), full_page=True)
             overflow = page.evaluate(OVERFLOW_JS)
             if overflow["extra"] > 0 or overflow["offscreen"]:
                 problems.append(
@@ -179,5 +187,123 @@ def test_every_page_fits_at_common_screen_widths(live_server, logged_in, octoper
                     for p in panels
                     if p["outside"]
                 ]
+
+    assert problems == [], "\n".join(problems)
+
+
+# The lists' layout: header cells past the right edge, cells whose content is cut (wider than the cell
+# and hidden), and words (our ids, an error's words) broken across two lines (one token, two line boxes).
+LIST_LAYOUT_JS = """() => {
+  const width = document.documentElement.clientWidth;
+  const results = document.querySelector('.results');
+  const edge = results ? Math.min(results.getBoundingClientRect().right, width) : width;
+  const offscreen = [...document.querySelectorAll('#result_list thead th')]
+    .filter(th => th.getBoundingClientRect().right > edge + 1).map(th => th.innerText.trim());
+  const cut = [...document.querySelectorAll('#result_list td, #result_list tbody th')]
+    .filter(cell => cell.scrollWidth > cell.clientWidth + 1).map(cell => cell.innerText.trim().slice(0, 40));
+  const wrapped = [];
+  const walker = document.createTreeWalker(document.querySelector('#result_list tbody'), NodeFilter.SHOW_TEXT);
+  const range = document.createRange();
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const match of node.data.matchAll(/[^\\s]{2,}/g)) {
+      range.setStart(node, match.index);
+      range.setEnd(node, match.index + match[0].length);
+      if (range.getClientRects().length > 1) wrapped.push(match[0]);
+    }
+  }
+  return {extra: document.documentElement.scrollWidth - width, offscreen, cut, wrapped,
+          headers: [...document.querySelectorAll('#result_list thead th')].map(th => th.innerText.trim())};
+}"""
+
+
+def test_the_charts_lists_and_audit_at_common_screen_widths(
+    live_server, logged_in, octoperf, settle, sandbox, screenshots
+):
+    """Screenshots, at each width W of 1280, 1440 and 1920 px, in SCREENSHOTS_DIR:
+
+    - dashboard-charts-W.png: the dashboard, whole, with its charts; charts-W.png: the charts alone,
+      and charts-dark-W.png in the admin's dark mode;
+      alerts-W.png: the open alerts panel, when the dashboard has one (an element with id `alerts`);
+    - runs-W.png: the runs page, a cost bar per run;
+    - associations-W.png: the associations list (Created, Ended and Error on screen);
+    - all-instances-W.png: every instance, terminated ones included (Error whole, ids on one line);
+    - audit-by-actor-W.png: the audit list filtered by an operator's username.
+    """
+    from octoprovider.core import clock
+    from octoprovider.operations.models import AuditEvent
+
+    ids = [octoperf.create(region=region) for region in ("fsn1", "nbg1", "hel1")]
+    first_ip, second_ip = octoperf.allocate(), octoperf.allocate()
+    settle(60)
+    octoperf.associate(first_ip, ids[0])
+    octoperf.associate(second_ip, ids[1])
+    settle(120)
+    sandbox.inject_fault("POST", r"/servers$", code="resource_limit_exceeded", status=403)
+    octoperf.call("POST", "/instances", form={"userData": "#!/bin/sh", "region": "fsn1", "type": "XLARGE"})
+    octoperf.delete(ids[2])
+    settle(3600)
+    for action in ("terminate", "reboot", "release"):
+        AuditEvent.objects.create(
+            at=clock.now(),
+            kind=AuditEvent.Kind.HETZNER,
+            actor="ops",
+            method="POST",
+            route=f"console {action}",
+            our_ids=ids[0],
+            status=200,
+            outcome="ok",
+        )
+    AuditEvent.objects.create(
+        at=clock.now(),
+        kind=AuditEvent.Kind.HETZNER,
+        actor="someone-else",
+        method="POST",
+        route="console reboot",
+        our_ids=ids[1],
+        status=200,
+        outcome="ok",
+    )
+    page = logged_in
+    problems = []
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+
+        page.goto(f"{live_server.url}/admin/")
+        page.screenshot(path=str(screenshots / f"dashboard-charts-{width}.png"), full_page=True)
+        page.locator("#charts").screenshot(path=str(screenshots / f"charts-{width}.png"))
+        page.emulate_media(color_scheme="dark")
+        page.locator("#charts").screenshot(path=str(screenshots / f"charts-dark-{width}.png"))
+        page.emulate_media(color_scheme="light")
+        if page.locator("#alerts").count():
+            page.locator("#alerts").screenshot(path=str(screenshots / f"alerts-{width}.png"))
+        for chart in ("chart-spend", "chart-instances", "chart-requests"):
+            box = page.locator(f"#{chart} svg.chart").bounding_box()
+            if box is None or box["x"] < 0 or box["x"] + box["width"] > width or box["height"] < 100:
+                problems.append(f"dashboard at {width}px: {chart} is not whole on screen ({box})")
+
+        page.goto(f"{live_server.url}/admin/runs/")
+        page.screenshot(path=str(screenshots / f"runs-{width}.png"), full_page=True)
+        bars = page.locator("#runs td.cost-bar svg")
+        if bars.count() < 2:
+            problems.append(f"runs at {width}px: {bars.count()} cost bars")
+        if page.input_value("#since") != f"{clock.now().date() - timedelta(days=7)}":
+            problems.append(f"runs at {width}px: the date picker shows {page.input_value('#since')!r}")
+
+        for name, path in {
+            "associations": "/admin/staticips/association/",
+            "all-instances": "/admin/instances/instance/?status=all",
+            "audit-by-actor": "/admin/octoprovider/auditevent/?actor=ops",
+        }.items():
+            page.goto(f"{live_server.url}{path}")
+            page.screenshot(path=str(screenshots / f"{name}-{width}.png"), full_page=True)
+            layout = page.evaluate(LIST_LAYOUT_JS)
+            for what in ("offscreen", "cut", "wrapped"):
+                if layout[what]:
+                    problems.append(f"{name} at {width}px: {what} {layout[what]} (columns {layout['headers']})")
+            if layout["extra"] > 0:
+                problems.append(f"{name} at {width}px: the page is {layout['extra']}px too wide")
+        rows = page.locator("#result_list tbody tr").count()
+        if rows != 3:
+            problems.append(f"the audit filtered by actor lists {rows} rows, not the 3 of ops")
 
     assert problems == [], "\n".join(problems)

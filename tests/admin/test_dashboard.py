@@ -57,7 +57,7 @@ def test_the_dashboard_tells_free_static_ips_from_associated_ones(admin_client, 
 
     text = module(dashboard(admin_client), "static-ips")
 
-    assert "free 2" in text
+    assert "free (on no server) 2" in text
     assert "associated 1" in text
 
 

@@ -222,3 +222,43 @@ def test_killing_make_with_sigkill_stops_the_server_and_the_reconciler(make_run)
 
     wait_for(make_run.gone, 15, "the server and the reconciler to stop")
     assert not answers(make_run.port)
+
+
+def test_make_run_on_a_port_already_in_use_fails_with_one_line_saying_so(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
+        env.update(
+            PORT=str(port),
+            DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+            HCLOUD_SANDBOX_FILE=str(tmp_path / "hetzner-sandbox.json"),
+        )
+        result = subprocess.run(["make", "run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    assert result.returncode != 0
+    ours = [line for line in (result.stdout + result.stderr).splitlines() if not line.startswith("make: ***")]
+    assert ours == [
+        f"make run: port {port} is already in use (another make run?); PORT={port + 1} make run serves on another"
+    ]
+    assert not (tmp_path / "db.sqlite3").exists()  # it stopped before anything else
+
+
+def test_make_run_says_which_token_to_use_and_how_to_create_the_first_admin_user(make_run):
+    output = make_run.output()
+    base = f"http://127.0.0.1:{make_run.port}"
+
+    assert (
+        f"token: dev-token (as no OCTOPERF_API_TOKENS is set), so the base URL is {base}/octoperf/dev-token" in output
+    )
+    assert f"console: {base}/admin/ (the first admin user: make superuser)" in output
+
+
+def test_make_run_with_api_tokens_set_does_not_offer_dev_token(tmp_path):
+    server = MakeRun(tmp_path, OCTOPERF_API_TOKENS="t" * 40)
+    try:
+        assert "dev-token" not in server.output()
+        assert "make superuser" in server.output()
+    finally:
+        server.stop()

@@ -109,10 +109,11 @@ def test_a_longer_run_gap_makes_one_run_of_the_fsn1_tests(day, settings):
 
 
 def test_a_run_with_a_live_instance_has_no_end_yet(octoperf, settle):
+    start = clock.now()
     octoperf.create()
     settle(30 * MINUTE)
 
-    (run,) = costs_json(clock.now())["runs"]
+    (run,) = costs_json(start)["runs"]  # the day it started: the clock may pass midnight meanwhile
 
     assert run["end"] is None
     assert run["instance_hours"] == 1
@@ -150,3 +151,32 @@ def test_userdata_is_stored_nowhere_runs_are_computed_from(day, octoperf):
     report = json.dumps(costs_json(day - timedelta(days=1)))
 
     assert USER_DATA not in report and "s3cr3t" not in report
+
+
+def test_a_running_servers_hour_is_not_over_so_none_of_it_is_unused(octoperf, settle):
+    start = clock.now()
+    instance_id = octoperf.create()
+    settle(20 * MINUTE)
+
+    (running,) = costs_json(start)["runs"]
+    octoperf.delete(instance_id)
+    settle(MINUTE)
+    (ended,) = costs_json(start)["runs"]
+
+    assert running["unused_minutes"] == 0
+    assert ended["unused_minutes"] == 40  # deleted 20 minutes into its billed hour
+
+
+def test_the_costs_command_looks_back_a_week_by_default_as_the_runs_page(octoperf, settle, capsys):
+    octoperf.delete(octoperf.create())
+    settle(8 * 24 * 3600)
+    octoperf.create()
+    settle(MINUTE)
+
+    call_command("costs", "--json")
+    report = json.loads(capsys.readouterr().out)
+    call_command("costs")
+    out = capsys.readouterr().out
+
+    assert [run["instances"] for run in report["runs"]] == [1]
+    assert f"1 runs since {(clock.now() - timedelta(days=7)).date()}" in out

@@ -63,7 +63,7 @@ def test_readyz_is_503_naming_the_wrong_setting_but_not_its_value(db, wrong_ssh_
 
 
 def test_the_start_up_check_names_the_missing_ssh_key(db, wrong_ssh_key):
-    errors = [message for message in checks.run_checks() if message.id == "octoprovider.W004"]
+    errors = [m for m in checks.run_checks(include_deployment_checks=True) if m.id == "octoprovider.W004"]
 
     assert [error.level for error in errors] == [checks.WARNING]
     assert "'opz'" in errors[0].msg and "HCLOUD_SSH_KEYS" in errors[0].msg
@@ -74,4 +74,15 @@ def test_the_start_up_check_is_silent_when_the_settings_match_the_project(db, se
     sandbox.add_firewall("agents")
     settings.HCLOUD_SSH_KEYS, settings.HCLOUD_FIREWALLS = ["ops"], ["agents"]
 
-    assert not [message for message in checks.run_checks() if message.id == "octoprovider.W004"]
+    assert not [m for m in checks.run_checks(include_deployment_checks=True) if m.id == "octoprovider.W004"]
+
+
+def test_the_reconcilers_start_names_the_missing_ssh_key(db, wrong_ssh_key):
+    import io
+
+    from django.core.management import call_command
+
+    err = io.StringIO()
+    call_command("reconcile", "--wait", "0", skip_checks=False, stdout=io.StringIO(), stderr=err)
+
+    assert "octoprovider.W004" in err.getvalue() and "'opz'" in err.getvalue()

@@ -6,8 +6,8 @@ from django.core.management.base import BaseCommand, CommandError
 from octoprovider.core.exceptions import HetznerError
 from octoprovider.core.reports import Kind, Outcome
 from octoprovider.hetzner.deployment import deployment_label_refusal
-from octoprovider.operations.cleanup import Finding, audit_events_to_prune, cleanup_findings
 from octoprovider.operations.alerts import alerts_check_reconciler
+from octoprovider.operations.cleanup import Finding, audit_events_to_prune, cleanup_findings
 
 
 class Command(BaseCommand):

@@ -1,19 +1,20 @@
 import json as jsonlib
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_date
 
+from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError
-from octoprovider.hetzner import hourly_prices
-from octoprovider.operations.costing import runs, unclaimed
+from octoprovider.operations.costing import RUNS_DEFAULT_DAYS, runs, unclaimed
 
 
 class Command(BaseCommand):
     help = (
-        "Print the test runs started since a date (creates in one region less than RUN_GAP seconds apart) "
+        f"Print the test runs started since a date ({RUNS_DEFAULT_DAYS} days ago by default; creates in one region "
+        "less than RUN_GAP seconds apart) "
         "with what each cost at Hetzner's prices: instances, billed instance-hours, euros for servers, "
         "their IPv4s and static IPs, and the billed minutes nobody used; then the instances OctoPerf never "
         "claimed and the static IPs it never used. Reads only; changes nothing."
@@ -21,11 +22,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--since", required=True, metavar="DATE", help="The first day (YYYY-MM-DD, UTC) whose runs to print."
+            "--since",
+            metavar="DATE",
+            help=f"The first day (YYYY-MM-DD, UTC) whose runs to print; by default {RUNS_DEFAULT_DAYS} days ago, "
+            "as the console's runs page.",
         )
         parser.add_argument("--json", action="store_true", help="Print one JSON object (runs and totals).")
 
-    def handle(self, *args, since, json: bool, verbosity, **options):
+    def handle(self, *args, since: str | None, json: bool, verbosity, **options):
+        if since is None:
+            since = (clock.now() - timedelta(days=RUNS_DEFAULT_DAYS)).date().isoformat()
         try:
             day = parse_date(since) if since else None
         except ValueError:  # well formed, but no day: 2026-02-30, 2026-13-01
@@ -34,12 +40,12 @@ class Command(BaseCommand):
             raise CommandError(f"--since must be a date like 2026-05-01, not {since!r}")
         start = datetime.combine(day, time.min, tzinfo=UTC)
         try:
-            prices = hourly_prices()
-            found = runs(since=start, prices=prices)
+            # Each asks Hetzner's prices (once: the gateway caches them) only if it has something to price.
+            found = runs(since=start)
+            waste = unclaimed(since=start)
         except HetznerError as exc:
             raise CommandError(f"Could not read Hetzner's prices: {exc.message}") from exc
         total = sum((run.total_eur for run in found), Decimal(0))
-        waste = unclaimed(since=start, prices=prices)
         if json:
             self._print_json(found, total, waste)
             return

@@ -70,6 +70,11 @@ class Command(BaseCommand):
     def handle(self, *args, loop, interval, sweep_interval, wait, verbosity, **options):
         if refusal := deployment_label_refusal():  # another label would orphan the fleet
             raise CommandError(refusal)
+        if not options["skip_checks"]:
+            # The settings Hetzner must know (SSH keys, firewalls, image): a deployment check tagged
+            # "hetzner" (octoprovider/checks.py), which the other commands skip: only those that need
+            # Hetzner call it.
+            self.check(tags=["hetzner"], include_deployment_checks=True)
         if not loop:
             self._once(wait=wait, interval=interval, verbosity=verbosity)
             return
