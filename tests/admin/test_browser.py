@@ -223,14 +223,14 @@ def test_the_charts_lists_and_audit_at_common_screen_widths(
 
     - dashboard-charts-W.png: the dashboard, whole, with its charts; charts-W.png: the charts alone,
       and charts-dark-W.png in the admin's dark mode;
-      alerts-W.png: the open alerts panel, when the dashboard has one (an element with id `alerts`);
+      alerts-W.png: the open alerts panel, with one open alert (a daily budget at 80 %);
     - runs-W.png: the runs page, a cost bar per run;
     - associations-W.png: the associations list (Created, Ended and Error on screen);
     - all-instances-W.png: every instance, terminated ones included (Error whole, ids on one line);
     - audit-by-actor-W.png: the audit list filtered by an operator's username.
     """
     from octoprovider.core import clock
-    from octoprovider.operations.models import AuditEvent
+    from octoprovider.operations.models import Alert, AuditEvent
 
     ids = [octoperf.create(region=region) for region in ("fsn1", "nbg1", "hel1")]
     first_ip, second_ip = octoperf.allocate(), octoperf.allocate()
@@ -242,10 +242,18 @@ def test_the_charts_lists_and_audit_at_common_screen_widths(
     octoperf.call("POST", "/instances", form={"userData": "#!/bin/sh", "region": "fsn1", "type": "XLARGE"})
     octoperf.delete(ids[2])
     settle(3600)
+    Alert.objects.create(
+        key="budget:DAILY_BUDGET_EUR:80",
+        family="budget",
+        title="DAILY_BUDGET_EUR at 80 % or more",
+        detail="4.10 of 5.00 EUR spent today",
+        since=clock.now(),
+        started_at=clock.now(),
+    )
     for action in ("terminate", "reboot", "release"):
         AuditEvent.objects.create(
             at=clock.now(),
-            kind=AuditEvent.Kind.HETZNER,
+            kind=AuditEvent.Kind.CONSOLE,
             actor="ops",
             method="POST",
             route=f"console {action}",
@@ -255,7 +263,7 @@ def test_the_charts_lists_and_audit_at_common_screen_widths(
         )
     AuditEvent.objects.create(
         at=clock.now(),
-        kind=AuditEvent.Kind.HETZNER,
+        kind=AuditEvent.Kind.CONSOLE,
         actor="someone-else",
         method="POST",
         route="console reboot",
@@ -274,8 +282,9 @@ def test_the_charts_lists_and_audit_at_common_screen_widths(
         page.emulate_media(color_scheme="dark")
         page.locator("#charts").screenshot(path=str(screenshots / f"charts-dark-{width}.png"))
         page.emulate_media(color_scheme="light")
-        if page.locator("#alerts").count():
-            page.locator("#alerts").screenshot(path=str(screenshots / f"alerts-{width}.png"))
+        page.locator("#alerts").screenshot(path=str(screenshots / f"alerts-{width}.png"))
+        if "DAILY_BUDGET_EUR at 80 % or more" not in page.locator("#alerts").inner_text():
+            problems.append(f"dashboard at {width}px: the open alert is not in the alerts panel")
         for chart in ("chart-spend", "chart-instances", "chart-requests"):
             box = page.locator(f"#{chart} svg.chart").bounding_box()
             if box is None or box["x"] < 0 or box["x"] + box["width"] > width or box["height"] < 100:
