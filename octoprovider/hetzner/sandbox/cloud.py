@@ -987,7 +987,8 @@ class SandboxCloud:
 
         location = self._create_location(body.get("location"), spec, static_ipv4 or static_ipv6)
         if location not in spec.locations:
-            raise invalid_input("server_type", "unsupported location for server type")
+            # As Hetzner answers it: a rule, not a field's validation, so no `details.fields` (`details: {}`).
+            raise ApiError("invalid_input", "unsupported location for server type")
         if not self._available(spec, location):
             raise ApiError("resource_unavailable", f"server type {spec.name} is unavailable in {location}")
         if any(server["name"] == name for server in self._servers.values()):
