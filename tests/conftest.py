@@ -100,6 +100,18 @@ def server_of(sandbox, instance_id: str) -> dict:
     return sandbox.servers[Instance.objects.get(pk=instance_id).hetzner_id]
 
 
+def reboots_at_hetzner(sandbox, instance_id: str) -> int:
+    """How many reboots of an instance's server Hetzner carried out (the sandbox's `reboot_server` actions)."""
+    from instances.models import Instance
+
+    server_id = Instance.objects.get(pk=instance_id).hetzner_id
+    return sum(
+        1
+        for action in sandbox.actions.values()
+        if action["command"] == "reboot_server" and {"id": server_id, "type": "server"} in action["resources"]
+    )
+
+
 def public_ipv4(sandbox, instance_id: str) -> str | None:
     """The public IPv4 address an instance's server has at Hetzner, if any."""
     ipv4 = server_of(sandbox, instance_id)["public_net"]["ipv4"]

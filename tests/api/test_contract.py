@@ -7,8 +7,8 @@ from django.test import Client
 
 from instances.models import Instance
 from octoprovider.core.logmask import MaskTokensFilter, mask_path
-from staticips.models import StaticIP
-from tests.conftest import JAVA_ACCEPT, TOKEN, OctoPerf
+from staticips.models import Association, StaticIP
+from tests.conftest import JAVA_ACCEPT, TOKEN, OctoPerf, reboots_at_hetzner
 from tests.settings import TEST_TOKENS
 
 pytestmark = pytest.mark.django_db
@@ -38,14 +38,37 @@ def test_any_accept_header_gets_json(instance_id, accept):
 
 
 @pytest.mark.parametrize("slash", ["", "/"])
-def test_every_endpoint_answers_with_or_without_a_trailing_slash(octoperf, slash):
+def test_every_endpoint_answers_with_or_without_a_trailing_slash(octoperf, sandbox, settle, slash):
+    where = {"region": "fsn1", "zone": "default"}
     created = octoperf.call("POST", "/instances" + slash, form={"userData": "x", "region": "fsn1", "type": "SMALL"})
     assert created.status_code == 200
     instance_id = created.json()["value"]
+    settle(60)
 
-    assert octoperf.call("GET", f"/instances/{instance_id}/state{slash}").status_code == 200
+    assert octoperf.call("GET", f"/instances/{instance_id}/state{slash}").json() == {"value": "running"}
     assert octoperf.call("PUT", f"/instances/{instance_id}{slash}").status_code == 200
+    assert reboots_at_hetzner(sandbox, instance_id) == 1
+
+    allocated = octoperf.call("POST", f"/static-ips/allocate{slash}", form=where)
+    assert allocated.status_code == 200
+    ip = {**where, "id": allocated.json()["value"], "instanceId": instance_id}
+    associated = octoperf.call("PUT", f"/static-ips/associate{slash}", form=ip)
+    assert associated.status_code == 200
+    association_id = associated.json()["value"]
+    assert Association.objects.get(pk=association_id).static_ip_id == ip["id"]
+    for _ in range(12):
+        settle(10)
+    dissociated = octoperf.call("PUT", f"/static-ips/dissociate{slash}", form={**ip, "associationId": association_id})
+    assert dissociated.status_code == 200
+    assert Association.objects.get(pk=association_id).status in ("dissociating", "ended")
+    released = octoperf.call("DELETE", f"/static-ips/release{slash}", query={**where, "id": ip["id"]})
+    assert released.status_code == 200
     assert octoperf.call("DELETE", f"/instances{slash}", query={"instanceId": instance_id}).status_code == 200
+    for _ in range(8):
+        settle(40, full=True)
+    assert StaticIP.objects.get(pk=ip["id"]).status == "released"
+    assert Instance.objects.get(pk=instance_id).state == "terminated"
+    assert (sandbox.servers, sandbox.primary_ips) == ({}, {})
 
 
 def test_errors_are_json_in_the_contract_shape(octoperf):
@@ -77,12 +100,13 @@ def test_a_body_that_is_not_json_is_400(octoperf):
     assert response["Content-Type"] == JSON_UTF8
 
 
-def test_put_with_an_empty_form_body_reboots(octoperf, instance_id, settle):
+def test_put_with_an_empty_form_body_reboots(octoperf, sandbox, instance_id, settle):
     settle(60)
 
     response = octoperf.call("PUT", f"/instances/{instance_id}", form={})
 
     assert response.status_code == 200
+    assert reboots_at_hetzner(sandbox, instance_id) == 1
 
 
 def test_nothing_ever_redirects(octoperf, instance_id):
