@@ -148,6 +148,7 @@ def test_a_wrong_token_in_the_path_is_401(instance_id, base, sandbox):
     response = OctoPerf(base=base).call("POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"})
 
     assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
     assert sandbox.request_count == before
 
 
@@ -157,6 +158,7 @@ def test_a_wrong_bearer_token_is_401(instance_id):
     )
 
     assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
 
 
 def test_tokens_are_masked_in_logged_request_lines():
@@ -198,18 +200,25 @@ def test_a_hetzner_id_never_reaches_hetzner_through_the_contract(octoperf, sandb
     primary_ip_id = str(StaticIP.objects.get(pk=ip_id).hetzner_id)
     mutations = len(sandbox.mutation_requests())
 
-    assert octoperf.call("GET", f"/instances/{server_id}/state").status_code == 404
-    assert octoperf.reboot(server_id).status_code == 404
-    assert octoperf.delete(server_id).status_code == 404
-    assert octoperf.release(primary_ip_id).status_code == 404
-    assert octoperf.associate(primary_ip_id, instance_id).status_code == 404
-    assert octoperf.associate(ip_id, server_id).status_code == 404
+    answers = [
+        octoperf.call("GET", f"/instances/{server_id}/state"),
+        octoperf.reboot(server_id),
+        octoperf.delete(server_id),
+        octoperf.release(primary_ip_id),
+        octoperf.associate(primary_ip_id, instance_id),
+        octoperf.associate(ip_id, server_id),
+    ]
+
+    assert [(answer.status_code, answer.json()["error"]["code"]) for answer in answers] == [(404, "not_found")] * 6
     assert len(sandbox.mutation_requests()) == mutations
 
 
 def test_an_id_with_a_nul_character_is_404_not_a_crash(octoperf):
-    assert octoperf.call("GET", "/instances/i-%00/state").status_code == 404
-    assert octoperf.call("DELETE", "/instances", query={"instanceId": "i-\x00"}).status_code == 400
+    state = octoperf.call("GET", "/instances/i-%00/state")
+    delete = octoperf.call("DELETE", "/instances", query={"instanceId": "i-\x00"})
+
+    assert (state.status_code, state.json()["error"]["code"]) == (404, "not_found")
+    assert (delete.status_code, delete.json()["error"]["code"]) == (400, "invalid_input")
 
 
 def test_an_unknown_contract_path_is_json_even_with_debug_on(octoperf, settings):
