@@ -27,9 +27,10 @@ from octoprovider.core.exceptions import (
     Conflict,
     HetznerError,
     HetznerLocked,
+    HetznerNoCapacity,
     HetznerNotFound,
-    HetznerRejected,
-    HetznerUnavailable,
+    HetznerPrimaryIPRefused,
+    HetznerTypeNotOrderable,
     InvalidInput,
     LimitReached,
     NotFound,
@@ -243,10 +244,23 @@ def use_public_ipv4_source(source: PublicIPv4Source | None) -> None:
     _public_ipv4_source = source
 
 
-# Hetzner's refusals of a create that name the Primary IP we gave it (assigned meanwhile, gone, or
-# still reported on a server deleted a moment ago): the next free one, or none, is tried instead.
-_IPV4_REFUSALS = ("primary_ip_assigned", "not_found", "primary_ip_datacenter_mismatch")
+# Hetzner may refuse the Primary IP a create is given (assigned meanwhile, gone, or still reported on a
+# server deleted a moment ago): the next free one, or none, is tried instead.
 _IPV4_TRIES = 3
+
+
+@dataclass
+class _Attempt:
+    """One create's way to Hetzner: the prices its budgets were checked at, and what they priced.
+
+    Each try is priced at the server type, location and IPv4 it is about to send; a try priced
+    otherwise than the last check (a type or location fallback, or no static IP after all) is
+    checked again first, so no fallback crosses a budget.
+    """
+
+    prices: hetzner.Prices | None
+    public_ipv4_id: int | None = None
+    priced_as: tuple[str, str, bool] | None = None  # (server type, location, own IPv4)
 
 
 def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -> Instance:
@@ -256,45 +270,14 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
     so that a later associate needs no power cycle. `user_data` goes to Hetzner and nowhere else:
     not stored, not logged.
     """
-    location = catalog.location_for(region)
-    catalog.check_size(type)
-    guardrails.check_region_and_type(region=region, location=location, instance_type=type)
-    if len(user_data.encode()) > settings.USER_DATA_MAX_BYTES:
-        raise InvalidInput(
-            f"userData is {len(user_data.encode())} bytes; Hetzner accepts at most "
-            f"{settings.USER_DATA_MAX_BYTES} bytes (32 KiB).",
-            code="user_data_too_large",
-        )
+    location = _checked_location(region=region, type=type, user_data=user_data)
     candidates = catalog.server_type_candidates(location, type)  # may read Hetzner's catalogue (cached)
     # Read before the lock: no transaction stays open across a Hetzner call (both are cached).
     attempt = _Attempt(prices=hetzner.hourly_prices() if guardrails.budgets_set() else None)
     guardrails.measure_spend_ahead(attempt.prices)  # the month's rows, summed before the lock
     with guardrails.guarded("instances"):
-        # Every row whose server may still exist bills: a delete Hetzner refuses keeps its row
-        # `deleting`, and a cap that left those out would let create/delete loops pile servers up.
-        live = Instance.objects.exclude(status=Status.TERMINATED)
-        guardrails.check_count(
-            name="MAX_INSTANCES", current=live.count(), limit=settings.MAX_INSTANCES, what="instances"
-        )
-        guardrails.check_count(
-            name="MAX_INSTANCES_PER_REGION",
-            current=live.filter(location=location).count(),
-            limit=settings.MAX_INSTANCES_PER_REGION,
-            what=f"instances in {location}",
-        )
-        instance = Instance.objects.create(
-            region=region.strip().lower(),  # as OctoPerf may send it, FSN1 or fsn1: one filter choice
-            zone=zone,
-            location=location,
-            type=type.strip().upper(),
-            server_type=candidates[0],
-            image=settings.HCLOUD_IMAGE,
-        )
-        if _public_ipv4_source is not None:
-            attempt.public_ipv4_id = _public_ipv4_source.take(instance=instance, exclude=[])
-        if attempt.public_ipv4_id is not None:
-            Instance.objects.filter(pk=instance.pk).update(own_ipv4=False)
-            instance.own_ipv4 = False
+        instance = _insert_within_caps(region=region, zone=zone, location=location, type=type, candidates=candidates)
+        _take_public_ipv4(instance, attempt)
         if attempt.prices is not None:
             # A refusal here rolls the row back with the lock: nothing was ever created.
             likely = next((name for name in candidates if hetzner.server_type_orderable(name, location)), candidates[0])
@@ -316,27 +299,57 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
         instance.id,
         server.id,
         server.server_type,
-        instance.location,
+        instance.location,  # where it was created: a LOCATION_FALLBACKS location perhaps
     )
-    _record_created(
-        instance, server, own_ipv4=server.public_ipv4_id is not None and server.public_ipv4_id != attempt.public_ipv4_id
-    )
+    own_ipv4 = server.public_ipv4_id is not None and server.public_ipv4_id != attempt.public_ipv4_id
+    _record_created(instance, server, own_ipv4=own_ipv4)
     instance.refresh_from_db()
     return instance
 
 
-@dataclass
-class _Attempt:
-    """One create's way to Hetzner: the prices its budgets were checked at, and what they priced.
+def _checked_location(*, region: str, type: str, user_data: str) -> str:
+    """Refuse a create OctoPerf asked wrongly or the operator does not allow; return the region's location."""
+    location = catalog.location_for(region)
+    catalog.check_size(type)
+    guardrails.check_region_and_type(region=region, location=location, instance_type=type)
+    if len(user_data.encode()) > settings.USER_DATA_MAX_BYTES:
+        raise InvalidInput(
+            f"userData is {len(user_data.encode())} bytes; Hetzner accepts at most "
+            f"{settings.USER_DATA_MAX_BYTES} bytes (32 KiB).",
+            code="user_data_too_large",
+        )
+    return location
 
-    Each try is priced at the server type, location and IPv4 it is about to send; a try priced
-    otherwise than the last check (a type or location fallback, or no static IP after all) is
-    checked again first, so no fallback crosses a budget.
-    """
 
-    prices: hetzner.Prices | None
-    public_ipv4_id: int | None = None
-    priced_as: tuple[str, str, bool] | None = None  # (server type, location, own IPv4)
+def _insert_within_caps(*, region: str, zone: str, location: str, type: str, candidates: list[str]) -> Instance:
+    """Insert the row, unless it would cross MAX_INSTANCES or MAX_INSTANCES_PER_REGION. Run inside the lock."""
+    # Every row whose server may still exist bills: a delete Hetzner refuses keeps its row
+    # `deleting`, and a cap that left those out would let create/delete loops pile servers up.
+    live = Instance.objects.exclude(status=Status.TERMINATED)
+    guardrails.check_count(name="MAX_INSTANCES", current=live.count(), limit=settings.MAX_INSTANCES, what="instances")
+    guardrails.check_count(
+        name="MAX_INSTANCES_PER_REGION",
+        current=live.filter(location=location).count(),
+        limit=settings.MAX_INSTANCES_PER_REGION,
+        what=f"instances in {location}",
+    )
+    return Instance.objects.create(
+        region=region.strip().lower(),  # as OctoPerf may send it, FSN1 or fsn1: one filter choice
+        zone=zone,
+        location=location,
+        type=type.strip().upper(),
+        server_type=candidates[0],
+        image=settings.HCLOUD_IMAGE,
+    )
+
+
+def _take_public_ipv4(instance: Instance, attempt: _Attempt) -> None:
+    """Take a free static IP of the location for the new server, if the static IPs offer one. Run inside the lock."""
+    if _public_ipv4_source is not None:
+        attempt.public_ipv4_id = _public_ipv4_source.take(instance=instance, exclude=[])
+    if attempt.public_ipv4_id is not None:
+        Instance.objects.filter(pk=instance.pk).update(own_ipv4=False)
+        instance.own_ipv4 = False
 
 
 def _create_with_public_ipv4(
@@ -347,12 +360,7 @@ def _create_with_public_ipv4(
     while True:
         try:
             return _create_first_available(instance, candidates, user_data, attempt)
-        except HetznerError as exc:
-            about_the_ip = exc.hetzner_code in _IPV4_REFUSALS or (
-                exc.hetzner_code == "invalid_input" and "public_net" in exc.message
-            )
-            if attempt.public_ipv4_id is None or not about_the_ip:
-                raise
+        except HetznerPrimaryIPRefused as exc:  # the gateway raises it only for a create given an IP
             logger.info("Hetzner refused Primary IP %s for %s (%s)", attempt.public_ipv4_id, instance.id, exc.message)
             refused.append(attempt.public_ipv4_id)
             _public_ipv4_source.give_back(instance=instance)
@@ -435,8 +443,8 @@ def _create_first_available(
             logger.info("Trying instance %s in %s (LOCATION_FALLBACKS)", instance.id, location)
         try:
             return _create_in_location(instance, candidates, user_data, attempt)
-        except HetznerUnavailable as exc:
-            if exc.hetzner_code != "resource_unavailable" or index == len(locations) - 1:
+        except HetznerNoCapacity:
+            if index == len(locations) - 1:
                 raise
     raise AssertionError("unreachable: the last location raises")
 
@@ -460,18 +468,14 @@ def _create_in_location(instance: Instance, candidates: list[str], user_data: st
         if server is not None:
             return server
     if unavailable:
-        raise HetznerUnavailable(
+        raise HetznerNoCapacity(
             f"Hetzner has no capacity for {', '.join(unavailable)} in {instance.location} right now"
             + (f" ({', '.join(skipped)} deprecated or not offered there)" if skipped else "")
-            + "; try again later, or configure SERVER_TYPE_CANDIDATES or LOCATION_FALLBACKS.",
-            retry_after=300,
-            code="hetzner_resource_unavailable",
-            hetzner_code="resource_unavailable",
+            + "; try again later, or configure SERVER_TYPE_CANDIDATES or LOCATION_FALLBACKS."
         )
-    raise HetznerRejected(
+    raise HetznerTypeNotOrderable(
         f"Server type {', '.join(unsold)} (for {instance.type}) is not sold in {instance.location}; "
         f"the operator can map {instance.type} to another type with SERVER_TYPES.",
-        code="type_not_available",
         hetzner_code="invalid_input",
     )
 
@@ -498,13 +502,9 @@ def _try_create(
             firewalls=settings.HCLOUD_FIREWALLS,
             public_ipv4_id=attempt.public_ipv4_id,
         )
-    except HetznerUnavailable as exc:
-        if exc.hetzner_code != "resource_unavailable":
-            raise
+    except HetznerNoCapacity:
         unavailable.append(server_type)
-    except HetznerRejected as exc:
-        if "unsupported location for server type" not in exc.message:
-            raise
+    except HetznerTypeNotOrderable:
         unsold.append(server_type)
     logger.info("Hetzner cannot deliver %s in %s; trying the next fallback", server_type, instance.location)
     return None

@@ -100,6 +100,18 @@ def server_of(sandbox, instance_id: str) -> dict:
     return sandbox.servers[Instance.objects.get(pk=instance_id).hetzner_id]
 
 
+def reboots_at_hetzner(sandbox, instance_id: str) -> int:
+    """How many reboots of an instance's server Hetzner carried out (the sandbox's `reboot_server` actions)."""
+    from instances.models import Instance
+
+    server_id = Instance.objects.get(pk=instance_id).hetzner_id
+    return sum(
+        1
+        for action in sandbox.actions.values()
+        if action["command"] == "reboot_server" and {"id": server_id, "type": "server"} in action["resources"]
+    )
+
+
 def public_ipv4(sandbox, instance_id: str) -> str | None:
     """The public IPv4 address an instance's server has at Hetzner, if any."""
     ipv4 = server_of(sandbox, instance_id)["public_net"]["ipv4"]
@@ -248,10 +260,52 @@ def settle(sandbox):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Say how many fault-matrix scenarios ran (tests/services/test_fault_matrix.py)."""
+    """Say how many fault-matrix scenarios ran, and which tests were skipped for want of what, and how to run them."""
     matrix = sys.modules.get("tests.services.test_fault_matrix")
     if matrix is not None and matrix.SCENARIOS_RUN:
         terminalreporter.write_line(f"fault matrix: {len(matrix.SCENARIOS_RUN)} scenarios ran")
+    for line in skipped_summary(terminalreporter.stats.get("skipped", [])):
+        terminalreporter.write_line(line, yellow=True)
+
+
+# Tests skipped for want of something this machine lacks: (the skip reason or test file that marks
+# them, what they need, how to get it). The commands are those .ci/run uses.
+NEEDS = [
+    (
+        "PostgreSQL only",
+        "PostgreSQL for row locks and concurrent connections (.ci/run starts the local one; any PostgreSQL "
+        "the tests may create a database on will do)",
+        'DATABASE_URL=postgres://postgres@127.0.0.1:5432/octoprovider make test PYTEST_ARGS="{files}"',
+    ),
+    (
+        "tests/admin/test_browser.py",
+        "Debian's chromium at /usr/bin/chromium and playwright (in requirements/dev.lock: make install)",
+        'apt-get install -y chromium, then make test PYTEST_ARGS="{files}"',
+    ),
+    (
+        "tests/ops/test_nginx.py",
+        "nginx",
+        "apt-get install -y nginx-light && systemctl disable --now nginx (the tests start their own), "
+        'then make test PYTEST_ARGS="{files}"',
+    ),
+]
+
+
+def skipped_summary(reports) -> list[str]:
+    """Lines saying how many tests were skipped for want of PostgreSQL, a browser or nginx, and how to run them."""
+    lines = []
+    for marker, needed, command in NEEDS:
+        files, count, reasons = {}, 0, set()
+        for report in reports:
+            reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            if marker in reason or report.nodeid.startswith(marker):
+                count += 1
+                files[report.nodeid.split("::")[0]] = True
+                reasons.add(reason.removeprefix("Skipped: "))
+        if count:
+            lines.append(f"{count} tests skipped ({'; '.join(sorted(reasons))}): they need {needed}. Run them with")
+            lines.append("    " + command.format(files=" ".join(files)))
+    return lines
 
 
 def pytest_configure(config):

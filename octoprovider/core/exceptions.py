@@ -74,6 +74,8 @@ class HetznerError(ServiceError):
         self.hetzner_code = hetzner_code
         self.public = public
         self.earlier_answer_lost = False
+        # The fields Hetzner named in `details.fields` (`invalid_input`, `uniqueness_error`): `public_net.ipv4`.
+        self.fields: tuple[str, ...] = ()
 
     @property
     def public_message(self) -> str:
@@ -100,6 +102,19 @@ class ConfigurationError(HetznerUnavailable):
 
     def __init__(self, message: str, *, retry_after: int = 300, **kwargs):
         kwargs.setdefault("hetzner_code", "configuration")
+        super().__init__(message, retry_after=retry_after, **kwargs)
+
+
+class HetznerNoCapacity(HetznerUnavailable):
+    """Hetzner cannot deliver the server type in the location right now (`resource_unavailable`).
+
+    A create tries the next candidate type, then the next LOCATION_FALLBACKS location.
+    """
+
+    code = "hetzner_resource_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 300, **kwargs):
+        kwargs.setdefault("hetzner_code", "resource_unavailable")
         super().__init__(message, retry_after=retry_after, **kwargs)
 
 
@@ -139,6 +154,16 @@ class HetznerRejected(HetznerError):
     code = "invalid_input"
 
 
+class HetznerTypeNotOrderable(HetznerRejected):
+    """A create asked for a server type that Hetzner does not sell in the location (or no longer does).
+
+    Hetzner answers `invalid_input` with no field named; the gateway tells it from the others by
+    asking /server_types (`hetzner.servers`). A create tries the next candidate type.
+    """
+
+    code = "type_not_available"
+
+
 class HetznerNotFound(HetznerError):
     status_code = 404
     code = "not_found"
@@ -156,3 +181,11 @@ class HetznerConflict(HetznerError):
 
     status_code = 409
     code = "conflict"
+
+
+class HetznerPrimaryIPRefused(HetznerConflict):
+    """A create was refused because of the Primary IP it was given as its public IPv4.
+
+    The IP is assigned meanwhile, gone, in another location or of the wrong version, or Hetzner
+    rejected the `public_net` it was sent in. A create tries another free static IP, or none.
+    """

@@ -1,4 +1,8 @@
-"""Translate hcloud's and requests' exceptions into ours, and tell refusals from outcomes unknown."""
+"""Translate hcloud's and requests' exceptions into ours, and tell refusals from outcomes unknown.
+
+Refusals are told apart by Hetzner's error `code` and the fields its `details.fields` names, never
+by the English `message`, which Hetzner may reword at any time.
+"""
 
 import contextlib
 import logging
@@ -11,7 +15,9 @@ from octoprovider.core.exceptions import (
     HetznerConflict,
     HetznerError,
     HetznerLocked,
+    HetznerNoCapacity,
     HetznerNotFound,
+    HetznerPrimaryIPRefused,
     HetznerRejected,
     HetznerTimeout,
     HetznerUnavailable,
@@ -131,9 +137,24 @@ def _no_answer(exc: requests.RequestException, what: str) -> HetznerError:
 def _translate_api_error(exc: APIException, what: str) -> HetznerError:
     code = exc.code if isinstance(exc.code, str) else str(exc.code)
     logger.warning("Hetzner %s failed: %s (%s)", what, exc.message, code)
+    error = _typed_api_error(exc, code, what)
+    error.fields = _field_names(exc.details)
+    return error
+
+
+def _field_names(details) -> tuple[str, ...]:
+    """Read the names in Hetzner's `details.fields`: `[{"name": "public_net.ipv4", "messages": [...]}]`."""
+    fields = details.get("fields") if isinstance(details, dict) else None
+    if not isinstance(fields, list):
+        return ()
+    return tuple(field["name"] for field in fields if isinstance(field, dict) and isinstance(field.get("name"), str))
+
+
+def _typed_api_error(exc: APIException, code: str, what: str) -> HetznerError:
     if code in _UNAVAILABLE:
         message, retry_after = _UNAVAILABLE[code]
-        return HetznerUnavailable(
+        unavailable = HetznerNoCapacity if code == "resource_unavailable" else HetznerUnavailable
+        return unavailable(
             f"{message} ({what}: {exc.message})",
             retry_after=retry_after,
             code=f"hetzner_{code}",
@@ -170,6 +191,36 @@ def _translate_api_error(exc: APIException, what: str) -> HetznerError:
     return HetznerError(
         f"{what}: Hetzner answered {code}: {exc.message}", hetzner_code=code, public=f"Hetzner answered {code}."
     )
+
+
+# POST /servers's own error codes about the Primary IP given as `public_net.ipv4` (Hetzner's API
+# description lists them with the create): assigned to another server, in another location, IPv6.
+_PRIMARY_IP_CODES = {"primary_ip_assigned", "primary_ip_datacenter_mismatch", "primary_ip_version_mismatch"}
+
+
+def primary_ip_refusal(error: HetznerError) -> HetznerPrimaryIPRefused | None:
+    """Tell whether a create given a Primary IP was refused because of that IP: return the typed refusal, or None.
+
+    Recognised from the codes above, `not_found` (the IP is the one resource the create names by an id
+    that can vanish: it was deleted meanwhile), and `invalid_input` naming a `public_net` field.
+    """
+    about_the_ip = (
+        error.hetzner_code in _PRIMARY_IP_CODES
+        or error.hetzner_code == "not_found"
+        or (error.hetzner_code == "invalid_input" and any(_is_public_net(name) for name in error.fields))
+    )
+    return retyped(error, HetznerPrimaryIPRefused) if about_the_ip else None
+
+
+def _is_public_net(field: str) -> bool:
+    return field == "public_net" or field.startswith("public_net.")
+
+
+def retyped(error: HetznerError, kind: type[HetznerError]) -> HetznerError:
+    """Return `error` as a `kind`, keeping what Hetzner said (code, fields, whether an earlier try was lost)."""
+    typed = kind(error.message, retry_after=error.retry_after, hetzner_code=error.hetzner_code, public=error.public)
+    typed.fields, typed.earlier_answer_lost = error.fields, error.earlier_answer_lost
+    return typed
 
 
 # Hetzner answered these before doing anything: a create that met one of them created nothing.

@@ -1,4 +1,4 @@
-"""Servers: create (recognising a create hcloud retried), list, count, reboot, power, delete."""
+"""Servers: create (recognising a create hcloud retried, typing its refusals), list, count, reboot, power, delete."""
 
 import logging
 from dataclasses import dataclass, field
@@ -16,13 +16,13 @@ from hcloud.ssh_keys import SSHKey
 
 from octoprovider.core.exceptions import (
     ConfigurationError,
-    HetznerConflict,
     HetznerError,
     HetznerNotFound,
     HetznerRejected,
+    HetznerTypeNotOrderable,
 )
 from octoprovider.hetzner.connection import client, generation
-from octoprovider.hetzner.errors import all_pages, bad_answer, reading, translated
+from octoprovider.hetzner.errors import all_pages, bad_answer, primary_ip_refusal, reading, retyped, translated
 from octoprovider.hetzner.labels import LABEL_ID, is_ours
 from octoprovider.hetzner.project import forget_server_settings, server_settings_problems
 
@@ -112,11 +112,12 @@ def create_server(
     With `public_ipv4_id`, that (unassigned) Primary IP in the same location becomes its public
     IPv4, and Hetzner makes no IPv4 of its own for it.
 
-    hcloud retries a timed-out POST; when the first try did create the server, the retry answers
-    `uniqueness_error`. Names are deterministic, so the server found by that name is ours.
+    Hetzner's refusals come typed: HetznerPrimaryIPRefused (the IP given), HetznerTypeNotOrderable
+    (the type is not sold in the location), HetznerNoCapacity (sold out there), ConfigurationError.
     """
-    _check_settings(image=image, ssh_keys=ssh_keys, firewalls=firewalls)
-    kwargs = {
+    settings = {"image": image, "ssh_keys": ssh_keys, "firewalls": firewalls}
+    _check_settings(**settings)
+    request = {
         "name": name,
         "server_type": ServerType(name=server_type),
         "image": Image(name=image),
@@ -127,25 +128,48 @@ def create_server(
         "firewalls": _firewalls(firewalls) or None,
     }
     if public_ipv4_id is not None:
-        kwargs["public_net"] = ServerCreatePublicNetwork(ipv4=HcloudPrimaryIP(id=public_ipv4_id))
+        request["public_net"] = ServerCreatePublicNetwork(ipv4=HcloudPrimaryIP(id=public_ipv4_id))
     try:
         with translated(f"create server {name}"):
-            response = client().servers.create(**kwargs)
-    except HetznerRejected:
-        # Hetzner answers invalid_input for an SSH key or image deleted since we last looked: that is
-        # the operator's to fix, not OctoPerf's, so say so if it is the cause.
-        forget_server_settings()
-        _check_settings(image=image, ssh_keys=ssh_keys, firewalls=firewalls)
-        raise
-    except HetznerConflict as exc:
-        if exc.hetzner_code != "uniqueness_error":
+            response = client().servers.create(**request)
+    except HetznerError as exc:
+        if exc.hetzner_code == "uniqueness_error" and (earlier := _created_by_an_earlier_try(name, labels)):
+            return earlier
+        refusal = _create_refusal(exc, server_type, location, ip_given=public_ipv4_id is not None, settings=settings)
+        if refusal is exc:
             raise
-        existing = find_server(name=name)
-        if existing is None or existing.labels.get(LABEL_ID) != labels.get(LABEL_ID):
-            raise
-        logger.info("Hetzner create of %s was retried; found the server the first try created", name)
-        return existing
+        raise refusal from exc
     return _server(response.server)
+
+
+def _created_by_an_earlier_try(name: str, labels: dict[str, str]) -> Server | None:
+    """Return the server a first try created, when hcloud retried a create whose answer was lost.
+
+    The retry answers `uniqueness_error`; names are deterministic, so the server found by that name
+    is ours if it carries our id.
+    """
+    existing = find_server(name=name)
+    if existing is None or existing.labels.get(LABEL_ID) != labels.get(LABEL_ID):
+        return None
+    logger.info("Hetzner create of %s was retried; found the server the first try created", name)
+    return existing
+
+
+def _create_refusal(error: HetznerError, server_type: str, location: str, *, ip_given: bool, settings: dict):
+    """Type Hetzner's refusal of a create by what it is about: the Primary IP, the settings, the server type."""
+    if ip_given and (refused := primary_ip_refusal(error)):
+        return refused
+    if not isinstance(error, HetznerRejected):
+        return error
+    # Hetzner answers invalid_input for an SSH key or image deleted since we last looked: that is
+    # the operator's to fix, not OctoPerf's, so say so if it is the cause.
+    forget_server_settings()
+    _check_settings(**settings)
+    # A type not sold in the location is an invalid_input that names no field ("unsupported location
+    # for server type", `details: {}`): /server_types, asked afresh, says whether that is the cause.
+    if _not_orderable(server_type, location):
+        return retyped(error, HetznerTypeNotOrderable)
+    return error
 
 
 @dataclass(frozen=True)
@@ -191,6 +215,17 @@ def server_type_offers() -> dict[str, ServerTypeOffer] | None:
         )
     cache.set(_CATALOGUE_KEY, offers, CATALOGUE_SECONDS)
     return offers
+
+
+def _not_orderable(name: str, location: str) -> bool:
+    """Ask Hetzner afresh whether it no longer sells a server type it lists in a location.
+
+    False when Hetzner cannot be asked or does not know the type: nothing says the location is the cause.
+    """
+    cache.delete(_CATALOGUE_KEY)
+    offers = server_type_offers()
+    offer = offers.get(name) if offers else None
+    return offer is not None and location not in offer.orderable_in
 
 
 def server_type_orderable(name: str, location: str) -> bool:

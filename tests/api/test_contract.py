@@ -7,8 +7,8 @@ from django.test import Client
 
 from instances.models import Instance
 from octoprovider.core.logmask import MaskTokensFilter, mask_path
-from staticips.models import StaticIP
-from tests.conftest import JAVA_ACCEPT, TOKEN, OctoPerf
+from staticips.models import Association, StaticIP
+from tests.conftest import JAVA_ACCEPT, TOKEN, OctoPerf, reboots_at_hetzner
 from tests.settings import TEST_TOKENS
 
 pytestmark = pytest.mark.django_db
@@ -38,14 +38,37 @@ def test_any_accept_header_gets_json(instance_id, accept):
 
 
 @pytest.mark.parametrize("slash", ["", "/"])
-def test_every_endpoint_answers_with_or_without_a_trailing_slash(octoperf, slash):
+def test_every_endpoint_answers_with_or_without_a_trailing_slash(octoperf, sandbox, settle, slash):
+    where = {"region": "fsn1", "zone": "default"}
     created = octoperf.call("POST", "/instances" + slash, form={"userData": "x", "region": "fsn1", "type": "SMALL"})
     assert created.status_code == 200
     instance_id = created.json()["value"]
+    settle(60)
 
-    assert octoperf.call("GET", f"/instances/{instance_id}/state{slash}").status_code == 200
+    assert octoperf.call("GET", f"/instances/{instance_id}/state{slash}").json() == {"value": "running"}
     assert octoperf.call("PUT", f"/instances/{instance_id}{slash}").status_code == 200
+    assert reboots_at_hetzner(sandbox, instance_id) == 1
+
+    allocated = octoperf.call("POST", f"/static-ips/allocate{slash}", form=where)
+    assert allocated.status_code == 200
+    ip = {**where, "id": allocated.json()["value"], "instanceId": instance_id}
+    associated = octoperf.call("PUT", f"/static-ips/associate{slash}", form=ip)
+    assert associated.status_code == 200
+    association_id = associated.json()["value"]
+    assert Association.objects.get(pk=association_id).static_ip_id == ip["id"]
+    for _ in range(12):
+        settle(10)
+    dissociated = octoperf.call("PUT", f"/static-ips/dissociate{slash}", form={**ip, "associationId": association_id})
+    assert dissociated.status_code == 200
+    assert Association.objects.get(pk=association_id).status in ("dissociating", "ended")
+    released = octoperf.call("DELETE", f"/static-ips/release{slash}", query={**where, "id": ip["id"]})
+    assert released.status_code == 200
     assert octoperf.call("DELETE", f"/instances{slash}", query={"instanceId": instance_id}).status_code == 200
+    for _ in range(8):
+        settle(40, full=True)
+    assert StaticIP.objects.get(pk=ip["id"]).status == "released"
+    assert Instance.objects.get(pk=instance_id).state == "terminated"
+    assert (sandbox.servers, sandbox.primary_ips) == ({}, {})
 
 
 def test_errors_are_json_in_the_contract_shape(octoperf):
@@ -77,12 +100,13 @@ def test_a_body_that_is_not_json_is_400(octoperf):
     assert response["Content-Type"] == JSON_UTF8
 
 
-def test_put_with_an_empty_form_body_reboots(octoperf, instance_id, settle):
+def test_put_with_an_empty_form_body_reboots(octoperf, sandbox, instance_id, settle):
     settle(60)
 
     response = octoperf.call("PUT", f"/instances/{instance_id}", form={})
 
     assert response.status_code == 200
+    assert reboots_at_hetzner(sandbox, instance_id) == 1
 
 
 def test_nothing_ever_redirects(octoperf, instance_id):
@@ -124,6 +148,7 @@ def test_a_wrong_token_in_the_path_is_401(instance_id, base, sandbox):
     response = OctoPerf(base=base).call("POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"})
 
     assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
     assert sandbox.request_count == before
 
 
@@ -133,6 +158,7 @@ def test_a_wrong_bearer_token_is_401(instance_id):
     )
 
     assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
 
 
 def test_tokens_are_masked_in_logged_request_lines():
@@ -174,18 +200,25 @@ def test_a_hetzner_id_never_reaches_hetzner_through_the_contract(octoperf, sandb
     primary_ip_id = str(StaticIP.objects.get(pk=ip_id).hetzner_id)
     mutations = len(sandbox.mutation_requests())
 
-    assert octoperf.call("GET", f"/instances/{server_id}/state").status_code == 404
-    assert octoperf.reboot(server_id).status_code == 404
-    assert octoperf.delete(server_id).status_code == 404
-    assert octoperf.release(primary_ip_id).status_code == 404
-    assert octoperf.associate(primary_ip_id, instance_id).status_code == 404
-    assert octoperf.associate(ip_id, server_id).status_code == 404
+    answers = [
+        octoperf.call("GET", f"/instances/{server_id}/state"),
+        octoperf.reboot(server_id),
+        octoperf.delete(server_id),
+        octoperf.release(primary_ip_id),
+        octoperf.associate(primary_ip_id, instance_id),
+        octoperf.associate(ip_id, server_id),
+    ]
+
+    assert [(answer.status_code, answer.json()["error"]["code"]) for answer in answers] == [(404, "not_found")] * 6
     assert len(sandbox.mutation_requests()) == mutations
 
 
 def test_an_id_with_a_nul_character_is_404_not_a_crash(octoperf):
-    assert octoperf.call("GET", "/instances/i-%00/state").status_code == 404
-    assert octoperf.call("DELETE", "/instances", query={"instanceId": "i-\x00"}).status_code == 400
+    state = octoperf.call("GET", "/instances/i-%00/state")
+    delete = octoperf.call("DELETE", "/instances", query={"instanceId": "i-\x00"})
+
+    assert (state.status_code, state.json()["error"]["code"]) == (404, "not_found")
+    assert (delete.status_code, delete.json()["error"]["code"]) == (400, "invalid_input")
 
 
 def test_an_unknown_contract_path_is_json_even_with_debug_on(octoperf, settings):

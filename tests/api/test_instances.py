@@ -80,6 +80,7 @@ def test_create_with_a_firewall_missing_at_hetzner_is_503_naming_it(octoperf, sa
     response = octoperf.call("POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"})
 
     assert response.status_code == 503
+    assert response.json()["error"]["code"] == "configuration_error"
     assert "nonexistent" in response.json()["error"]["message"]
     assert sandbox.servers == {}
 
@@ -243,6 +244,7 @@ def test_hetzner_failing_a_reboot_is_503_with_retry_after_never_502(octoperf, sa
 
     assert response.status_code == 503
     assert int(response["Retry-After"]) > 0
+    assert response.json()["error"]["code"] == f"hetzner_{code}"
 
 
 def test_hetzner_quota_reached_is_503_naming_the_quota(octoperf, sandbox):
@@ -252,6 +254,7 @@ def test_hetzner_quota_reached_is_503_naming_the_quota(octoperf, sandbox):
     response = octoperf.call("POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"})
 
     assert response.status_code == 503
+    assert response.json()["error"]["code"] == "hetzner_resource_limit_exceeded"
     assert "quota" in response.json()["error"]["message"]
     assert len(sandbox.servers) == 1
 
@@ -274,6 +277,7 @@ def test_a_create_whose_answer_never_comes_leaves_no_server_behind(octoperf, san
 
     response = octoperf.call("POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"})
     assert response.status_code == 503
+    assert response.json()["error"]["code"] == "hetzner_timeout"
     assert len(sandbox.servers) == 1  # created by the first try, unknown to the caller
 
     settle(60)  # the reconciler finds the server under the abandoned row's name and deletes it
@@ -378,6 +382,7 @@ def test_reboot_of_a_terminated_instance_is_409(octoperf, settle):
     response = octoperf.reboot(instance_id)
 
     assert response.status_code == 409
+    assert response.json()["error"]["code"] == "instance_gone"
     assert "terminated" in response.json()["error"]["message"]
 
 
@@ -389,11 +394,16 @@ def test_reboot_of_an_instance_being_deleted_is_409(octoperf, settle):
     response = octoperf.reboot(instance_id)
 
     assert response.status_code == 409
+    assert response.json()["error"]["code"] == "instance_gone"
     assert "shutting-down" in response.json()["error"]["message"]
 
 
-def test_reboot_of_an_unknown_id_is_404(octoperf):
-    assert octoperf.reboot("i-00000000000000000").status_code == 404
+def test_reboot_of_an_unknown_id_is_404(octoperf, sandbox):
+    response = octoperf.reboot("i-00000000000000000")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert sandbox.requests == []
 
 
 # --- delete -------------------------------------------------------------------------------------
@@ -500,11 +510,16 @@ def test_delete_without_instance_id_is_400(octoperf):
     response = octoperf.call("DELETE", "/instances")
 
     assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_input"
     assert "instanceId" in response.json()["error"]["message"]
 
 
-def test_delete_of_an_unknown_id_is_404(octoperf):
-    assert octoperf.delete("i-00000000000000000").status_code == 404
+def test_delete_of_an_unknown_id_is_404(octoperf, sandbox):
+    response = octoperf.delete("i-00000000000000000")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert sandbox.requests == []
 
 
 def test_delete_reads_instance_id_from_a_form_body_too(octoperf, settle):

@@ -17,15 +17,34 @@ def test_every_answer_takes_the_configured_latency(cloud, client):
 
 def test_a_slow_listing_answers_what_existed_when_it_was_asked(cloud, client):
     cloud.slow_down("GET", r"/primary_ips", seconds=0.3, times=1)
-    listed = []
-    listing = threading.Thread(target=lambda: listed.extend(client.primary_ips.get_all()))
+    on_its_way, created_meanwhile = threading.Event(), threading.Event()
+    latency_for = cloud.latency_for
 
-    listing.start()
-    time.sleep(0.1)  # the listing's answer is on its way
+    def travelling(method: str, path: str) -> float:
+        """Hold the listing's answer, once decided, on its way until the create is done: no sleep orders them."""
+        delay = latency_for(method, path)
+        if (method, path) == ("GET", "/primary_ips") and not on_its_way.is_set():
+            on_its_way.set()
+            assert created_meanwhile.wait(timeout=30)
+        return delay
+
+    cloud.latency_for = travelling
+    listed, took = [], []
+
+    def listing() -> None:
+        started = time.monotonic()
+        listed.extend(client.primary_ips.get_all())
+        took.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=listing)
+    thread.start()
+    assert on_its_way.wait(timeout=30)
     created = client.primary_ips.create(type="ipv4", name="meanwhile", location=Location(name="fsn1")).primary_ip
-    listing.join()
+    created_meanwhile.set()
+    thread.join()
 
     assert created.id not in [ip.id for ip in listed]
+    assert took[0] >= 0.3  # the slow-listing fault's delay
     assert [ip.id for ip in client.primary_ips.get_all()] == [created.id]  # the fault was used up
 
 

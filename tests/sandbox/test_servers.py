@@ -175,6 +175,8 @@ def test_type_not_sold_in_the_location_is_invalid_input(create_server: CreateSer
 
     assert error.value.code == "invalid_input"
     assert "unsupported location for server type" in error.value.message
+    # As Hetzner answers it: a rule of its catalogue, not a field's validation, so no field is named.
+    assert error.value.details == {}
 
 
 @pytest.mark.parametrize("server_type", ["cx22", "cpx11", "cpx51"])

@@ -20,7 +20,7 @@ from octoprovider.core import clock
 from octoprovider.hetzner.sandbox import FakeClock, SandboxCloud
 from octoprovider.operations.reconciler import reconcile_pass
 from staticips.models import Association, StaticIP
-from tests.conftest import OctoPerf
+from tests.conftest import OctoPerf, reboots_at_hetzner
 from tests.faults import ProcessDied
 
 pytestmark = pytest.mark.django_db
@@ -208,8 +208,11 @@ def expect_created(world: World) -> None:
         assert not Instance.objects.exclude(status="terminated").exists()
 
 
-def expect_running(world: World) -> None:
+def expect_rebooted(world: World) -> None:
+    """Running again; and a reboot OctoPerf was answered 200 for reached Hetzner (a reboot_server action)."""
     assert instance_state(world) == "running"
+    if 200 in world.answers:
+        assert reboots_at_hetzner(world.cloud, world.ids["instance"]) >= 1, "200 to OctoPerf, no reboot at Hetzner"
 
 
 def expect_terminated(world: World) -> None:
@@ -244,7 +247,7 @@ def expect_released(world: World) -> None:
 
 OPERATIONS = [
     Operation("create", lambda world: None, op_create, expect_created),
-    Operation("reboot", running_instance, op_reboot, expect_running),
+    Operation("reboot", running_instance, op_reboot, expect_rebooted),
     Operation("delete", running_instance, op_delete, expect_terminated),
     Operation("allocate", lambda world: None, op_allocate, expect_allocated),
     Operation(

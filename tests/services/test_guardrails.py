@@ -27,6 +27,7 @@ def test_max_instances_answers_429_naming_the_limit_without_calling_hetzner(octo
     response = octoperf.call("POST", "/instances", form=FORM)
 
     assert response.status_code == 429
+    assert response.json()["error"]["code"] == "limit_reached"
     assert "MAX_INSTANCES (2)" in response.json()["error"]["message"]
     assert sandbox.request_count == before
 
@@ -40,6 +41,7 @@ def test_max_instances_per_region_leaves_other_regions_open(octoperf, sandbox, s
     accepted = octoperf.call("POST", "/instances", form={**FORM, "region": "hel1"})
 
     assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "limit_reached"
     assert "MAX_INSTANCES_PER_REGION" in refused.json()["error"]["message"]
     assert accepted.status_code == 200
 
@@ -59,28 +61,41 @@ def test_terminated_instances_do_not_count_against_the_limit(octoperf, settle, s
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    ("setting", "value", "form"),
+    ("setting", "value", "form", "code"),
     [
-        ("ALLOWED_REGIONS", ["nbg1"], FORM),
-        ("ALLOWED_TYPES", ["MEDIUM"], FORM),
+        ("ALLOWED_REGIONS", ["nbg1"], FORM, "region_not_allowed"),
+        ("ALLOWED_TYPES", ["MEDIUM"], FORM, "type_not_allowed"),
     ],
 )
-def test_a_region_or_type_not_allowed_answers_429_naming_the_setting(octoperf, sandbox, settings, setting, value, form):
+def test_a_region_or_type_not_allowed_answers_429_naming_the_setting(
+    octoperf, sandbox, settings, setting, value, form, code
+):
     setattr(settings, setting, value)
 
     response = octoperf.call("POST", "/instances", form=form)
 
     assert response.status_code == 429
+    assert response.json()["error"]["code"] == code
     assert setting in response.json()["error"]["message"]
     assert sandbox.requests == []
 
 
 @pytest.mark.django_db
-def test_allowed_regions_accepts_an_alias_or_its_location(octoperf, settings):
-    settings.ALLOWED_REGIONS = ["fsn1"]
+@pytest.mark.parametrize(
+    ("allowed", "region"),
+    [(["fsn1"], "eu-central"), (["fsn1"], "fsn1"), (["eu-central"], "eu-central")],
+)
+def test_allowed_regions_accepts_an_alias_or_its_location(octoperf, sandbox, settings, allowed, region):
+    settings.ALLOWED_REGIONS = [name.lower() for name in allowed]  # as settings reads them
     settings.REGION_ALIASES = {"eu-central": "fsn1"}
 
-    assert octoperf.call("POST", "/instances", form={**FORM, "region": "eu-central"}).status_code == 200
+    created = octoperf.call("POST", "/instances", form={**FORM, "region": region})
+    refused = octoperf.call("POST", "/instances", form={**FORM, "region": "nbg1"})
+
+    assert created.status_code == 200
+    assert [server["location"]["name"] for server in sandbox.servers.values()] == ["fsn1"]
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "region_not_allowed"
 
 
 @pytest.mark.django_db
@@ -90,6 +105,7 @@ def test_static_ips_outside_allowed_regions_are_refused(octoperf, sandbox, setti
     response = octoperf.call("POST", "/static-ips/allocate", form={"region": "fsn1"})
 
     assert response.status_code == 429
+    assert response.json()["error"]["code"] == "region_not_allowed"
     assert sandbox.primary_ips == {}
 
 
@@ -148,6 +164,7 @@ def test_no_capacity_anywhere_is_503_with_retry_after_and_no_server(octoperf, sa
 
     assert response.status_code == 503
     assert int(response["Retry-After"]) >= 60
+    assert response.json()["error"]["code"] == "hetzner_resource_unavailable"
     assert "capacity" in response.json()["error"]["message"]
     assert sandbox.servers == {}
     assert Instance.objects.get().state == "terminated"

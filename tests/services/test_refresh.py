@@ -1,10 +1,13 @@
 """The refresher keeps states fresh in batched Hetzner calls, never one per instance or per poll."""
 
+import copy
+
 import pytest
 
 from instances import reconciling
 from instances.models import Instance
 from octoprovider import hetzner
+from tests.conftest import server_of
 
 pytestmark = pytest.mark.django_db
 
@@ -73,16 +76,44 @@ def test_a_server_left_running_under_a_terminated_row_is_deleted(octoperf, settl
     assert sandbox.servers == {}
 
 
-def test_a_server_of_another_deployment_is_never_touched(octoperf, settle, sandbox, settings):
-    octoperf.create()
+def another_deployments_server(sandbox, *, our_id: str) -> int:
+    """Create, as another octoprovider deployment on the same Hetzner project would, a server of its own."""
+    labels = {
+        hetzner.LABEL_MANAGED_BY: hetzner.MANAGED_BY,
+        hetzner.LABEL_DEPLOYMENT: "staging",
+        hetzner.LABEL_ID: our_id,
+    }
+    server = {"name": f"octoperf-{our_id}", "server_type": "cx23", "image": "docker-ce", "location": "fsn1"}
+    status, _, body = sandbox.handle(
+        "POST", "/servers", {}, {**server, "labels": labels}, {"Authorization": "Bearer x"}
+    )
+    assert status == 201, body
+    return body["server"]["id"]
+
+
+def test_a_server_of_another_deployment_is_never_touched(octoperf, settle, sandbox):
+    # A staging deployment started from a copy of our database: its instance ids are ours, its label is not.
+    ended = octoperf.create()
     settle(60)
-    settings.OCTOPROVIDER_DEPLOYMENT = "other"
+    octoperf.delete(ended)
+    settle(60)
+    assert (octoperf.state(ended), sandbox.servers) == ("terminated", {})
+    ours = octoperf.create()
+    theirs = another_deployments_server(sandbox, our_id=ended)
+    settle(60)
+    their_server, our_server = copy.deepcopy(sandbox.servers[theirs]), copy.deepcopy(server_of(sandbox, ours))
     mutations = len(sandbox.mutation_requests())
 
     reconciling.instances_refresh(full=True)
+    for _ in range(3):
+        settle(60, full=True)  # the whole reconciler too: its sweep deletes servers alive under ended rows
 
     assert len(sandbox.mutation_requests()) == mutations
-    assert len(sandbox.servers) == 1
+    assert sandbox.servers[theirs] == their_server  # neither deleted nor changed
+    assert their_server["status"] == "running"
+    assert server_of(sandbox, ours) == our_server
+    assert (Instance.objects.get(pk=ours).status, octoperf.state(ours)) == ("running", "running")
+    assert octoperf.state(ended) == "terminated"
 
 
 def test_an_abandoned_create_with_no_server_ends_terminated_after_the_grace(db, settle, settings):

@@ -156,6 +156,7 @@ class _Fault:
     after: bool
     timeout: bool
     message: str
+    details: JSON | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return self.method in ("*", method) and bool(self.pattern.fullmatch(path))
@@ -322,13 +323,15 @@ class SandboxCloud:
         after: bool = False,
         timeout: bool = False,
         message: str | None = None,
+        details: JSON | None = None,
     ) -> None:
         """Make the next ``times`` requests matching ``method`` and ``path_regex`` fail.
 
         ``path_regex`` must match the whole path after ``/v1`` (``"*"`` as method matches
         any). ``after=False`` fails before any effect; ``after=True`` carries the request
         out and then answers the error (the response was lost). ``timeout=True`` makes the
-        client time out instead: before the effect (connect) or after it (read).
+        client time out instead: before the effect (connect) or after it (read). ``details`` is
+        the error's ``details`` (``{"fields": [{"name": ..., "messages": [...]}]}``), ``{}`` by default.
         """
         with self._lock:
             self._faults.append(
@@ -341,6 +344,7 @@ class SandboxCloud:
                     after=after,
                     timeout=timeout,
                     message=message or _DEFAULT_MESSAGES.get(code, code.replace("_", " ")),
+                    details=details,
                 )
             )
 
@@ -987,7 +991,8 @@ class SandboxCloud:
 
         location = self._create_location(body.get("location"), spec, static_ipv4 or static_ipv6)
         if location not in spec.locations:
-            raise invalid_input("server_type", "unsupported location for server type")
+            # As Hetzner answers it: a rule, not a field's validation, so no `details.fields` (`details: {}`).
+            raise ApiError("invalid_input", "unsupported location for server type")
         if not self._available(spec, location):
             raise ApiError("resource_unavailable", f"server type {spec.name} is unavailable in {location}")
         if any(server["name"] == name for server in self._servers.values()):
@@ -1465,7 +1470,7 @@ def _int_keys(mapping: dict[str, Any]) -> dict[int, Any]:
 
 
 def _fault_body(fault: _Fault) -> JSON:
-    return ApiError(fault.code, fault.message, status=fault.status).body()
+    return ApiError(fault.code, fault.message, status=fault.status, details=fault.details).body()
 
 
 def _dns_ptr(ip: str) -> str:
