@@ -344,5 +344,6 @@ def test_in_strict_mode_a_create_whose_static_ip_hetzner_refuses_answers_409_and
     response = octoperf.call("POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"})
 
     assert response.status_code == 409
+    assert response.json()["error"]["code"] == "no_free_static_ip"
     assert sandbox.servers == {}
     assert Instance.objects.get().status == "terminated"
