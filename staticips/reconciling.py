@@ -98,7 +98,7 @@ def _delete_orphans(ips: list[hetzner.PrimaryIP], now, report: PassReport) -> No
     """Delete the Primary IPs of ours that no live row owns: they bill for nothing.
 
     Ownership is by Hetzner id: a swap leaves an IP labelled with the ipId it was allocated for while
-    another ipId stands for it, so a released label says nothing. A static IP no live row holds, its
+    another ipId stands for it, so a released label says nothing. A static IP no live row owns, its
     label's row released, was made by a create that reached Hetzner after its row gave up on it
     (answered late). One with no row at all, or a server's own IPv4 left unassigned that no association
     is taking care of, is waited for CREATE_GRACE first, as the servers of creates in flight are.
@@ -120,7 +120,7 @@ def _delete_orphans(ips: list[hetzner.PrimaryIP], now, report: PassReport) -> No
         if ip.id in owned or ip.id in needed:
             continue
         if role == ROLE_STATIC and rows.get(ip.our_id) == StaticIP.Status.RELEASED:
-            why = f"no live static IP holds it (its label's {ip.our_id} is released)"
+            why = f"no live static IP owns it (its label's {ip.our_id} is released)"
         elif role == ROLE_STATIC and ip.our_id not in rows and old:
             why = "no static IP row owns it"
         elif role == ROLE_SERVER_IPV4 and ip.assignee_id is None and old:

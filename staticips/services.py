@@ -167,7 +167,7 @@ def _lock_one_spare(location: str, *, exclude: list[str] = (), exclude_hetzner_i
 
     Taking it (as a new server's IPv4, or in a swap) is then safe from a concurrent create, associate
     or release: they lock it too. SQLite has no row locks but runs one writing transaction at a time.
-    Never held first, then the ones whose holder went longest ago (Hetzner may still report an IP
+    Those with no holder first, then those whose holder went longest ago (Hetzner may still report an IP
     assigned for a moment after its server's delete), then the oldest.
     """
     candidates = (
