@@ -17,9 +17,8 @@ from octoprovider.core.admin import (
 )
 from octoprovider.core.exceptions import InvalidInput
 from octoprovider.hetzner import catalog
-from staticips import services
+from staticips import selectors, services
 from staticips.models import AddressChange, Association, StaticIP
-from staticips.selectors import static_ips_never_used
 
 
 def _link(viewname: str, pk: str | None) -> str:
@@ -28,31 +27,31 @@ def _link(viewname: str, pk: str | None) -> str:
     return format_html('<a href="{}">{}</a>', reverse(viewname, args=[pk]), pk)
 
 
-def _active_associations():
-    return Association.objects.filter(static_ip=OuterRef("pk"), status__in=Association.ACTIVE)
+def _use_of_ip():
+    """The association that puts the static IP of the outer query in use (`staticips.selectors`' words)."""
+    return Association.objects.filter(static_ip=OuterRef("pk"), status__in=Association.ACTIVE, internal=False)
 
 
 class UseFilter(admin.SimpleListFilter):
-    """Tell free static IPs (allocated, on no instance) from associated ones."""
+    """Tell free static IPs (OctoPerf may associate them) from those in use (OctoPerf associated them)."""
 
     title = "use"
     parameter_name = "use"
 
     def lookups(self, request, model_admin):
         return [
-            ("free", "free"),
-            ("associated", "associated"),
+            ("free", "free (OctoPerf may associate it; it may be on a server)"),
+            ("associated", "in use (associated by OctoPerf)"),
             ("never-used", "never used (never associated by OctoPerf)"),
         ]
 
     def queryset(self, request, queryset):
-        if self.value() == "never-used":
-            return queryset.filter(pk__in=static_ips_never_used().values("pk"))
-        if self.value() == "free":
-            return queryset.filter(status=StaticIP.Status.ALLOCATED).exclude(Exists(_active_associations()))
-        if self.value() == "associated":
-            return queryset.filter(Exists(_active_associations()))
-        return queryset
+        chosen = {
+            "never-used": selectors.static_ips_never_used,
+            "free": selectors.static_ips_free,
+            "associated": selectors.static_ips_in_use,
+        }.get(self.value())
+        return queryset if chosen is None else queryset.filter(pk__in=chosen().values("pk"))
 
 
 class StatusFilter(LiveStatusFilter):
@@ -144,7 +143,7 @@ class StaticIPAdmin(OperatorsModelAdmin):
                 error = str(exc)
         if error and as_json:
             return JsonResponse({"error": {"code": "unknown_region", "message": error}}, status=400)
-        by_location = {} if error else services.static_ip_allow_list(location=location)
+        by_location = {} if error else selectors.static_ip_allow_list(location=location)
         if as_json:
             return JsonResponse({location: [row.address for row in rows] for location, rows in by_location.items()})
         context = {
@@ -163,8 +162,8 @@ class StaticIPAdmin(OperatorsModelAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                active_instance=Subquery(_active_associations().values("instance_id")[:1]),
-                never_used=Exists(static_ips_never_used().filter(pk=OuterRef("pk"))),
+                active_instance=Subquery(_use_of_ip().values("instance_id")[:1]),
+                never_used=Exists(selectors.static_ips_never_used().filter(pk=OuterRef("pk"))),
             )
         )
 

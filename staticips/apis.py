@@ -17,7 +17,7 @@ from octoprovider.contract.views import ContractView
 from octoprovider.core.exceptions import InvalidInput
 from octoprovider.core.http import CONTENT_TYPE
 from octoprovider.hetzner import catalog
-from staticips import serializers, services
+from staticips import selectors, serializers, services
 
 
 class StaticIPAllocateApi(ContractView):
@@ -113,7 +113,7 @@ class AllowListApi(APIView):
         location = catalog.location_for(region) if region else ""  # any case, or an operator's alias
         regions = {
             location: sorted({row.address for row in rows}, key=ipaddress.ip_address)
-            for location, rows in services.static_ip_allow_list(location=location).items()
+            for location, rows in selectors.static_ip_allow_list(location=location).items()
         }
         addresses = sorted({address for listed in regions.values() for address in listed}, key=ipaddress.ip_address)
         if answer_format == "json":

@@ -4,8 +4,10 @@ Each pass observes the Primary IPs, records what it sees, and takes every associ
 step further, deciding the step from what Hetzner shows (see `staticips.services` for the steps).
 """
 
+import enum
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -17,6 +19,7 @@ from octoprovider import hetzner
 from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError
 from octoprovider.core.reports import PassReport
+from staticips import selectors
 from staticips.models import Association, StaticIP
 from staticips.services import (
     GONE,
@@ -95,7 +98,7 @@ def _delete_orphans(ips: list[hetzner.PrimaryIP], now, report: PassReport) -> No
     """Delete the Primary IPs of ours that no live row owns: they bill for nothing.
 
     Ownership is by Hetzner id: a swap leaves an IP labelled with the ipId it was allocated for while
-    another ipId stands for it, so a released label says nothing. A static IP no live row holds, its
+    another ipId stands for it, so a released label says nothing. A static IP no live row owns, its
     label's row released, was made by a create that reached Hetzner after its row gave up on it
     (answered late). One with no row at all, or a server's own IPv4 left unassigned that no association
     is taking care of, is waited for CREATE_GRACE first, as the servers of creates in flight are.
@@ -117,7 +120,7 @@ def _delete_orphans(ips: list[hetzner.PrimaryIP], now, report: PassReport) -> No
         if ip.id in owned or ip.id in needed:
             continue
         if role == ROLE_STATIC and rows.get(ip.our_id) == StaticIP.Status.RELEASED:
-            why = f"no live static IP holds it (its label's {ip.our_id} is released)"
+            why = f"no live static IP owns it (its label's {ip.our_id} is released)"
         elif role == ROLE_STATIC and ip.our_id not in rows and old:
             why = "no static IP row owns it"
         elif role == ROLE_SERVER_IPV4 and ip.assignee_id is None and old:
@@ -136,22 +139,8 @@ def _delete_orphans(ips: list[hetzner.PrimaryIP], now, report: PassReport) -> No
 def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None, now, report) -> None:
     """Record one row's Primary IP as the listing asked for at `now` showed it (None: not in it)."""
     Status = StaticIP.Status
-    grace_over = static_ip.created_at < now - timedelta(seconds=settings.CREATE_GRACE)
-    if static_ip.status == Status.ALLOCATING:
-        if not grace_over:
-            return  # its request is still running and records the outcome itself
-        # The request died before recording the IP: nobody learned this ipId. Release what exists.
-        if StaticIP.objects.filter(pk=static_ip.pk, status=Status.ALLOCATING).update(
-            status=Status.RELEASING if primary_ip else Status.RELEASED,
-            release_requested_at=None,
-            released_at=None if primary_ip else now,
-            last_error="allocate abandoned",
-        ):
-            report.changed += 1
-            static_ip.status = Status.RELEASING if primary_ip else Status.RELEASED
-            static_ip.release_requested_at = None
-        if primary_ip is None:
-            return
+    if static_ip.status == Status.ALLOCATING and not _settle_allocating(static_ip, primary_ip, now, report):
+        return
     if primary_ip is not None:
         fields = {
             "hetzner_id": primary_ip.id,
@@ -168,8 +157,8 @@ def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None
         ):
             _follow_holder(static_ip, primary_ip, now)
         if static_ip.status == Status.RELEASING:
-            if Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE).exists():
-                return  # a live server is being moved off it first; its end sends the release
+            if selectors.static_ip_is_bound(static_ip):
+                return  # its holder is being moved off it first; the end of that move sends the release
             retry_due = (
                 static_ip.release_requested_at is None or static_ip.release_requested_at < now - RELEASE_RETRY_AFTER
             )
@@ -186,19 +175,48 @@ def _observe_static_ip(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None
                     )
         return
 
-    if static_ip.hetzner_id is not None or grace_over:
-        # Gone from Hetzner: released by us, deleted outside octoprovider, or never created. Only if
-        # the listing was asked for after the row last saw its IP (an allocate or a swap may have
-        # written it while the listing was on its way), and the row still is what was read.
-        seen_before_listing = Q(observed_at__lt=now) | Q(observed_at__isnull=True, created_at__lt=now)
-        if StaticIP.objects.filter(
-            seen_before_listing, pk=static_ip.pk, status=static_ip.status, hetzner_id=static_ip.hetzner_id
-        ).update(status=Status.RELEASED, released_at=now, assignee_hetzner_id=None):
-            report.changed += 1
-            if static_ip.status == Status.ALLOCATED:
-                logger.warning("Static IP %s vanished from Hetzner; its associations end", static_ip.id)
-            for association in Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE):
-                end_association(association, reason="static IP vanished")
+    if static_ip.hetzner_id is not None or _past_create_grace(static_ip, now):
+        _record_vanished(static_ip, now, report)
+
+
+def _past_create_grace(static_ip: StaticIP, now) -> bool:
+    return static_ip.created_at < now - timedelta(seconds=settings.CREATE_GRACE)
+
+
+def _settle_allocating(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP | None, now, report: PassReport) -> bool:
+    """Give up on an allocate whose request died; return whether the listed Primary IP is still to record."""
+    Status = StaticIP.Status
+    if not _past_create_grace(static_ip, now):
+        return False  # its request is still running and records the outcome itself
+    # The request died before recording the IP: nobody learned this ipId. Release what exists.
+    if StaticIP.objects.filter(pk=static_ip.pk, status=Status.ALLOCATING).update(
+        status=Status.RELEASING if primary_ip else Status.RELEASED,
+        release_requested_at=None,
+        released_at=None if primary_ip else now,
+        last_error="allocate abandoned",
+    ):
+        report.changed += 1
+        static_ip.status = Status.RELEASING if primary_ip else Status.RELEASED
+        static_ip.release_requested_at = None
+    return primary_ip is not None
+
+
+def _record_vanished(static_ip: StaticIP, now, report: PassReport) -> None:
+    """Mark released a static IP whose Primary IP the listing asked for at `now` did not show; end its associations.
+
+    Gone from Hetzner: released by us, deleted outside octoprovider, or never created. Only if the
+    listing was asked for after the row last saw its IP (an allocate or a swap may have written it
+    while the listing was on its way), and the row still is what was read.
+    """
+    seen_before_listing = Q(observed_at__lt=now) | Q(observed_at__isnull=True, created_at__lt=now)
+    if StaticIP.objects.filter(
+        seen_before_listing, pk=static_ip.pk, status=static_ip.status, hetzner_id=static_ip.hetzner_id
+    ).update(status=StaticIP.Status.RELEASED, released_at=now, assignee_hetzner_id=None):
+        report.changed += 1
+        if static_ip.status == StaticIP.Status.ALLOCATED:
+            logger.warning("Static IP %s vanished from Hetzner; its associations end", static_ip.id)
+        for association in Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE):
+            end_association(association, reason="static IP vanished")
 
 
 def _follow_holder(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP, listed_at) -> None:
@@ -235,29 +253,30 @@ def _follow_holder(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP, listed_at
         )
 
 
-Step = tuple[str, Callable[[], object], dict]
-DONE = "done"
+@dataclass(frozen=True)
+class Step:
+    """One Hetzner mutation of a move: its name (kept in `Association.step`), the call, the fields recorded with it.
+
+    `fields` are written with the claim, before the call (a None value is not written).
+    """
+
+    name: str
+    call: Callable[[], object]
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+class NoStep(enum.Enum):
+    """Why a pass sends no step for a move."""
+
+    WAIT = "wait"  # Hetzner is on its way (a server booting, shutting down, letting go of the IP)
+    DONE = "done"  # Hetzner shows the move complete: the association is associated, or ended
 
 
 def _advance(
     association: Association, server: hetzner.Server | None, ips: dict[int, hetzner.PrimaryIP], now, report: PassReport
 ) -> None:
-    # A release waits for the dissociation under way (OctoPerf's, or an internal one off a server that
-    # got the IP at create): the move finishes, so that the server is not left off or without an IPv4.
-    vacating_for_release = (
-        association.status == Association.Status.DISSOCIATING
-        and association.static_ip.status == StaticIP.Status.RELEASING
-    )
-    if association.instance.status in GONE or (
-        association.static_ip.status not in StaticIP.LIVE and not vacating_for_release
-    ):
-        # Hetzner unassigns a Primary IP when its server is deleted: nothing left to do there,
-        # but an IPv4 we took from the server must not stay behind, billed (the ended association
-        # stays in the reconciler's hands until it is deleted).
-        if end_association(association, reason="instance or static IP gone"):
-            association.status = Association.Status.ENDED
-            _settle_replaced_ip(association, server, ips, report)
-            _release_once_vacated(association)
+    """Take one association in flight (or left behind) one step further, from what this pass observed."""
+    if _end_if_left_behind(association, server, ips, report):
         return
     static = ips.get(association.static_ip.hetzner_id) if association.static_ip.hetzner_id else None
     if server is None or static is None:
@@ -268,63 +287,85 @@ def _advance(
         step = _next_associate_step(association, server, static, ips)
     else:
         step = _next_dissociate_step(association, server, static, ips)
-    if step is None:
-        return
-    if step == DONE:
-        final = (
-            Association.Status.ASSOCIATED
-            if association.status == Association.Status.ASSOCIATING
-            else Association.Status.ENDED
+    if isinstance(step, Step):
+        _run_step(association, step, now, report)
+    elif step is NoStep.DONE:
+        _finish_move(association, server, now, report)
+    # NoStep.WAIT: the next pass looks again.
+
+
+def _end_if_left_behind(
+    association: Association, server: hetzner.Server | None, ips: dict[int, hetzner.PrimaryIP], report: PassReport
+) -> bool:
+    """End an association whose instance or static IP is gone; return whether it was left behind."""
+    # A release waits for the dissociation under way (OctoPerf's, or an internal one off its holder):
+    # the move finishes, so that the server is not left off or without an IPv4.
+    vacating_for_release = (
+        association.status == Association.Status.DISSOCIATING
+        and association.static_ip.status == StaticIP.Status.RELEASING
+    )
+    if association.instance.status not in GONE and (
+        association.static_ip.status in StaticIP.LIVE or vacating_for_release
+    ):
+        return False
+    # Hetzner unassigns a Primary IP when its server is deleted: nothing left to do there, but an IPv4
+    # we took from the server must not stay behind, billed (the ended association stays in the
+    # reconciler's hands until it is deleted).
+    if end_association(association, reason="instance or static IP gone"):
+        association.status = Association.Status.ENDED
+        _settle_replaced_ip(association, server, ips, report)
+        _release_once_vacated(association)
+    return True
+
+
+def _finish_move(association: Association, server: hetzner.Server, now, report: PassReport) -> None:
+    """Record a move Hetzner shows complete: associated, or ended (compare-and-set on `version`)."""
+    associated = association.status == Association.Status.ASSOCIATING
+    final = Association.Status.ASSOCIATED if associated else Association.Status.ENDED
+    extra = {} if associated else {"ended_at": now}
+    if not associated and server.public_ipv4_id == association.replaced_hetzner_ip_id:
+        extra["replaced_hetzner_ip_id"] = None  # given back to its server, which deletes it in the end
+    if not Association.objects.filter(pk=association.pk, version=association.version).update(
+        status=final, step="", step_at=None, step_done=True, version=F("version") + 1, last_error="", **extra
+    ):
+        return  # another reconciler, or a dissociate, moved it on
+    report.changed += 1
+    logger.info("Association %s is %s", association.id, final)
+    # The server's own IPv4 was replaced by the static IP, or given back: billed or not.
+    instance_services.instance_set_own_ipv4(instance_id=association.instance_id, own=not associated)
+    # Whose server has the address now, for the next create and the next swap. A server has one IPv4:
+    # the instance holds no other static IP any more.
+    if associated:
+        StaticIP.objects.filter(holder=association.instance_id).exclude(pk=association.static_ip_id).update(
+            holder=None, holder_since=now
         )
-        extra = {"ended_at": now} if final == Association.Status.ENDED else {}
-        if final == Association.Status.ENDED and server.public_ipv4_id == association.replaced_hetzner_ip_id:
-            extra["replaced_hetzner_ip_id"] = None  # given back to its server, which deletes it in the end
-        if Association.objects.filter(pk=association.pk, version=association.version).update(
-            status=final, step="", step_at=None, step_done=True, version=F("version") + 1, last_error="", **extra
-        ):
-            report.changed += 1
-            logger.info("Association %s is %s", association.id, final)
-            # The server's own IPv4 was replaced by the static IP, or given back: billed or not.
-            instance_services.instance_set_own_ipv4(
-                instance_id=association.instance_id, own=final != Association.Status.ASSOCIATED
-            )
-            # Whose server has the address now, for the next create and the next swap. A server has one
-            # IPv4: no other static IP is on it any more.
-            if final == Association.Status.ASSOCIATED:
-                StaticIP.objects.filter(holder=association.instance_id).exclude(pk=association.static_ip_id).update(
-                    holder=None, holder_since=now
-                )
-                StaticIP.objects.filter(pk=association.static_ip_id).update(
-                    holder=association.instance_id, holder_since=now
-                )
-            else:
-                StaticIP.objects.filter(pk=association.static_ip_id, holder=association.instance_id).update(
-                    holder=None, holder_since=now
-                )
-            # Seen running, with its new address: the state may say so.
-            power_cycle_over(association.instance_id, server_running=True)
-            if final == Association.Status.ENDED:
-                _release_once_vacated(association)
-        return
-    _run_step(association, step, now, report)
+        StaticIP.objects.filter(pk=association.static_ip_id).update(holder=association.instance_id, holder_since=now)
+    else:
+        StaticIP.objects.filter(pk=association.static_ip_id, holder=association.instance_id).update(
+            holder=None, holder_since=now
+        )
+    # Seen running, with its new address: the state may say so.
+    power_cycle_over(association.instance_id, server_running=True)
+    if not associated:
+        _release_once_vacated(association)
 
 
-def _power_cycle_step(server: hetzner.Server) -> Step | None:
+def _power_cycle_step(server: hetzner.Server) -> Step | NoStep:
     """Power the server off when it is up; wait while it is on its way."""
     if server.status in ("running", "starting", "initializing"):
-        return ("poweroff", lambda: hetzner.power_off(server.id), {})
-    return None
+        return Step("poweroff", lambda: hetzner.power_off(server.id))
+    return NoStep.WAIT
 
 
 def _next_associate_step(
     association: Association, server: hetzner.Server, static: hetzner.PrimaryIP, ips: dict[int, hetzner.PrimaryIP]
-) -> Step | str | None:
+) -> Step | NoStep:
     if static.assignee_id == server.id:
         if server.status == "off":
-            return ("poweron", lambda: hetzner.power_on(server.id), {})
-        return DONE if server.status == "running" else None
+            return Step("poweron", lambda: hetzner.power_on(server.id))
+        return NoStep.DONE if server.status == "running" else NoStep.WAIT
     if static.assignee_id is not None:
-        return None  # still held by a server being deleted: Hetzner lets go of it shortly
+        return NoStep.WAIT  # still on a server being deleted: Hetzner lets go of it shortly
     if server.status != "off":
         return _power_cycle_step(server)
     if server.public_ipv4_id is not None:
@@ -333,12 +374,12 @@ def _next_associate_step(
             # The server's own IPv4 carries no label of ours: claim it first, so that nothing acts
             # on an unlabelled resource and a crash after the unassign leaves it findable.
             labels = ownership_labels(association.instance_id, ROLE_SERVER_IPV4)
-            return (
+            return Step(
                 "label_own_ipv4",
                 lambda: hetzner.label_primary_ip(server.public_ipv4_id, labels),
                 {"replaced_hetzner_ip_id": server.public_ipv4_id},
             )
-        return (
+        return Step(
             "unassign_own_ipv4",
             lambda: hetzner.unassign_primary_ip(own.id),
             {"replaced_hetzner_ip_id": own.id if own.labels.get(LABEL_ROLE) == ROLE_SERVER_IPV4 else None},
@@ -346,17 +387,17 @@ def _next_associate_step(
     replaced = ips.get(association.replaced_hetzner_ip_id) if association.replaced_hetzner_ip_id else None
     if replaced is not None and replaced.assignee_id is None and replaced.labels.get(LABEL_ROLE) == ROLE_SERVER_IPV4:
         # An unassigned IP is still billed.
-        return ("delete_own_ipv4", lambda: hetzner.delete_primary_ip(replaced.id), {})
-    return ("assign", lambda: hetzner.assign_primary_ip(static.id, server.id), {})
+        return Step("delete_own_ipv4", lambda: hetzner.delete_primary_ip(replaced.id))
+    return Step("assign", lambda: hetzner.assign_primary_ip(static.id, server.id))
 
 
 def _next_dissociate_step(
     association: Association, server: hetzner.Server, static: hetzner.PrimaryIP, ips: dict[int, hetzner.PrimaryIP]
-) -> Step | str | None:
+) -> Step | NoStep:
     if static.assignee_id == server.id:
         if server.status != "off":
             return _power_cycle_step(server)
-        return ("unassign", lambda: hetzner.unassign_primary_ip(static.id), {})
+        return Step("unassign", lambda: hetzner.unassign_primary_ip(static.id))
     if server.public_ipv4_id is None:
         if server.status != "off":
             return _power_cycle_step(server)
@@ -368,50 +409,48 @@ def _next_dissociate_step(
         ):
             # A dissociate came mid-move, before the server's own IPv4 was deleted: give it back
             # rather than leave it unassigned (billed) and pay for a fresh one.
-            return ("restore_own_ipv4", lambda: hetzner.assign_primary_ip(replaced.id, server.id), {})
+            return Step("restore_own_ipv4", lambda: hetzner.assign_primary_ip(replaced.id, server.id))
         labels = ownership_labels(association.instance_id, ROLE_SERVER_IPV4)
-        return (
+        return Step(
             "create_own_ipv4",
             lambda: hetzner.create_primary_ip(
                 name=f"octoperf-{association.id}-ipv4", labels=labels, assignee_id=server.id, auto_delete=True
             ),
-            {},
         )
     if server.status == "off":
-        return ("poweron", lambda: hetzner.power_on(server.id), {})
-    return DONE if server.status == "running" else None
+        return Step("poweron", lambda: hetzner.power_on(server.id))
+    return NoStep.DONE if server.status == "running" else NoStep.WAIT
 
 
 def _run_step(association: Association, step: Step, now, report: PassReport) -> None:
     """Send one step's Hetzner mutation, once: the version compare-and-set elects one reconciler."""
-    name, call, fields = step
-    if association.step == name and association.step_at and association.step_at > now - STEP_TIMEOUT:
+    if association.step == step.name and association.step_at and association.step_at > now - STEP_TIMEOUT:
         return  # sent already; its effect is not visible yet
     claimed = Association.objects.filter(pk=association.pk, version=association.version).update(
-        step=name,
+        step=step.name,
         step_at=now,
         step_done=False,
         version=F("version") + 1,
-        **{k: v for k, v in fields.items() if v is not None},
+        **{k: v for k, v in step.fields.items() if v is not None},
     )
     if not claimed:
         return  # another reconciler took this step
-    report.actions.append(f"{association.id}: {name}")
-    if name == "poweroff":
+    report.actions.append(f"{association.id}: {step.name}")
+    if step.name == "poweroff":
         instance_services.instance_note_power_off(instance_id=association.instance_id)
     # Matched by the step itself, not the version: a dissociate may have moved the version meanwhile,
     # and the next step must still see this one finished.
-    this_step = Association.objects.filter(pk=association.pk, step=name, step_at=now)
+    this_step = Association.objects.filter(pk=association.pk, step=step.name, step_at=now)
     try:
-        call()
+        step.call()
     except HetznerError as exc:
         # `locked`, `server_not_stopped` and outages are waited out: forget the step so that the
         # next pass decides again from what it sees.
         this_step.update(step="", step_at=None, step_done=True, last_error=exc.message)
-        logger.info("Association %s: %s not done yet (%s)", association.id, name, exc.message)
+        logger.info("Association %s: %s not done yet (%s)", association.id, step.name, exc.message)
         return
     this_step.update(step_done=True)
-    logger.info("Association %s: %s sent", association.id, name)
+    logger.info("Association %s: %s sent", association.id, step.name)
 
 
 def _settle_replaced_ip(

@@ -10,17 +10,21 @@ Associate:  power off -> label the server's own IPv4 as ours -> unassign it -> d
 Dissociate: power off -> unassign the static IP -> give the server its own IPv4 back (or a fresh
             auto-deleting one) -> power on (its agent must keep reaching OctoPerf).
 
-Most of that power cycle is avoided. A create in a location with a free static IP gives the server
+The words *holder*, *held*, *in use*, *free*, *bound* and *spare* are defined once, in
+`staticips.selectors`, which answers the questions they ask.
+
+Most of that power cycle is avoided. A create in a location with a spare static IP gives the server
 that Primary IP from the start (`PreAttach`), and an ipId is only a handle on one of the allocated
 addresses (OctoPerf never learns which): associating ipId A with a server that already holds the
-address behind another free ipId B swaps what A and B stand for, with no Hetzner call. Every swap is
-kept in `AddressChange` and announced by `static_ips_swapped` (the audit log listens). A row whose
-move is in flight is never swapped: the move's steps are bound to the row, not to the address.
+address behind another unbound ipId B swaps what A and B stand for, with no Hetzner call. Every swap
+is kept in `AddressChange` and announced by `static_ips_swapped` (the audit log listens). A bound row
+is never swapped: the steps of its move are bound to the row, not to the address.
 
 Which server is disturbed: only the instance OctoPerf named, whenever possible (see `_associate`).
-A server X that got A at create keeps it when another static IP is on no server (A swaps with it);
-without one X is moved off A first, a power cycle onto an address outside the allow-list, which
-STATIC_IP_STRICT refuses (409 `static_ip_on_another_instance`, for an associate or a release).
+A free static IP A held by a live server X (given at create) stays X's address when a spare exists
+(A swaps with it); without one X is moved off A first, a power cycle onto an address outside the
+allow-list, which STATIC_IP_STRICT refuses (409 `static_ip_on_another_instance`, for an associate or
+a release).
 
 The state tells the truth at once: whatever answers a call that starts a power cycle (associate,
 dissociate, a move off X) records it on the instance in the same transaction
@@ -36,7 +40,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import F
 from django.dispatch import Signal
 
 from instances import services as instance_services
@@ -52,6 +56,7 @@ from octoprovider.core.exceptions import (
 )
 from octoprovider.core.reports import Outcome
 from octoprovider.hetzner import catalog
+from staticips import selectors
 from staticips.models import AddressChange, Association, StaticIP
 
 logger = logging.getLogger(__name__)
@@ -102,6 +107,30 @@ def static_ip_allocate(*, region: str, zone: str = "") -> StaticIP:
     # Read before the lock: no transaction stays open across a Hetzner call (cached for an hour).
     prices = hetzner.hourly_prices() if guardrails.budgets_set() else None
     guardrails.measure_spend_ahead(prices)  # the month's rows, summed before the lock
+    static_ip = _reserve_row(region=region, zone=zone, location=location, prices=prices)
+    try:
+        primary_ip = hetzner.create_primary_ip(
+            name=static_ip.name,
+            location=location,
+            labels=ownership_labels(static_ip.id, ROLE_STATIC),
+            auto_delete=False,
+        )
+    except HetznerError as exc:
+        _record_allocate_failure(static_ip, exc)
+        raise
+    StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.ALLOCATING).update(
+        status=StaticIP.Status.ALLOCATED, hetzner_id=primary_ip.id, address=primary_ip.ip, observed_at=clock.now()
+    )
+    AddressChange.objects.create(
+        static_ip=static_ip, address=primary_ip.ip, hetzner_id=primary_ip.id, reason="allocated"
+    )
+    logger.info("Allocated static IP %s as Hetzner Primary IP %s in %s", static_ip.id, primary_ip.id, location)
+    static_ip.refresh_from_db()
+    return static_ip
+
+
+def _reserve_row(*, region: str, zone: str, location: str, prices: hetzner.Prices | None) -> StaticIP:
+    """Create the allocating row, within MAX_STATIC_IPS and the budgets (checked under one lock)."""
     with guardrails.guarded("static-ips"):
         # Releasing ones still cost until Hetzner has deleted them.
         guardrails.check_count(
@@ -118,82 +147,32 @@ def static_ip_allocate(*, region: str, zone: str = "") -> StaticIP:
                 what=f"a static IPv4 in {location}",
                 now=clock.now(),
             )
-        static_ip = StaticIP.objects.create(region=region.strip().lower(), zone=zone, location=location)
-    try:
-        primary_ip = hetzner.create_primary_ip(
-            name=static_ip.name,
-            location=location,
-            labels=ownership_labels(static_ip.id, ROLE_STATIC),
-            auto_delete=False,
-        )
-    except HetznerError as exc:
-        now = clock.now()
-        if not hetzner.refused_without_effect(exc):
-            # The answer was lost: the IP may exist. Nobody learns this id: release whatever appears.
-            StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.ALLOCATING).update(
-                status=StaticIP.Status.RELEASING, release_requested_at=now, last_error=str(exc)
-            )
-        else:
-            StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.ALLOCATING).update(
-                status=StaticIP.Status.RELEASED, released_at=now, last_error=str(exc)
-            )
-        raise
-    StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.ALLOCATING).update(
-        status=StaticIP.Status.ALLOCATED, hetzner_id=primary_ip.id, address=primary_ip.ip, observed_at=clock.now()
-    )
-    AddressChange.objects.create(
-        static_ip=static_ip, address=primary_ip.ip, hetzner_id=primary_ip.id, reason="allocated"
-    )
-    logger.info("Allocated static IP %s as Hetzner Primary IP %s in %s", static_ip.id, primary_ip.id, location)
-    static_ip.refresh_from_db()
-    return static_ip
+        return StaticIP.objects.create(region=region.strip().lower(), zone=zone, location=location)
 
 
-def location_holds_static_ips(location: str) -> bool:
-    """Tell whether static IPs exist in a location (its instances must then stay there to take them)."""
-    return StaticIP.objects.filter(location=location).exclude(status=StaticIP.Status.RELEASED).exists()
+def _record_allocate_failure(static_ip: StaticIP, exc: HetznerError) -> None:
+    now = clock.now()
+    allocating = StaticIP.objects.filter(pk=static_ip.pk, status=StaticIP.Status.ALLOCATING)
+    if not hetzner.refused_without_effect(exc):
+        # The answer was lost: the IP may exist. Nobody learns this id: release whatever appears.
+        allocating.update(status=StaticIP.Status.RELEASING, release_requested_at=now, last_error=str(exc))
+    else:
+        allocating.update(status=StaticIP.Status.RELEASED, released_at=now, last_error=str(exc))
 
 
-# --- which static IPs are free -----------------------------------------------------------------------
+# --- a spare static IP for a new server ------------------------------------------------------------
 
 
-def _active_associations_of_ip():
-    return Association.objects.filter(static_ip=OuterRef("pk"), status__in=Association.ACTIVE)
-
-
-def _holder_gone() -> Q:
-    """A holder whose server is gone lets go of the IP (Hetzner unassigns it when it deletes the server)."""
-    return Q(holder__isnull=True) | Q(holder__status=Instance.Status.TERMINATED)
-
-
-def free_in_octoperfs_view():
-    """Static IPs OctoPerf may associate: allocated and in no association it made."""
-    return StaticIP.objects.filter(status=StaticIP.Status.ALLOCATED).exclude(
-        Exists(_active_associations_of_ip().filter(internal=False))
-    )
-
-
-def unattached():
-    """Static IPs on no server and in no association at all: free to give a new server, or to swap."""
-    return (
-        StaticIP.objects.filter(status=StaticIP.Status.ALLOCATED, hetzner_id__isnull=False)
-        .filter(_holder_gone())
-        .exclude(Exists(_active_associations_of_ip()))
-    )
-
-
-def _lock_one_unattached(
-    location: str, *, exclude: list[str] = (), exclude_hetzner_ids: list[int] = ()
-) -> StaticIP | None:
-    """Lock an unattached static IP of the location, skipping the ones other transactions hold.
+def _lock_one_spare(location: str, *, exclude: list[str] = (), exclude_hetzner_ids: list[int] = ()) -> StaticIP | None:
+    """Lock a spare static IP of the location, skipping the ones other transactions hold.
 
     Taking it (as a new server's IPv4, or in a swap) is then safe from a concurrent create, associate
     or release: they lock it too. SQLite has no row locks but runs one writing transaction at a time.
-    Never on a server first, then the ones whose server went longest ago (Hetzner may still report
-    an IP assigned for a moment after its server's delete), then the oldest.
+    Those with no holder first, then those whose holder went longest ago (Hetzner may still report an IP
+    assigned for a moment after its server's delete), then the oldest.
     """
     candidates = (
-        unattached()
+        selectors.static_ips_spare()
         .filter(location=location)
         .exclude(pk__in=list(exclude))
         .exclude(hetzner_id__in=list(exclude_hetzner_ids))
@@ -201,28 +180,29 @@ def _lock_one_unattached(
     )
     for candidate in candidates.select_for_update(skip_locked=True, of=("self",))[:5]:
         # Row locks stop writers, not a read made before the lock: look again now that it is ours.
-        if unattached().filter(pk=candidate.pk).exists():
+        if selectors.static_ips_spare().filter(pk=candidate.pk).exists():
             return candidate
     return None
 
 
 class PreAttach:
-    """Give a new server a free static IP as its public IPv4 (`instances.services.PublicIPv4Source`)."""
+    """Give a new server a spare static IP as its public IPv4 (`instances.services.PublicIPv4Source`)."""
 
     def take(self, *, instance: Instance, exclude: list[int]) -> int | None:
-        """Take a free static IP of the instance's location for it; None when there is none.
+        """Take a spare static IP of the instance's location for it, making the instance its holder.
 
-        With STATIC_IP_STRICT, a location that has static IPs but none free refuses the create (409),
-        so that no agent ever leaves from an address outside the allow-list.
+        None when there is none. With STATIC_IP_STRICT, a location that has static IPs but none spare
+        refuses the create (409), so that no agent ever leaves from an address outside the allow-list.
         """
-        static_ip = _lock_one_unattached(instance.location, exclude_hetzner_ids=exclude)
+        static_ip = _lock_one_spare(instance.location, exclude_hetzner_ids=exclude)
         if static_ip is None:
             if settings.STATIC_IP_STRICT:
                 live = StaticIP.objects.filter(location=instance.location, status__in=StaticIP.LIVE).count()
                 if live:
                     raise Conflict(
-                        f"All {live} static IPs in {instance.location} are in use; STATIC_IP_STRICT refuses a "
-                        f"server without one. Allocate another static IP, or wait for one to be dissociated.",
+                        f"None of the {live} static IPs in {instance.location} is spare (each is on a server or "
+                        f"being moved); STATIC_IP_STRICT refuses a server without one. Allocate another static "
+                        f"IP, or wait for one to be dissociated.",
                         code="no_free_static_ip",
                     )
             return None
@@ -240,9 +220,9 @@ def _swap(a: StaticIP, b: StaticIP, *, instance_id: str, reason: str) -> None:
     The Primary IPs keep their names and labels (those of the ipId they were allocated for): the
     database, matching by Hetzner id, is what maps an ipId to its address.
     """
-    # A move in flight is bound to the row, not to the address: swapping would send its next steps to
-    # another Primary IP and leave `holder` naming a server the address is no longer on.
-    if Association.objects.filter(static_ip__in=[a, b], status__in=Association.ACTIVE).exists():
+    # The steps of a bound row's move belong to the row, not to the address: swapping would send them
+    # to another Primary IP and leave `holder` naming a server the address is no longer on.
+    if selectors.static_ip_is_bound(a) or selectors.static_ip_is_bound(b):
         raise Conflict(f"Static IP {a.id} or {b.id} is being moved; try again.", code="busy")
     moved = ("hetzner_id", "address", "assignee_hetzner_id", "holder_id", "holder_since", "observed_at")
     of_a = {field: getattr(a, field) for field in moved}
@@ -265,15 +245,10 @@ def _swap(a: StaticIP, b: StaticIP, *, instance_id: str, reason: str) -> None:
     static_ips_swapped.send(sender=StaticIP, first=a.id, second=b.id, instance_id=instance_id, reason=reason)
 
 
-def _moving(static_ip: StaticIP) -> bool:
-    """Tell whether a move of the static IP (OctoPerf's, or an internal one) is under way or due."""
-    return Association.objects.filter(static_ip=static_ip, status__in=Association.IN_FLIGHT).exists()
-
-
 def _vacate(static_ip: StaticIP, *, why: str) -> Association:
-    """Start moving a static IP off the live server it was given at create (OctoPerf thinks it free).
+    """Start moving a free static IP off the live server that holds it (it got it at create): bind it.
 
-    An internal dissociation: that server is powered off, given its own IPv4 and powered on again.
+    An internal dissociation: the holder is powered off, given its own IPv4 and powered on again.
     Never under STATIC_IP_STRICT (the callers refuse instead): the server would leave from an address
     outside the allow-list.
     """
@@ -288,99 +263,84 @@ def _vacate(static_ip: StaticIP, *, why: str) -> Association:
     )
 
 
-def _held_by_live_server(static_ip: StaticIP) -> bool:
-    return (
-        static_ip.holder_id is not None
-        and Instance.objects.filter(pk=static_ip.holder_id, status__in=Instance.LIVE).exists()
-    )
-
-
 # --- associate and dissociate ----------------------------------------------------------------------
+
+
+# Attempts of an associate whose instance's held static IP changes between the read and the lock.
+ASSOCIATE_ATTEMPTS = 3
 
 
 def static_ip_associate(*, static_ip_id: str, instance_id: str, region: str, zone: str = "") -> Association:
     """Record that the static IP should be the instance's public IPv4; the reconciler makes it so.
 
-    When the instance's server already has the address behind another free static IP, the two swap
-    what they stand for and the association is done at once, with no Hetzner call. Associating the
-    pair again answers the existing association, with no power cycle.
+    When the instance holds the address behind another unbound static IP, the two swap what they
+    stand for and the association is done at once, with no Hetzner call. Associating the pair again
+    answers the existing association, with no power cycle.
     """
     location = catalog.location_for(region)
-    for _ in range(3):
-        # The static IP the instance's server holds is swapped with this one: lock both rows in one
-        # order (by id), or two associates swapping the same pair the other way round deadlock.
-        held_id = (
-            free_in_octoperfs_view()
-            .filter(holder_id=instance_id)
-            .exclude(pk=static_ip_id)
-            .values_list("pk", flat=True)
-            .first()
-        )
-        try:
-            with transaction.atomic():
-                locked = {
-                    row.pk: row
-                    for row in StaticIP.objects.select_for_update()
-                    .filter(pk__in=[static_ip_id] + ([held_id] if held_id else []))
-                    .order_by("pk")
-                }
-                if static_ip_id not in locked:
-                    raise NotFound(f"No static IP {static_ip_id!r} exists here.")
-                static_ip = locked[static_ip_id]
-                instance = _locked(Instance, instance_id, "instance")
-                existing = _active_association(static_ip=static_ip)
-                if (
-                    existing is not None
-                    and existing.instance_id == instance.pk
-                    and existing.status != Association.Status.DISSOCIATING
-                ):
-                    return existing
-                _check_associable(static_ip, instance, location, existing)
-                held = _held_free(instance, static_ip)
-                if held is not None and held.pk not in locked:
-                    continue  # it changed since we looked: look again
-                return _associate(static_ip, instance, locked.get(held.pk) if held else None)
-        except IntegrityError:
-            # Another associate won the race between our check and our insert (one live association
-            # per IP and per instance is a database constraint).
-            existing = _active_association(static_ip_id=static_ip_id)
-            if existing is not None and existing.instance_id == instance_id:
-                return existing
-            raise Conflict(
-                f"Static IP {static_ip_id} or instance {instance_id} was just associated elsewhere."
-            ) from None
+    for _ in range(ASSOCIATE_ATTEMPTS):
+        association = _associate_attempt(static_ip_id, instance_id, location)
+        if association is not None:
+            return association
     raise Conflict(f"Static IP {static_ip_id} and instance {instance_id} keep changing; try again.", code="busy")
 
 
-def _held_free(instance: Instance, other_than: StaticIP) -> StaticIP | None:
-    """The static IP the instance's server has and OctoPerf considers free, if any."""
-    return (
-        free_in_octoperfs_view()
-        .filter(holder=instance)
-        .exclude(pk=other_than.pk)
-        .exclude(Exists(_active_associations_of_ip()))
-        .first()
-    )
+def _associate_attempt(static_ip_id: str, instance_id: str, location: str) -> Association | None:
+    """Associate under row locks; None when the instance's held static IP changed meanwhile (try again)."""
+    # A static IP the instance holds may swap with this one, so both rows are locked, in one order (by
+    # id), or two associates swapping the same pair the other way round deadlock. Which one it holds
+    # is therefore read before the locks: a hint of what to lock, decided again under them.
+    hint = selectors.static_ip_unbound_held_by(instance_id=instance_id, other_than=static_ip_id)
+    try:
+        with transaction.atomic():
+            locked = _lock_static_ips([static_ip_id] + ([hint.pk] if hint else []))
+            if static_ip_id not in locked:
+                raise NotFound(f"No static IP {static_ip_id!r} exists here.")
+            static_ip = locked[static_ip_id]
+            instance = _locked(Instance, instance_id, "instance")
+            existing = selectors.static_ip_use(static_ip_id=static_ip.pk)
+            if (
+                existing is not None
+                and existing.instance_id == instance.pk
+                and existing.status != Association.Status.DISSOCIATING
+            ):
+                return existing
+            _check_associable(static_ip, instance, location, existing)
+            held = selectors.static_ip_unbound_held_by(instance_id=instance.pk, other_than=static_ip.pk)
+            if held is not None and held.pk not in locked:
+                return None  # the hint was stale: the row to swap with is not locked
+            return _associate(static_ip, instance, locked[held.pk] if held else None)
+    except IntegrityError:
+        # Another associate won the race between our check and our insert (one association in use per
+        # IP and per instance is a database constraint).
+        existing = selectors.static_ip_use(static_ip_id=static_ip_id)
+        if existing is not None and existing.instance_id == instance_id:
+            return existing
+        raise Conflict(f"Static IP {static_ip_id} or instance {instance_id} was just associated elsewhere.") from None
+
+
+def _lock_static_ips(ids: list[str]) -> dict[str, StaticIP]:
+    return {row.pk: row for row in StaticIP.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
 
 
 def _associate(static_ip: StaticIP, instance: Instance, held: StaticIP | None) -> Association:
     """Decide how the association comes true, inside the transaction that locked both static IPs.
 
-    The rule, cheapest first: no Hetzner call when the server already has A's address, or another
-    free ipId's (a swap); otherwise only the instance OctoPerf named is power-cycled, onto A's address
-    or, when A sits on another live server X that got it at create, onto the address of a static IP
-    on no server (A swaps with it). Without such a spare, X must let go of A first: X is power-cycled
-    onto an address of its own, outside the allow-list, which STATIC_IP_STRICT refuses (409
-    `static_ip_on_another_instance`). A row whose move is in flight is never swapped: the association
-    waits for that move instead.
+    `held` is the unbound static IP the instance holds, if any. The rule, cheapest first: no Hetzner
+    call when the instance holds A (A's address is its server's), or holds B (A and B swap);
+    otherwise only the instance OctoPerf named is power-cycled, onto A's address or, when A is held
+    by another live server X (given at create), onto a spare's (A swaps with it). Without a spare, X
+    must let go of A first: X is power-cycled onto an address of its own, outside the allow-list,
+    which STATIC_IP_STRICT refuses (409 `static_ip_on_another_instance`). A bound A is never swapped:
+    the association waits for that move instead.
     """
     now = clock.now()
     done = {"status": Association.Status.ASSOCIATED, "step": "", "step_done": True}
-    allocated = static_ip.status == StaticIP.Status.ALLOCATED
-    if static_ip.holder_id == instance.pk and allocated and not _moving(static_ip):
+    unbound = static_ip.status == StaticIP.Status.ALLOCATED and not selectors.static_ip_is_bound(static_ip)
+    if unbound and static_ip.holder_id == instance.pk:
         logger.info("Static IP %s is already instance %s's address: associated at once", static_ip.id, instance.id)
         return Association.objects.create(static_ip=static_ip, instance=instance, **done)
-    if held is not None and allocated and not _moving(static_ip):
+    if unbound and held is not None:
         # The server has B's address; OctoPerf wants A. Let A stand for that address and B for A's.
         _swap(
             static_ip,
@@ -389,9 +349,9 @@ def _associate(static_ip: StaticIP, instance: Instance, held: StaticIP | None) -
             reason=f"associate {static_ip.id} with {instance.id}, which had {held.address}",
         )
         return Association.objects.create(static_ip=static_ip, instance=instance, **done)
-    if allocated and not _moving(static_ip) and _held_by_live_server(static_ip):
-        # OctoPerf thinks A free, but another live server got it at create. Swap A with an address on
-        # no server when there is one; otherwise that server must let go of it (a power cycle) first.
+    if unbound and selectors.static_ip_held_by_live_server(static_ip):
+        # OctoPerf thinks A free, and it is, but another live server holds it. Swap A with a spare
+        # when there is one; otherwise that server must let go of it (a power cycle) first.
         _off_its_live_holder(
             static_ip,
             for_instance=instance.id,
@@ -407,13 +367,13 @@ def _associate(static_ip: StaticIP, instance: Instance, held: StaticIP | None) -
 def _off_its_live_holder(
     static_ip: StaticIP, *, for_instance: str, doing: str, swap_reason: str, vacate_why: str
 ) -> None:
-    """Free an ipId whose address a live server got at create, disturbing that server only as a last resort.
+    """Take a free static IP off its live holder (it got it at create), disturbing that server only as a last resort.
 
-    It swaps with an address on no server when there is one (the server keeps its address, still
-    allow-listed); otherwise the server must be moved off it (a power cycle onto an address of its
-    own), which STATIC_IP_STRICT refuses.
+    It swaps with a spare when there is one (the holder keeps its address, still allow-listed);
+    otherwise the holder must be moved off it (a power cycle onto an address of its own), which
+    STATIC_IP_STRICT refuses.
     """
-    spare = _lock_one_unattached(static_ip.location, exclude=[static_ip.pk])
+    spare = _lock_one_spare(static_ip.location, exclude=[static_ip.pk])
     if spare is not None:
         _swap(static_ip, spare, instance_id=for_instance, reason=swap_reason)
     elif settings.STATIC_IP_STRICT:
@@ -424,8 +384,8 @@ def _off_its_live_holder(
 
 def _strict_refusal(static_ip: StaticIP, doing: str) -> Conflict:
     return Conflict(
-        f"Static IP {static_ip.id}'s address is the public IPv4 of running instance {static_ip.holder_id} "
-        f"(given when it was created), and no static IP of {static_ip.location} is on no server: {doing} would "
+        f"Static IP {static_ip.id}'s address is the public IPv4 of live instance {static_ip.holder_id} "
+        f"(given when it was created), and no static IP of {static_ip.location} is spare: {doing} would "
         f"power-cycle {static_ip.holder_id} onto an address outside the allow-list, which STATIC_IP_STRICT "
         f"refuses. Use another static IP, allocate one more, or wait until {static_ip.holder_id} is deleted.",
         code="static_ip_on_another_instance",
@@ -437,13 +397,6 @@ def _locked(model, pk: str, what: str):
         return model.objects.select_for_update().get(pk=pk)
     except model.DoesNotExist:
         raise NotFound(f"No {what} {pk!r} exists here.") from None
-
-
-def _active_association(*, static_ip=None, static_ip_id=None) -> Association | None:
-    """The association OctoPerf made that is not over (internal ones are not OctoPerf's)."""
-    return Association.objects.filter(
-        static_ip_id=static_ip_id or static_ip.pk, status__in=Association.ACTIVE, internal=False
-    ).first()
 
 
 def _check_associable(static_ip: StaticIP, instance: Instance, location: str, existing: Association | None) -> None:
@@ -467,10 +420,10 @@ def _check_associable(static_ip: StaticIP, instance: Instance, location: str, ex
             f"Static IP {static_ip.id} is associated with instance {existing.instance_id}; dissociate it first.",
             code="static_ip_in_use",
         )
-    held = Association.objects.filter(instance=instance, status__in=Association.ACTIVE, internal=False).first()
-    if held is not None:
+    its_use = selectors.instance_static_ip_use(instance_id=instance.pk)
+    if its_use is not None:
         raise Conflict(
-            f"Instance {instance.id} already holds static IP {held.static_ip_id}; a server has one IPv4.",
+            f"Instance {instance.id} already uses static IP {its_use.static_ip_id}; a server has one IPv4.",
             code="instance_has_static_ip",
         )
 
@@ -546,9 +499,9 @@ def power_cycle_over(instance_id: str, *, server_running: bool) -> None:
 def static_ip_release(*, static_ip_id: str, region: str = "", zone: str = "") -> StaticIP:
     """Delete the static IP's Primary IP. Idempotent; the reconciler finishes what Hetzner refuses now.
 
-    An IP that OctoPerf considers free may sit on a live server that got it at create: that server
-    is never cut off. The ipId swaps with an address on no server when there is one (which is then
-    deleted); otherwise the server is given its own IPv4 first and the IP deleted after.
+    A free static IP may be held by a live server (given at create): that server is never cut off.
+    The ipId swaps with a spare when there is one (whose address is then deleted); otherwise the
+    holder is given its own IPv4 first and the IP deleted after.
     """
     with transaction.atomic():
         static_ip = _locked(StaticIP, static_ip_id, "static IP")
@@ -567,8 +520,11 @@ def static_ip_release(*, static_ip_id: str, region: str = "", zone: str = "") ->
                 )
             # Dissociating (OctoPerf's teardown order: dissociate, then release at once): the server's
             # power cycle is under way, and the end of that move sends the release.
-        vacating = Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE)
-        if static_ip.status == StaticIP.Status.ALLOCATED and not vacating.exists() and _held_by_live_server(static_ip):
+        if (
+            static_ip.status == StaticIP.Status.ALLOCATED
+            and not selectors.static_ip_is_bound(static_ip)
+            and selectors.static_ip_held_by_live_server(static_ip)
+        ):
             _off_its_live_holder(
                 static_ip,
                 for_instance=static_ip.holder_id,
@@ -578,7 +534,9 @@ def static_ip_release(*, static_ip_id: str, region: str = "", zone: str = "") ->
             )
         now = clock.now()
         StaticIP.objects.filter(pk=static_ip.pk).update(status=StaticIP.Status.RELEASING, release_requested_at=now)
-        waits = vacating.exists()
+        # Bound (by OctoPerf's dissociation, or by the move off its holder just started): the end of
+        # that move sends the release.
+        waits = selectors.static_ip_is_bound(static_ip)
     static_ip.refresh_from_db()
     if static_ip.hetzner_id is not None and not waits:
         release_at_hetzner(static_ip, assignee_id=static_ip.assignee_hetzner_id)
@@ -664,27 +622,3 @@ def static_ip_mark_released(*, static_ip_id: str, reason: str, as_seen: StaticIP
     for association in Association.objects.filter(static_ip=static_ip, status__in=Association.ACTIVE):
         end_association(association, reason=reason)
     return updated == 1
-
-
-# --- the allow-list ----------------------------------------------------------------------------------
-
-
-def static_ip_allow_list(*, location: str = "") -> dict[str, list[StaticIP]]:
-    """Return the static IPs with an address that still exist, by location: what users put in allow-lists.
-
-    OctoPerf's agents leave from these addresses (any of them: an ipId is only a handle on one). Those
-    being released are kept until Hetzner has deleted them: a release waits for a server still using
-    the address to get its own IPv4 back, and an agent cut off by a firewall meanwhile fails its test.
-    Each row's `on_instance` is the instance whose server uses the address, or None: never a terminated
-    one (Hetzner let go of the address when it deleted the server).
-    """
-    rows = StaticIP.objects.filter(
-        status__in=[StaticIP.Status.ALLOCATED, StaticIP.Status.RELEASING], address__isnull=False
-    ).select_related("holder")
-    if location:
-        rows = rows.filter(location=location)
-    by_location: dict[str, list[StaticIP]] = {}
-    for row in rows.order_by("location", "address"):
-        row.on_instance = row.holder_id if row.holder_id and row.holder.status != Instance.Status.TERMINATED else None
-        by_location.setdefault(row.location, []).append(row)
-    return by_location

@@ -10,6 +10,15 @@ from tests.conftest import address_of, ipv4s, public_ipv4, server_of
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("with_latency", "no_leftovers")]
 
 
+def mutations(sandbox) -> list[str]:
+    """What octoprovider asked Hetzner to change: every POST, PUT and DELETE the sandbox received."""
+    return [f"{r.method} {r.path}" for r in sandbox.mutation_requests()]
+
+
+def error_code(response) -> str:
+    return response.json()["error"]["code"]
+
+
 def run_until_settled(settle, passes: int = 12, seconds: float = 10) -> list[str]:
     """Run reconcile passes with simulated time between them; return the states OctoPerf would see."""
     states = []
@@ -44,6 +53,7 @@ def test_allocate_beyond_max_static_ips_is_429_before_any_hetzner_call(octoperf,
     response = octoperf.call("POST", "/static-ips/allocate", form={"region": "fsn1", "zone": "a"})
 
     assert response.status_code == 429
+    assert error_code(response) == "limit_reached"
     assert "MAX_STATIC_IPS" in response.json()["error"]["message"]
     assert sandbox.request_count == before
 
@@ -52,6 +62,7 @@ def test_allocate_without_region_is_400(octoperf):
     response = octoperf.call("POST", "/static-ips/allocate", form={"zone": "a"})
 
     assert response.status_code == 400
+    assert error_code(response) == "invalid_input"
     assert "region" in response.json()["error"]["message"]
 
 
@@ -59,6 +70,7 @@ def test_allocate_in_an_unknown_region_is_400(octoperf, sandbox):
     response = octoperf.call("POST", "/static-ips/allocate", form={"region": "mars1"})
 
     assert response.status_code == 400
+    assert error_code(response) == "unknown_region"
     assert sandbox.primary_ips == {}
 
 
@@ -165,19 +177,36 @@ def test_associating_the_same_pair_again_answers_the_same_association_without_a_
     assert len(sandbox.mutation_requests()) == mutations
 
 
-def test_dissociating_an_ended_association_is_ok(octoperf, settle, associated):
+def test_dissociating_an_ended_association_is_ok(octoperf, sandbox, settle, associated):
     ip_id, instance_id, association_id = associated
     octoperf.dissociate(ip_id, instance_id, association_id)
     run_until_settled(settle)
+    ended = Association.objects.get()
+    assert ended.status == "ended"
+    own_address, before = public_ipv4(sandbox, instance_id), mutations(sandbox)
 
     assert octoperf.dissociate(ip_id, instance_id, association_id).status_code == 200
 
+    # Nothing left to do: no power cycle is announced, and no pass sends Hetzner anything.
+    assert octoperf.state(instance_id) == "running"
+    states = run_until_settled(settle, passes=4)
+    assert all(state == ["running"] for state in states)
+    assert mutations(sandbox) == before
+    assert public_ipv4(sandbox, instance_id) == own_address
+    assert Association.objects.values_list("status", "ended_at").get() == ("ended", ended.ended_at)
 
-def test_releasing_a_released_ip_is_ok(octoperf, settle):
+
+def test_releasing_a_released_ip_is_ok(octoperf, sandbox, settle):
     ip_id = octoperf.allocate()
     octoperf.release(ip_id)
+    released_at = StaticIP.objects.get(pk=ip_id).released_at
+    before = mutations(sandbox)
 
     assert octoperf.release(ip_id).status_code == 200
+
+    run_until_settled(settle, passes=3)
+    assert mutations(sandbox) == before  # no second delete of the Primary IP
+    assert StaticIP.objects.values_list("status", "released_at").get() == ("released", released_at)
 
 
 def test_deleting_the_instance_ends_its_association_and_frees_the_ip(octoperf, sandbox, settle, associated):
@@ -248,19 +277,35 @@ def test_associating_a_terminated_instance_is_409(octoperf, settle, running):
     assert response.json()["error"]["code"] == "instance_gone"
 
 
-def test_associating_a_released_ip_is_409(octoperf, running):
+def test_associating_a_released_ip_is_409(octoperf, sandbox, settle, running):
     ip_id = octoperf.allocate()
     octoperf.release(ip_id)
+    own_address, before = public_ipv4(sandbox, running), mutations(sandbox)
 
-    assert octoperf.associate(ip_id, running).status_code == 409
+    response = octoperf.associate(ip_id, running)
+
+    assert response.status_code == 409
+    assert error_code(response) == "static_ip_released"
+    # Nothing changed: no association, no power cycle announced or sent.
+    assert octoperf.state(running) == "running"
+    assert not Association.objects.exists()
+    assert StaticIP.objects.get(pk=ip_id).status == "released"
+    run_until_settled(settle, passes=4)
+    assert mutations(sandbox) == before
+    assert public_ipv4(sandbox, running) == own_address
 
 
 @pytest.mark.parametrize("unknown", ["ip", "instance"])
 def test_associating_unknown_ids_is_404(octoperf, running, unknown):
     ip_id = octoperf.allocate()
-    args = ("ip-00000000000000000", running) if unknown == "ip" else (ip_id, "i-00000000000000000")
+    unknown_id = "ip-00000000000000000" if unknown == "ip" else "i-00000000000000000"
+    args = (unknown_id, running) if unknown == "ip" else (ip_id, unknown_id)
 
-    assert octoperf.associate(*args).status_code == 404
+    response = octoperf.associate(*args)
+
+    assert response.status_code == 404
+    assert error_code(response) == "not_found"
+    assert unknown_id in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("missing", ["region", "instanceId", "id"])
@@ -271,31 +316,56 @@ def test_associate_without_a_parameter_is_400(octoperf, running, missing):
     response = octoperf.call("PUT", "/static-ips/associate", form=form)
 
     assert response.status_code == 400
+    assert error_code(response) == "invalid_input"
     assert missing in response.json()["error"]["message"]
 
 
-def test_dissociate_with_an_association_of_another_pair_is_409(octoperf, associated):
-    ip_id, _, association_id = associated
+def test_dissociate_with_an_association_of_another_pair_is_409(octoperf, sandbox, settle, associated):
+    ip_id, instance_id, association_id = associated
+    other = octoperf.create()
+    settle(60)
+    version, before = Association.objects.get().version, mutations(sandbox)
 
-    response = octoperf.dissociate(ip_id, "i-00000000000000000", association_id)
+    response = octoperf.dissociate(ip_id, other, association_id)
 
     assert response.status_code == 409
+    assert error_code(response) == "association_mismatch"
+    # Nothing changed: the association holds, and neither instance is power-cycled.
+    assert Association.objects.values_list("status", "version").get() == ("associated", version)
+    assert octoperf.state(instance_id) == "running" and octoperf.state(other) == "running"
+    run_until_settled(settle, passes=4)
+    assert mutations(sandbox) == before
+    assert public_ipv4(sandbox, instance_id) == address_of(ip_id)
 
 
 def test_dissociate_of_an_unknown_association_is_404(octoperf, associated):
     ip_id, instance_id, _ = associated
 
-    assert octoperf.dissociate(ip_id, instance_id, "assoc-00000000000000000").status_code == 404
+    response = octoperf.dissociate(ip_id, instance_id, "assoc-00000000000000000")
+
+    assert response.status_code == 404
+    assert error_code(response) == "not_found"
 
 
-def test_dissociate_and_release_accept_a_region_no_longer_known(octoperf, associated):
+def test_dissociate_and_release_accept_a_region_no_longer_known(octoperf, sandbox, settle, associated):
     # The association and the IP know their location: an alias the operator removed since must not
     # strand them.
     ip_id, instance_id, association_id = associated
+    static_address = address_of(ip_id)
     other_ip_id = octoperf.allocate()
+    other_address = address_of(other_ip_id)
 
     assert octoperf.dissociate(ip_id, instance_id, association_id, region="old-alias").status_code == 200
     assert octoperf.release(other_ip_id, region="old-alias").status_code == 200
+
+    # The work happened: the released IP is deleted at Hetzner, and the server leaves the static IP
+    # for an IPv4 of its own.
+    assert other_address not in [ip["ip"] for ip in sandbox.primary_ips.values()]
+    assert StaticIP.objects.get(pk=other_ip_id).status == "released"
+    run_until_settled(settle)
+    assert Association.objects.get().status == "ended"
+    assert octoperf.state(instance_id) == "running"
+    assert public_ipv4(sandbox, instance_id) not in (None, static_address)
 
 
 def test_release_of_an_ip_on_a_live_instance_is_409_saying_to_dissociate(octoperf, sandbox, associated):
@@ -304,18 +374,24 @@ def test_release_of_an_ip_on_a_live_instance_is_409_saying_to_dissociate(octoper
     response = octoperf.release(ip_id)
 
     assert response.status_code == 409
+    assert error_code(response) == "static_ip_in_use"
     assert "dissociate" in response.json()["error"]["message"]
     assert len(ipv4s(sandbox)) == 1
 
 
 def test_release_of_an_unknown_ip_is_404(octoperf):
-    assert octoperf.release("ip-00000000000000000").status_code == 404
+    response = octoperf.release("ip-00000000000000000")
+
+    assert response.status_code == 404
+    assert error_code(response) == "not_found"
 
 
 def test_release_without_id_is_400(octoperf):
     response = octoperf.call("DELETE", "/static-ips/release", query={"region": "fsn1"})
 
     assert response.status_code == 400
+    assert error_code(response) == "invalid_input"
+    assert "id" in response.json()["error"]["message"]
 
 
 # --- Hetzner being busy ----------------------------------------------------------------------------

@@ -255,7 +255,7 @@ def test_strict_mode_refuses_a_create_that_would_leave_from_an_address_outside_t
 
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "no_free_static_ip"
-    assert "All 1 static IPs in fsn1 are in use" in response.json()["error"]["message"]
+    assert "None of the 1 static IPs in fsn1 is spare" in response.json()["error"]["message"]
     assert len(sandbox.servers) == servers_before
     # A location where the deployment has no static IP is not concerned.
     assert octoperf.create(region="nbg1").startswith("i-")
@@ -344,5 +344,6 @@ def test_in_strict_mode_a_create_whose_static_ip_hetzner_refuses_answers_409_and
     response = octoperf.call("POST", "/instances", form={"userData": "x", "region": "fsn1", "type": "SMALL"})
 
     assert response.status_code == 409
+    assert response.json()["error"]["code"] == "no_free_static_ip"
     assert sandbox.servers == {}
     assert Instance.objects.get().status == "terminated"

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from instances.models import Instance
-from staticips import services
+from staticips import selectors
 from staticips.models import StaticIP
 from tests.conftest import address_of, public_ipv4
 
@@ -119,5 +119,5 @@ def test_the_allow_list_never_shows_a_terminated_instance_as_an_addresss_holder(
     page = admin_client.get("/admin/staticips/staticip/allow-list/")
     assert page.status_code == 200
     assert address_of(ip_id) in page.content.decode() and instance_id not in page.content.decode()
-    (row,) = services.static_ip_allow_list()["fsn1"]
+    (row,) = selectors.static_ip_allow_list()["fsn1"]
     assert row.on_instance is None

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from octoprovider.core.exceptions import InvalidInput
 from octoprovider.hetzner import catalog
-from staticips import services
+from staticips import selectors
 
 
 class Command(BaseCommand):
@@ -26,7 +26,7 @@ class Command(BaseCommand):
                 location = catalog.location_for(region)
             except InvalidInput as exc:  # its message names the known regions
                 raise CommandError(str(exc)) from None
-        by_location = services.static_ip_allow_list(location=location)
+        by_location = selectors.static_ip_allow_list(location=location)
         if json:
             self.stdout.write(_dumps({loc: [row.address for row in rows] for loc, rows in by_location.items()}))
             return
