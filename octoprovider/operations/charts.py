@@ -43,6 +43,8 @@ _DEFAULT_RATE_LIMIT = 3600
 _WIDTH, _HEIGHT = 640, 220
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 12, 14, 30
 _GRID_LINES = 4
+_PLOT_WIDTH, _PLOT_HEIGHT = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
+_BASE = _TOP + _PLOT_HEIGHT  # the baseline the bars stand on
 
 
 @dataclass(frozen=True)
@@ -108,27 +110,41 @@ class Chart:
         return step * _GRID_LINES
 
     def svg(self) -> SafeString:
-        plot_width, plot_height = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
-        bottom = _TOP + plot_height
+        """Draw the chart: the grid with its figures, the bars, the limit if any, and the baseline."""
         top = self.axis_max
-        parts = [
+        slot = _PLOT_WIDTH / max(1, len(self.bars))
+        parts = [self._opening(), *self._grid(top)]
+        for index, bar in enumerate(self.bars):
+            parts += self._bar(bar, x=_LEFT + index * slot + slot * 0.1, slot=slot, top=top)
+        if self.limit is not None and top:
+            parts.append(self._limit_line(top))
+        parts.append(
             format_html(
-                '<svg class="chart" viewBox="0 0 {} {}" width="100%" role="img" aria-labelledby="{}-title {}-desc"'
-                ' xmlns="http://www.w3.org/2000/svg"><title id="{}-title">{}</title><desc id="{}-desc">{}</desc>',
-                _WIDTH,
-                _HEIGHT,
-                self.id,
-                self.id,
-                self.id,
-                self.title,
-                self.id,
-                self.summary,
+                '<line class="axis-line" x1="{}" x2="{}" y1="{}" y2="{}"/>', _LEFT, _WIDTH - _RIGHT, _BASE, _BASE
             )
-        ]
+        )
+        parts.append(mark_safe("</svg>"))
+        return mark_safe("".join(parts))
+
+    def _opening(self) -> SafeString:
+        return format_html(
+            '<svg class="chart" viewBox="0 0 {} {}" width="100%" role="img" aria-labelledby="{}-title {}-desc"'
+            ' xmlns="http://www.w3.org/2000/svg"><title id="{}-title">{}</title><desc id="{}-desc">{}</desc>',
+            _WIDTH,
+            _HEIGHT,
+            self.id,
+            self.id,
+            self.id,
+            self.title,
+            self.id,
+            self.summary,
+        )
+
+    def _grid(self, top: Decimal) -> list[SafeString]:
+        lines = []
         for step in range(_GRID_LINES + 1):
-            value = top * step / _GRID_LINES
-            y = bottom - plot_height * step / _GRID_LINES
-            parts.append(
+            y = _BASE - _PLOT_HEIGHT * step / _GRID_LINES
+            lines.append(
                 format_html(
                     '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
                     '<text class="axis" x="{}" y="{}" text-anchor="end">{}</text>',
@@ -138,74 +154,70 @@ class Chart:
                     _f(y),
                     _LEFT - 4,
                     _f(y + 4),
-                    self.figure(value),
+                    self.figure(top * step / _GRID_LINES),
                 )
             )
-        slot = plot_width / max(1, len(self.bars))
-        for index, bar in enumerate(self.bars):
-            x = _LEFT + index * slot + slot * 0.1
-            segments, y = [], Decimal(bottom)
-            for series, value in zip(self.series, bar.values, strict=True):
-                height = Decimal(plot_height) * Decimal(value) / top if top else Decimal(0)
-                y -= height
-                segments.append(
-                    format_html(
-                        '<rect class="{}" x="{}" y="{}" width="{}" height="{}" data-value="{}">'
-                        "<title>{}: {}</title></rect>",
-                        series.css,
-                        _f(x),
-                        _f(y),
-                        _f(slot * 0.8),
-                        _f(height),
-                        value,
-                        bar.name,
-                        f"{series.name} {self.figure(value)} {self.unit}"
-                        if len(self.series) > 1
-                        else f"{self.figure(value)} {self.unit}",
-                    )
-                )
-            if len(self.series) > 1:
-                tooltip = f"{bar.name}: " + ", ".join(
-                    f"{series.name} {self.figure(value)}" for series, value in zip(self.series, bar.values, strict=True)
-                )
-                tooltip += f"; {self.figure(bar.total)} {self.unit} in all"
-            else:
-                tooltip = f"{bar.name}: {self.figure(bar.total)} {self.unit}"
-            parts.append(format_html('<g class="bar"><title>{}</title>{}</g>', tooltip, mark_safe("".join(segments))))
-            if bar.label:
-                parts.append(
-                    format_html(
-                        '<text class="axis" x="{}" y="{}" text-anchor="middle">{}</text>',
-                        _f(x + slot * 0.4),
-                        bottom + 16,
-                        bar.label,
-                    )
-                )
-        if self.limit is not None and top:
-            y = bottom - plot_height * Decimal(self.limit) / top
-            parts.append(
+        return lines
+
+    def _bar(self, bar: Bar, *, x: float, slot: float, top: Decimal) -> list[SafeString]:
+        """Draw one bar, a segment per series stacked from the baseline, with its label under it."""
+        segments, y = [], Decimal(_BASE)
+        for series, value in zip(self.series, bar.values, strict=True):
+            height = Decimal(_PLOT_HEIGHT) * Decimal(value) / top if top else Decimal(0)
+            y -= height
+            what = f"{self.figure(value)} {self.unit}"
+            segments.append(
                 format_html(
-                    '<line class="limit" x1="{}" x2="{}" y1="{}" y2="{}"><title>{} {}</title></line>'
-                    '<text class="limit-label" x="{}" y="{}" text-anchor="end">{} {}</text>',
-                    _LEFT,
-                    _WIDTH - _RIGHT,
+                    '<rect class="{}" x="{}" y="{}" width="{}" height="{}" data-value="{}">'
+                    "<title>{}: {}</title></rect>",
+                    series.css,
+                    _f(x),
                     _f(y),
-                    _f(y),
-                    self.limit_label,
-                    f"{self.limit:,}",
-                    _WIDTH - _RIGHT - 2,
-                    _f(y - 4),
-                    self.limit_label,
-                    f"{self.limit:,}",
+                    _f(slot * 0.8),
+                    _f(height),
+                    value,
+                    bar.name,
+                    f"{series.name} {what}" if len(self.series) > 1 else what,
                 )
             )
-        parts.append(
-            format_html(
-                '<line class="axis-line" x1="{}" x2="{}" y1="{}" y2="{}"/>', _LEFT, _WIDTH - _RIGHT, bottom, bottom
+        drawn = [
+            format_html('<g class="bar"><title>{}</title>{}</g>', self._tooltip(bar), mark_safe("".join(segments)))
+        ]
+        if bar.label:
+            drawn.append(
+                format_html(
+                    '<text class="axis" x="{}" y="{}" text-anchor="middle">{}</text>',
+                    _f(x + slot * 0.4),
+                    _BASE + 16,
+                    bar.label,
+                )
             )
+        return drawn
+
+    def _tooltip(self, bar: Bar) -> str:
+        if len(self.series) == 1:
+            return f"{bar.name}: {self.figure(bar.total)} {self.unit}"
+        each = ", ".join(
+            f"{series.name} {self.figure(value)}" for series, value in zip(self.series, bar.values, strict=True)
         )
-        parts.append(mark_safe("</svg>"))
-        return mark_safe("".join(parts))
+        return f"{bar.name}: {each}; {self.figure(bar.total)} {self.unit} in all"
+
+    def _limit_line(self, top: Decimal) -> SafeString:
+        y = _BASE - _PLOT_HEIGHT * Decimal(self.limit) / top
+        return format_html(
+            '<line class="limit" x1="{}" x2="{}" y1="{}" y2="{}"><title>{} {}</title></line>'
+            '<text class="limit-label" x="{}" y="{}" text-anchor="end">{} {}</text>',
+            _LEFT,
+            _WIDTH - _RIGHT,
+            _f(y),
+            _f(y),
+            self.limit_label,
+            f"{self.limit:,}",
+            _WIDTH - _RIGHT - 2,
+            _f(y - 4),
+            self.limit_label,
+            f"{self.limit:,}",
+        )
 
 
 def nice_ceiling(value: Decimal) -> Decimal:
