@@ -271,6 +271,12 @@ def test_the_charts_lists_and_audit_at_common_screen_widths(
         status=200,
         outcome="ok",
     )
+    # An error in the lists, as a busy pass leaves one: its column must still fit at 1280 px.
+    from staticips.models import Association
+
+    Association.objects.filter(pk=Association.objects.order_by("created_at").values("pk")[:1]).update(
+        last_error="Hetzner answered locked: another action is running on server 80000012"
+    )
     page = logged_in
     problems = []
     for width in WIDTHS:
