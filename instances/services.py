@@ -20,6 +20,7 @@ from typing import Protocol
 from django.conf import settings
 from django.db import connection
 
+from instances import reuse
 from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core import clock, guardrails
@@ -268,6 +269,13 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
             code="user_data_too_large",
         )
     candidates = catalog.server_type_candidates(location, type)  # may read Hetzner's catalogue (cached)
+    if not _holds_static_ips(location):  # there, a new server takes a free static IP instead (no power cycle)
+        taken = reuse.instance_take_parked(
+            region=region, zone=zone, location=location, type=type, candidates=candidates, user_data=user_data
+        )
+        if taken is not None:
+            return taken
+    reuse.make_room(location=location)  # parked servers count against the caps below
     # Read before the lock: no transaction stays open across a Hetzner call (both are cached).
     attempt = _Attempt(prices=hetzner.hourly_prices() if guardrails.budgets_set() else None)
     guardrails.measure_spend_ahead(attempt.prices)  # the month's rows, summed before the lock
@@ -276,11 +284,14 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
         # `deleting`, and a cap that left those out would let create/delete loops pile servers up.
         live = Instance.objects.exclude(status=Status.TERMINATED)
         guardrails.check_count(
-            name="MAX_INSTANCES", current=live.count(), limit=settings.MAX_INSTANCES, what="instances"
+            name="MAX_INSTANCES",
+            current=live.count() + reuse.parked_count(),
+            limit=settings.MAX_INSTANCES,
+            what="instances (parked servers included)",
         )
         guardrails.check_count(
             name="MAX_INSTANCES_PER_REGION",
-            current=live.filter(location=location).count(),
+            current=live.filter(location=location).count() + reuse.parked_count(location=location),
             limit=settings.MAX_INSTANCES_PER_REGION,
             what=f"instances in {location}",
         )
@@ -414,6 +425,10 @@ def keep_instances_in_location_when(predicate: Callable[[str], bool]) -> None:
     """Register a predicate: when it says yes of a location, LOCATION_FALLBACKS does not apply to it."""
     if predicate not in _location_keepers:
         _location_keepers.append(predicate)
+
+
+def _holds_static_ips(location: str) -> bool:
+    return any(keep(location) for keep in _location_keepers)
 
 
 def _locations_to_try(location: str) -> list[str]:
@@ -610,6 +625,9 @@ def instance_delete(*, instance_id: str) -> Instance:
     instance = _get(instance_id)
     if instance.status == Status.TERMINATED:
         return instance
+    if not _holds_static_ips(instance.location) and reuse.instance_park(instance=instance):
+        instance.refresh_from_db()
+        return instance  # terminated; its server is powered off and kept for the rest of its billed hour
     Instance.objects.filter(pk=instance.pk, status__in=Instance.LIVE).update(
         status=Status.DELETING, delete_requested_at=clock.now(), updated_at=clock.now()
     )

@@ -23,6 +23,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
+from instances import reuse
 from instances import services as instance_services
 from instances.models import Instance
 from octoprovider import hetzner
@@ -98,9 +99,10 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
         return prices.primary_ipv4.get(location) if prices else None
 
     findings = []
+    parked = reuse.held_server_ids()
     for server in servers:
-        if server.status == "deleting":
-            continue
+        if server.status == "deleting" or server.id in parked:
+            continue  # a parked server is no orphan: its deadline deletes it (below)
         row = instances.get(server.our_id)
         what = f"server {server.id} ({server.name}, {server.server_type} in {server.location})"
         if row is None and _age(server.created, now) > grace:
@@ -212,7 +214,30 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
             )
         )
     findings.extend(_unclaimed_instances(prices))
+    findings.extend(_parked_past_deadline(prices))
     return findings
+
+
+def _parked_past_deadline(prices: hetzner.Prices | None) -> list[Finding]:
+    """The parked servers past their deadline: a stopped reconciler costs at most cleanup's interval."""
+    return [
+        Finding(
+            "delete",
+            f"parked server {row.hetzner_id} ({row.server_type} in {row.location})",
+            f"parked past its deadline {row.deadline:%H:%M:%S} (its next billed hour is near)",
+            prices.server(row.server_type, row.location) if prices else None,
+            _delete_parked(row),
+        )
+        for row in reuse.parked_servers_due()
+    ]
+
+
+def _delete_parked(row) -> Callable[[], object]:
+    def act():
+        if not reuse.parked_server_delete(row=row, old_status=row.status, reason="deadline (cleanup)"):
+            raise LeftAlone(f"parked server {row.hetzner_id} was taken or deleted since the listing")
+
+    return act
 
 
 def _unclaimed_instances(prices: hetzner.Prices | None) -> list[Finding]:
