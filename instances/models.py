@@ -117,6 +117,13 @@ class ParkedServer(models.Model):
         DELETING = "deleting", "deleting (delete being sent)"
         DELETED = "deleted"
 
+    class EndReason(models.TextChoices):
+        DEADLINE = "deadline", "deadline (its next billed hour was near)"
+        ROOM = "room", "room for a create (a limit was reached)"
+        PARK_FAILED = "park failed", "park failed at Hetzner"
+        TAKE_FAILED = "take failed", "take failed at Hetzner"
+        CUT_SHORT = "cut short", "a park or take cut short (its request died)"
+
     # The server is ours, and billed, while its row is in one of these.
     HOLDING = [Status.PARKING, Status.PARKED, Status.TAKING, Status.DELETING]
 
@@ -141,6 +148,7 @@ class ParkedServer(models.Model):
         default=False, help_text="Taken, and its rebuild may leave it off: the reconciler powers it on if it is."
     )
     updated_at = models.DateTimeField(default=clock.now)
+    end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True, help_text="Why it was deleted.")
     last_error = models.TextField(blank=True)
 
     class Meta:

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import Signal
 
 from instances.models import Instance, ParkedServer
 from octoprovider import hetzner
@@ -40,8 +41,11 @@ from octoprovider.core.exceptions import HetznerError, HetznerLocked, LimitReach
 logger = logging.getLogger(__name__)
 
 Parked = ParkedServer.Status
+Because = ParkedServer.EndReason
 LABEL_PARKED_UNTIL = "octoprovider-parked-until"
 PARKED_NOTE = "parked: its server is kept, powered off, for the rest of the hour Hetzner billed"
+# Sent with `event` ("park", "take" or "deadline_delete") and the parking's `row`: the metrics count them.
+parked_server_event = Signal()
 # A row `parking` or `taking` this much older than its last step was cut short (its request died).
 STEP_TIMEOUT = timedelta(seconds=120)
 # A row `deleting` whose delete was sent is sent again after this long (once per pass while `locked`).
@@ -137,10 +141,12 @@ def _park_at_hetzner(row: ParkedServer) -> None:
         hetzner.label_server(row.hetzner_id, labels)
     except HetznerError as exc:
         logger.warning("Parking server %s failed at Hetzner (%s); deleting it", row.hetzner_id, exc.message)
-        _give_up(row, Parked.PARKING, f"park failed: {exc.message}")
+        _give_up(row, Parked.PARKING, Because.PARK_FAILED, exc.message)
         return
     if not _move(row, Parked.PARKING, status=Parked.PARKED):
         logger.info("Parking of server %s was taken over meanwhile (status %s)", row.hetzner_id, row.status)
+        return
+    parked_server_event.send(sender=ParkedServer, event="park", row=row)
 
 
 # --- take ---------------------------------------------------------------------------------------------
@@ -181,7 +187,7 @@ def instance_take_parked(
             updated_at=now,
             last_error=f"take failed: {exc.message}",
         )
-        _give_up(row, Parked.TAKING, f"take failed: {exc.message}")
+        _give_up(row, Parked.TAKING, Because.TAKE_FAILED, exc.message)
         return None
     now = clock.now()
     _move(row, Parked.TAKING, status=Parked.TAKEN, ended_at=now, power_on_owed=True)
@@ -195,6 +201,7 @@ def instance_take_parked(
         # The row moved while Hetzner rebuilt (the reconciler gave the create up): it deletes the server.
         Instance.objects.filter(pk=instance.pk, hetzner_id__isnull=True).update(hetzner_id=row.hetzner_id)
     logger.info("Instance %s took parked server %s (%s in %s)", instance.pk, row.hetzner_id, server_type, location)
+    parked_server_event.send(sender=ParkedServer, event="take", row=row)
     instance.refresh_from_db()
     return instance
 
@@ -263,11 +270,11 @@ def parked_servers_advance() -> list[str]:
     done = []
     now = clock.now()
     for row in ParkedServer.objects.filter(status=Parked.PARKED, deadline__lte=now):
-        if parked_server_delete(row=row, old_status=Parked.PARKED, reason="deadline"):
+        if parked_server_delete(row=row, old_status=Parked.PARKED, because=Because.DEADLINE):
             done.append(f"delete parked server {row.hetzner_id} (deadline)")
     for old_status in (Parked.PARKING, Parked.TAKING):
         for row in ParkedServer.objects.filter(status=old_status, updated_at__lt=now - STEP_TIMEOUT):
-            if parked_server_delete(row=row, old_status=old_status, reason=f"{old_status} cut short"):
+            if parked_server_delete(row=row, old_status=old_status, because=Because.CUT_SHORT):
                 done.append(f"delete parked server {row.hetzner_id} ({old_status} cut short)")
     for row in ParkedServer.objects.filter(status=Parked.DELETING, updated_at__lt=now - DELETE_RETRY_AFTER):
         # Claimed by compare-and-set on the last try's time: one reconciler sends it.
@@ -281,11 +288,13 @@ def parked_servers_advance() -> list[str]:
     return done
 
 
-def parked_server_delete(*, row: ParkedServer, old_status: str, reason: str) -> bool:
+def parked_server_delete(*, row: ParkedServer, old_status: str, because: str) -> bool:
     """Claim a parking from `old_status` for deletion and delete its server; False if another worker moved it."""
-    if not _move(row, old_status, status=Parked.DELETING, last_error=reason):
+    if not _move(row, old_status, status=Parked.DELETING, end_reason=because):
         return False
-    logger.info("Deleting parked server %s (%s)", row.hetzner_id, reason)
+    logger.info("Deleting parked server %s (%s)", row.hetzner_id, because)
+    if because == Because.DEADLINE:
+        parked_server_event.send(sender=ParkedServer, event="deadline_delete", row=row)
     _delete(row)
     return True
 
@@ -326,13 +335,13 @@ def make_room(*, location: str) -> int:
         row = parked.order_by("deadline").first()
         if row is None:
             return deleted
-        if parked_server_delete(row=row, old_status=Parked.PARKED, reason="room for a create (a limit was reached)"):
+        if parked_server_delete(row=row, old_status=Parked.PARKED, because=Because.ROOM):
             deleted += 1
     return deleted
 
 
-def _give_up(row: ParkedServer, old_status: str, reason: str) -> None:
-    if _move(row, old_status, status=Parked.DELETING, last_error=reason):
+def _give_up(row: ParkedServer, old_status: str, because: str, error: str) -> None:
+    if _move(row, old_status, status=Parked.DELETING, end_reason=because, last_error=error):
         _delete(row)
 
 

@@ -15,11 +15,12 @@ class OperationsConfig(AppConfig):
     verbose_name = "octoprovider operations"
 
     def ready(self):
+        from instances.reuse import parked_server_event
         from octoprovider import hetzner
         from octoprovider.contract.signals import contract_call_answered
         from octoprovider.core.admin import offer_reconcile_pass
         from octoprovider.core.guardrails import offer_spend_meter
-        from octoprovider.operations import audit, costing, requestlog
+        from octoprovider.operations import audit, costing, requestlog, reuse_figures
         from octoprovider.operations.reconciler import reconcile_pass
         from staticips.services import static_ips_swapped
 
@@ -28,5 +29,6 @@ class OperationsConfig(AppConfig):
             hetzner.add_failure_hook(observer.on_hetzner_failure)
         contract_call_answered.connect(audit.record_contract_call, dispatch_uid="audit-contract-calls")
         static_ips_swapped.connect(audit.record_static_ip_swap, dispatch_uid="audit-static-ip-swaps")
+        parked_server_event.connect(reuse_figures.count_event, dispatch_uid="reuse-metrics")
         offer_reconcile_pass(lambda: reconcile_pass(full=True))
         offer_spend_meter(costing.spend_for_budgets, ahead=costing.measure_spend_ahead)

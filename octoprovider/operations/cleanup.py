@@ -234,7 +234,7 @@ def _parked_past_deadline(prices: hetzner.Prices | None) -> list[Finding]:
 
 def _delete_parked(row) -> Callable[[], object]:
     def act():
-        if not reuse.parked_server_delete(row=row, old_status=row.status, reason="deadline (cleanup)"):
+        if not reuse.parked_server_delete(row=row, old_status=row.status, because=reuse.Because.DEADLINE):
             raise LeftAlone(f"parked server {row.hetzner_id} was taken or deleted since the listing")
 
     return act

@@ -419,6 +419,15 @@ def _saved_by_reuse(instance: dict, prices: hetzner.Prices, now: datetime) -> De
     )
 
 
+def saved_by_reuse(*, prices: hetzner.Prices, since: datetime | None = None) -> Decimal:
+    """Add up what the instances that took a parked server (since `since`) did not pay."""
+    rows = _billed_instances().filter(took_at__isnull=False)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    now = clock.now()
+    return sum((_saved_by_reuse(instance, prices, now) for instance in rows), ZERO)
+
+
 def saved_by_reuse_per_day(all_runs: list[Run]) -> dict[str, Decimal]:
     """Add up what reuse saved, by the day (UTC) each run started."""
     days: dict[str, Decimal] = {}
