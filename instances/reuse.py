@@ -27,7 +27,9 @@ is a compare-and-set, so a take racing the deadline delete, or two creates, act 
 """
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -36,9 +38,10 @@ from django.dispatch import Signal
 from instances.models import Instance, ParkedServer
 from octoprovider import hetzner
 from octoprovider.core import clock, guardrails
-from octoprovider.core.exceptions import HetznerError, HetznerLocked, LimitReached
+from octoprovider.core.exceptions import HetznerError, HetznerLocked, HetznerUnavailable, LimitReached
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Parked = ParkedServer.Status
 Because = ParkedServer.EndReason
@@ -338,6 +341,37 @@ def make_room(*, location: str) -> int:
         if parked_server_delete(row=row, old_status=Parked.PARKED, because=Because.ROOM):
             deleted += 1
     return deleted
+
+
+# How long a create over Hetzner's quota waits for the parked server it deleted to be gone (a delete takes seconds).
+QUOTA_WAIT_SECONDS = 30
+
+
+def retried_over_hetzner_quota(create: Callable[[], T]) -> T:
+    """Call `create`; when Hetzner answers that the project's quota is reached, delete a parked server and retry once.
+
+    Parked servers count against Hetzner's server limit (and its Primary IPs'): one is given up
+    rather than refuse the create. Hetzner counts a server until its delete has finished, so the
+    retry waits (QUOTA_WAIT_SECONDS at most) for a listing without it.
+    """
+    try:
+        return create()
+    except HetznerUnavailable as exc:
+        if exc.hetzner_code != "resource_limit_exceeded" or not _free_a_parked_server():
+            raise
+    return create()
+
+
+def _free_a_parked_server() -> bool:
+    row = ParkedServer.objects.filter(status=Parked.PARKED).order_by("deadline").first()
+    if row is None or not parked_server_delete(row=row, old_status=Parked.PARKED, because=Because.ROOM):
+        return False
+    logger.info("Hetzner's quota is reached: deleted parked server %s to make room", row.hetzner_id)
+    waited = 0.0
+    while _still_listed(row) and waited < QUOTA_WAIT_SECONDS:
+        clock.sleep(1.0)
+        waited += 1.0
+    return not _still_listed(row)
 
 
 def _give_up(row: ParkedServer, old_status: str, because: str, error: str) -> None:

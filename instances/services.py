@@ -504,16 +504,18 @@ def _try_create(
     """Try one server type; return the server, or None (noting why) when Hetzner cannot deliver it."""
     _about_to_send(instance, server_type, attempt)
     try:
-        return hetzner.create_server(
-            name=instance.name,
-            server_type=server_type,
-            image=settings.HCLOUD_IMAGE,
-            location=instance.location,
-            user_data=user_data,
-            labels=hetzner.ownership_labels(instance.id),
-            ssh_keys=settings.HCLOUD_SSH_KEYS,
-            firewalls=settings.HCLOUD_FIREWALLS,
-            public_ipv4_id=attempt.public_ipv4_id,
+        return reuse.retried_over_hetzner_quota(  # parked servers count against Hetzner's quota
+            lambda: hetzner.create_server(
+                name=instance.name,
+                server_type=server_type,
+                image=settings.HCLOUD_IMAGE,
+                location=instance.location,
+                user_data=user_data,
+                labels=hetzner.ownership_labels(instance.id),
+                ssh_keys=settings.HCLOUD_SSH_KEYS,
+                firewalls=settings.HCLOUD_FIREWALLS,
+                public_ipv4_id=attempt.public_ipv4_id,
+            )
         )
     except HetznerUnavailable as exc:
         if exc.hetzner_code != "resource_unavailable":

@@ -250,3 +250,15 @@ def test_user_data_of_a_take_is_never_stored(octoperf, settle, sandbox):
     for row in Instance.objects.values():
         assert "s3cr3t" not in str(row)
     assert USER_DATA != NEXT_USER_DATA
+
+
+def test_a_create_over_hetzners_server_quota_deletes_a_parked_server_and_is_created(octoperf, settle, sandbox):
+    _, server_id = parked_server(octoperf, settle, sandbox)
+    settle(5)
+    sandbox.set_quota(servers=1)
+
+    new_id = octoperf.create(type="MEDIUM")  # cannot take it: Hetzner's quota has no room
+
+    assert Instance.objects.get(pk=new_id).hetzner_id not in (None, server_id)
+    assert server_id not in sandbox.servers
+    assert ParkedServer.objects.get(hetzner_id=server_id).end_reason == "room"
