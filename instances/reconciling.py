@@ -11,6 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Q
 
+from instances import reuse
 from instances.models import Instance
 from instances.services import (
     DELETE_RETRY_AFTER,
@@ -109,7 +110,7 @@ def _sweep(looked_up: list[Instance], servers: list[hetzner.Server], report: Pas
     looked_up_ids = {row.id for row in looked_up}
     seen = {server.our_id for server in servers if server.our_id}
     servers += [server for server in not_running if server.our_id not in seen]
-    known = {server.id for server in servers}
+    known = {server.id for server in servers} | reuse.held_server_ids()  # parked: ours, under terminated rows
     not_running_ids = {server.our_id for server in not_running if server.our_id}
 
     observe, unsure = [], []
@@ -215,7 +216,10 @@ def _delete_zombies(servers_by_our_id: dict[str, hetzner.Server], report: PassRe
     terminated = {
         row.pk: row for row in Instance.objects.filter(pk__in=list(servers_by_our_id), status=Status.TERMINATED)
     }
+    parked = reuse.held_server_ids()
     for our_id, server in servers_by_our_id.items():
+        if server.id in parked:
+            continue  # kept for reuse under its terminated instance's labels, deleted at its deadline
         row = terminated.get(our_id)
         if row is None:
             logger.warning("Hetzner server %s (%s) has no instance row; cleanup decides its fate", server.id, our_id)

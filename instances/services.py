@@ -20,6 +20,7 @@ from typing import Protocol
 from django.conf import settings
 from django.db import connection
 
+from instances import reuse
 from instances.models import Instance
 from octoprovider import hetzner
 from octoprovider.core import clock, guardrails
@@ -272,6 +273,13 @@ def instance_create(*, region: str, type: str, user_data: str, zone: str = "") -
     """
     location = _checked_location(region=region, type=type, user_data=user_data)
     candidates = catalog.server_type_candidates(location, type)  # may read Hetzner's catalogue (cached)
+    if not _holds_static_ips(location):  # there, a new server takes a free static IP instead (no power cycle)
+        taken = reuse.instance_take_parked(
+            region=region, zone=zone, location=location, type=type, candidates=candidates, user_data=user_data
+        )
+        if taken is not None:
+            return taken
+    reuse.make_room(location=location)  # parked servers count against the caps below
     # Read before the lock: no transaction stays open across a Hetzner call (both are cached).
     attempt = _Attempt(prices=hetzner.hourly_prices() if guardrails.budgets_set() else None)
     guardrails.measure_spend_ahead(attempt.prices)  # the month's rows, summed before the lock
@@ -324,12 +332,18 @@ def _checked_location(*, region: str, type: str, user_data: str) -> str:
 def _insert_within_caps(*, region: str, zone: str, location: str, type: str, candidates: list[str]) -> Instance:
     """Insert the row, unless it would cross MAX_INSTANCES or MAX_INSTANCES_PER_REGION. Run inside the lock."""
     # Every row whose server may still exist bills: a delete Hetzner refuses keeps its row
-    # `deleting`, and a cap that left those out would let create/delete loops pile servers up.
+    # `deleting`, and a cap that left those out would let create/delete loops pile servers up. A
+    # parked server bills too (instances/reuse.py).
     live = Instance.objects.exclude(status=Status.TERMINATED)
-    guardrails.check_count(name="MAX_INSTANCES", current=live.count(), limit=settings.MAX_INSTANCES, what="instances")
+    guardrails.check_count(
+        name="MAX_INSTANCES",
+        current=live.count() + reuse.parked_count(),
+        limit=settings.MAX_INSTANCES,
+        what="instances (parked servers included)",
+    )
     guardrails.check_count(
         name="MAX_INSTANCES_PER_REGION",
-        current=live.filter(location=location).count(),
+        current=live.filter(location=location).count() + reuse.parked_count(location=location),
         limit=settings.MAX_INSTANCES_PER_REGION,
         what=f"instances in {location}",
     )
@@ -422,6 +436,10 @@ def keep_instances_in_location_when(predicate: Callable[[str], bool]) -> None:
         _location_keepers.append(predicate)
 
 
+def _holds_static_ips(location: str) -> bool:
+    return any(keep(location) for keep in _location_keepers)
+
+
 def _locations_to_try(location: str) -> list[str]:
     fallbacks = catalog.location_fallbacks(location)
     if fallbacks and any(keep(location) for keep in _location_keepers):
@@ -491,16 +509,18 @@ def _try_create(
     """Try one server type; return the server, or None (noting why) when Hetzner cannot deliver it."""
     _about_to_send(instance, server_type, attempt)
     try:
-        return hetzner.create_server(
-            name=instance.name,
-            server_type=server_type,
-            image=settings.HCLOUD_IMAGE,
-            location=instance.location,
-            user_data=user_data,
-            labels=hetzner.ownership_labels(instance.id),
-            ssh_keys=settings.HCLOUD_SSH_KEYS,
-            firewalls=settings.HCLOUD_FIREWALLS,
-            public_ipv4_id=attempt.public_ipv4_id,
+        return reuse.retried_over_hetzner_quota(  # parked servers count against Hetzner's quota
+            lambda: hetzner.create_server(
+                name=instance.name,
+                server_type=server_type,
+                image=settings.HCLOUD_IMAGE,
+                location=instance.location,
+                user_data=user_data,
+                labels=hetzner.ownership_labels(instance.id),
+                ssh_keys=settings.HCLOUD_SSH_KEYS,
+                firewalls=settings.HCLOUD_FIREWALLS,
+                public_ipv4_id=attempt.public_ipv4_id,
+            )
         )
     except HetznerNoCapacity:
         unavailable.append(server_type)
@@ -609,6 +629,9 @@ def instance_delete(*, instance_id: str) -> Instance:
     instance = _get(instance_id)
     if instance.status == Status.TERMINATED:
         return instance
+    if not _holds_static_ips(instance.location) and reuse.instance_park(instance=instance):
+        instance.refresh_from_db()
+        return instance  # terminated; its server is powered off and kept for the rest of its billed hour
     Instance.objects.filter(pk=instance.pk, status__in=Instance.LIVE).update(
         status=Status.DELETING, delete_requested_at=clock.now(), updated_at=clock.now()
     )

@@ -301,6 +301,18 @@ CREATE_GRACE = read_int("CREATE_GRACE", 600, minimum=60)
 # (its client gave up, and it retried): the reconciler deletes it. 0 turns this off.
 UNCLAIMED_INSTANCE_GRACE = read_int("UNCLAIMED_INSTANCE_GRACE", 600)
 
+# Hetzner bills every started hour of a server. `billed-hour`: a deleted instance whose server has more
+# than REUSE_MIN_LEFT seconds of its billed hour left is parked (powered off at once) instead, and a
+# create of the same location and server type takes it (rebuilt with the new userData); a parked server
+# is deleted REUSE_MARGIN seconds before its next billed hour starts. `off`: every delete deletes.
+SERVER_REUSE = read_choice("SERVER_REUSE", "billed-hour", ("billed-hour", "off"))
+REUSE_MIN_LEFT = read_int("REUSE_MIN_LEFT", 600)
+REUSE_MARGIN = read_int("REUSE_MARGIN", 240, minimum=60)
+if not REUSE_MARGIN < REUSE_MIN_LEFT < 3600:
+    raise ImproperlyConfigured(
+        f"REUSE_MIN_LEFT ({REUSE_MIN_LEFT} s) must be more than REUSE_MARGIN ({REUSE_MARGIN} s) and less than 3600"
+    )
+
 # --- Fleet scale: Hetzner's rate budget and the drift sweep (README "Fleet scale and benchmarks") ---
 # Requests of Hetzner's hourly budget kept for mutations (create, delete, power and IP actions): below
 # it, refreshes and listings wait for the budget to refill. A number of requests, or a percentage of

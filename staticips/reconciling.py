@@ -228,7 +228,10 @@ def _follow_holder(static_ip: StaticIP, primary_ip: hetzner.PrimaryIP, listed_at
     for before the holder's server was created (it got the IP with it) says nothing of that server.
     """
     assignee = primary_ip.assignee_id
-    holder_id = Instance.objects.filter(hetzner_id=assignee).values_list("pk", flat=True).first() if assignee else None
+    # A server taken from a parking (instances/reuse.py) is on two rows: the one that parked it, now
+    # terminated, and the one that took it. The newest row is the one the server runs for.
+    rows = Instance.objects.filter(hetzner_id=assignee).order_by("-created_at")
+    holder_id = rows.values_list("pk", flat=True).first() if assignee else None
     if holder_id == static_ip.holder_id:
         return
     if (

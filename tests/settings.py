@@ -27,3 +27,6 @@ STATE_SNAPSHOT_SECONDS = 0.0
 # Most tests let simulated hours pass without polling what they created; tests/services/test_unclaimed.py
 # turns the ending of never-claimed instances on.
 UNCLAIMED_INSTANCE_GRACE = 0
+# Most tests delete what they created and look for the delete at Hetzner; tests/services/test_reuse*.py
+# and bench/reuse_day.py turn server reuse on.
+SERVER_REUSE = "off"

@@ -1,4 +1,5 @@
-"""Servers: create (recognising a create hcloud retried, typing its refusals), list, count, reboot, power, delete."""
+"""Servers: create (recognising a create hcloud retried, typing its refusals), list, count, reboot, power, rebuild,
+rename, delete."""
 
 import logging
 from dataclasses import dataclass, field
@@ -311,3 +312,21 @@ def power_off(server_id: int) -> int:
 def power_on(server_id: int) -> int:
     with translated(f"power on server {server_id}"):
         return client().servers.power_on(HcloudServer(id=server_id)).id
+
+
+def rebuild_server(server_id: int, *, image: str, user_data: str) -> int:
+    """Rewrite a server's disk from `image` and boot it with `user_data`; return the action id.
+
+    Hetzner powers the server off first and keeps its id, name, labels and IPs. `user_data` goes
+    to Hetzner and nowhere else.
+    """
+    with translated(f"rebuild server {server_id}"):
+        return (
+            client().servers.rebuild(HcloudServer(id=server_id), image=Image(name=image), user_data=user_data).action.id
+        )
+
+
+def rename_server(server_id: int, *, name: str, labels: dict[str, str]) -> None:
+    """Give a server a new name and replace its labels, in one request."""
+    with translated(f"rename server {server_id}"):
+        client().servers.update(HcloudServer(id=server_id), name=name, labels=labels)

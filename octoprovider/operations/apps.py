@@ -16,11 +16,12 @@ class OperationsConfig(AppConfig):
     verbose_name = "octoprovider operations"
 
     def ready(self):
+        from instances.reuse import parked_server_event
         from octoprovider import hetzner
         from octoprovider.contract.signals import contract_call_answered
         from octoprovider.core.admin import console_action_done, offer_reconcile_pass
         from octoprovider.core.guardrails import offer_spend_meter
-        from octoprovider.operations import audit, charts, costing, requestlog
+        from octoprovider.operations import audit, charts, costing, requestlog, reuse_figures
         from octoprovider.operations.reconciler import reconcile_pass
         from staticips.services import static_ips_swapped
 
@@ -31,5 +32,6 @@ class OperationsConfig(AppConfig):
         contract_call_answered.connect(audit.record_contract_call, dispatch_uid="audit-contract-calls")
         static_ips_swapped.connect(audit.record_static_ip_swap, dispatch_uid="audit-static-ip-swaps")
         console_action_done.connect(audit.record_console_action, dispatch_uid="audit-console-actions")
+        parked_server_event.connect(reuse_figures.count_event, dispatch_uid="reuse-metrics")
         offer_reconcile_pass(lambda: reconcile_pass(full=True))
         offer_spend_meter(costing.spend_for_budgets, ahead=costing.measure_spend_ahead)

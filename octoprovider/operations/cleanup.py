@@ -28,6 +28,7 @@ from functools import partial
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
+from instances import reuse
 from instances import services as instance_services
 from instances.models import Instance
 from octoprovider import hetzner
@@ -73,6 +74,7 @@ class _Listing:
     ips: list[hetzner.PrimaryIP]
     instances: dict[str, Instance]
     static_ips: list[StaticIP]
+    parked: set[int]  # the servers parkings hold (instances/reuse.py): ours, billed until their deadline
 
     @classmethod
     def take(cls) -> "_Listing":
@@ -85,15 +87,21 @@ class _Listing:
         static_ips = list(
             StaticIP.objects.filter(Q(hetzner_id__in=[ip.id for ip in ips]) | Q(pk__in=[ip.our_id for ip in ips]))
         )
-        return cls(listed_at, prices, servers, ips, instances, static_ips)
+        # Read last: a server parked since the listing has a terminated row above and is held here.
+        parked = reuse.held_server_ids()
+        return cls(listed_at, prices, servers, ips, instances, static_ips, parked)
 
     def older_than(self, created: datetime | None, grace: timedelta) -> bool:
         return (self.listed_at - created if created else timedelta(0)) > grace
 
     def live_servers(self) -> Iterator[tuple[hetzner.Server, Instance | None, str]]:
-        """Yield each server not being deleted already, with its row (None: unknown) and how to name it."""
+        """Yield each server not being deleted already, with its row (None: unknown) and how to name it.
+
+        A parked server is left out: it is no orphan, whatever its row says, and its deadline deletes it
+        (`_parked_past_deadline`).
+        """
         for server in self.servers:
-            if server.status != "deleting":
+            if server.status != "deleting" and server.id not in self.parked:
                 what = f"server {server.id} ({server.name}, {server.server_type} in {server.location})"
                 yield server, self.instances.get(server.our_id), what
 
@@ -145,6 +153,7 @@ def cleanup_findings(*, grace: timedelta, wait: timedelta = timedelta(0)) -> lis
         *_vanished_instances(seen),
         *_vanished_static_ips(seen),
         *_unclaimed_instances(seen.prices),
+        *_parked_past_deadline(seen.prices),
     ]
 
 
@@ -368,6 +377,25 @@ def _unclaimed_instances(prices: hetzner.Prices | None) -> Iterator[Finding]:
         price = prices.instance(row.server_type, row.location, own_ipv4=row.own_ipv4) if prices else None
         act = partial(_end_unclaimed, row.pk)
         yield Finding("terminate", f"instance {row.pk}", why, price.hourly if price else None, act)
+
+
+def _parked_past_deadline(prices: hetzner.Prices | None) -> Iterator[Finding]:
+    """Find the parked servers past their deadline: delete them before Hetzner bills another hour.
+
+    Guard: still parked when acted on (`parked_server_delete` compares and sets: a create may have
+    taken it since). The reconciler deletes them too: a stopped one costs at most cleanup's interval.
+    """
+    for row in reuse.parked_servers_due():
+        what = f"parked server {row.hetzner_id} ({row.server_type} in {row.location})"
+        why = f"parked past its deadline {row.deadline:%H:%M:%S} (its next billed hour is near)"
+        price = prices.server(row.server_type, row.location) if prices else None
+        yield Finding("delete", what, why, price, partial(_delete_parked, row))
+
+
+def _delete_parked(row) -> Outcome:
+    if not reuse.parked_server_delete(row=row, old_status=row.status, because=reuse.Because.DEADLINE):
+        return Outcome.left_alone(f"parked server {row.hetzner_id} was taken or deleted since the listing")
+    return Outcome.done()
 
 
 def _end_unclaimed(instance_id: str) -> Outcome:

@@ -7,7 +7,11 @@ hour from its creation, and never more in a calendar month than the monthly pric
   was requested (or, failing that, until it was seen gone); a create Hetzner refused is not billed;
 - its own IPv4 lives as long, unless it has none (`Instance.own_ipv4`): created with one of our
   static IPs, or moved onto one by an associate (then the minutes before the move are left out);
-- a static IP exists from its allocation until its release was requested.
+- a static IP exists from its allocation until its release was requested;
+- a server kept for reuse (instances/reuse.py) is billed to the first instance that used each of its
+  hours: an instance that took a parked server is billed from the server's next billed hour on (the
+  one it was taken in was paid by the instance that parked it), and a parked server is billed for
+  the hours it outlives its deadline (none when deleted in time).
 
 Prices are Hetzner's current ones (`/pricing`), with or without VAT as BUDGETS_INCLUDE_VAT says.
 """
@@ -20,9 +24,10 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 
-from instances.models import Instance
+from instances.models import Instance, ParkedServer
+from instances.reuse import next_billed_hour
 from octoprovider import hetzner
 from octoprovider.core import clock, guardrails
 from octoprovider.core.guardrails import Spend, started_hours
@@ -70,7 +75,13 @@ def _billed_instances(since: datetime | None = None):
     rows = Instance.objects.exclude(status=Instance.Status.TERMINATED, hetzner_id__isnull=True)
     if since is not None:
         rows = rows.filter(Q(terminated_at__isnull=True) | Q(terminated_at__gt=since))
+    taken = ParkedServer.objects.filter(taken_by=OuterRef("pk"), status=ParkedServer.Status.TAKEN)
+    rows = rows.annotate(
+        took_billed_since=Subquery(taken.values("billed_since")[:1]), took_at=Subquery(taken.values("taken_at")[:1])
+    )
     return rows.values(
+        "took_billed_since",
+        "took_at",
         "id",
         "region",
         "location",
@@ -86,10 +97,13 @@ def _billed_instances(since: datetime | None = None):
 def _server_and_ipv4(instance: dict, prices: hetzner.Prices) -> tuple[Billed, Billed]:
     """Return what Hetzner bills for an instance: its server, and its own IPv4 (none when it holds a static IP)."""
     end = _server_end(instance)
+    start = _billed_from(instance)
+    if end is not None and end <= start:  # ended within an hour another instance paid
+        return Billed(start=start, end=start, hourly=None, monthly=None), Billed(start, start, None, None)
     location = instance["location"]
     alone = prices.instance(instance["server_type"], location, own_ipv4=False)
     server = Billed(
-        start=instance["created_at"],
+        start=start,
         end=end,
         hourly=alone.hourly if alone else None,
         monthly=alone.monthly if alone else None,
@@ -97,12 +111,43 @@ def _server_and_ipv4(instance: dict, prices: hetzner.Prices) -> tuple[Billed, Bi
     if not instance["own_ipv4"]:
         return server, Billed(start=instance["created_at"], end=instance["created_at"], hourly=None, monthly=None)
     ipv4 = Billed(
-        start=instance["created_at"],
+        start=start,
         end=end,
         hourly=prices.ipv4(location),
         monthly=prices.primary_ipv4_monthly.get(location),
     )
     return server, ipv4
+
+
+def _billed_from(instance: dict) -> datetime:
+    """When Hetzner's bill for an instance starts: its create, or the next billed hour of the parked server it took."""
+    if instance.get("took_billed_since") is None:
+        return instance["created_at"]
+    return next_billed_hour(instance["took_billed_since"], instance["took_at"])
+
+
+def _billed_parked(prices: hetzner.Prices, since: datetime) -> list[Billed]:
+    """Bill the parked servers for the hours they outlive the one their instance paid (none when deleted in time).
+
+    A parked server lives until its deadline, or until its delete is accepted; one still being
+    deleted (Hetzner refused the delete so far) is billed as a live server.
+    """
+    billed = []
+    rows = ParkedServer.objects.exclude(status=ParkedServer.Status.TAKEN).filter(
+        Q(ended_at__isnull=True) | Q(ended_at__gt=since)
+    )
+    for row in rows:
+        start = next_billed_hour(row.billed_since, row.parked_at)
+        end = row.ended_at or (row.deadline if row.status == ParkedServer.Status.PARKED else None)
+        if end is not None and end <= start:
+            continue
+        price = prices.instance(row.server_type, row.location, own_ipv4=True)
+        billed.append(
+            Billed(
+                start=start, end=end, hourly=price.hourly if price else None, monthly=price.monthly if price else None
+            )
+        )
+    return billed
 
 
 def _billed_static_ips(prices: hetzner.Prices, since: datetime | None = None) -> list[Billed]:
@@ -229,6 +274,7 @@ def spend(prices: hetzner.Prices, now: datetime | None = None, *, excluding_inst
     for instance in _billed_instances(since=month_start).exclude(pk=excluding_instance):
         billed.extend(_server_and_ipv4(instance, prices))
     billed.extend(_billed_static_ips(prices, since=month_start))
+    billed.extend(_billed_parked(prices, since=month_start))
     per_hour, day, month = _add_up(billed, day_start, day_end, month_start, month_end)
     return Spend(
         per_hour=per_hour, day=day, month=month, day_end=day_end, month_end=month_end, currency=prices.currency
@@ -260,6 +306,7 @@ def spend_for_budgets(
     for instance in recent.exclude(pk=excluding_instance):
         billed.extend(_server_and_ipv4(instance, prices))
     billed.extend(_billed_static_ips(prices, since=month_start))
+    billed.extend(_billed_parked(prices, since=month_start))  # few: never settled
     per_hour, day, month = _add_up(billed, day_start, day_end, month_start, month_end)
     return Spend(
         per_hour=settled.per_hour + per_hour,
@@ -291,6 +338,7 @@ class Run:
     ipv4s_eur: Decimal = ZERO
     static_ips_eur: Decimal = ZERO
     unused_seconds: float = 0.0
+    saved_by_reuse_eur: Decimal = ZERO  # what its instances that took a parked server did not pay
     locations: set[str] = field(default_factory=set)
     _ids: list[str] = field(default_factory=list, repr=False)
     _last_create: datetime | None = field(default=None, repr=False)
@@ -359,12 +407,42 @@ def _add_instance(run: Run, instance: dict, prices: hetzner.Prices, now: datetim
     run.ipv4s_eur += (ipv4.hourly or ZERO) * ipv4_hours
     if server.end is not None:  # a running server's hour is not over: nothing of it is unused yet
         run.unused_seconds += max(0.0, hours * 3600 - (until - server.start).total_seconds())
+    run.saved_by_reuse_eur += _saved_by_reuse(instance, prices, now)
     run.locations.add(instance["location"])
     run._ids.append(instance["id"])
     if server.end is None:
         run.end, run._live = None, True
     elif not run._live:
         run.end = max(run.end, server.end) if run.end else server.end
+
+
+def _saved_by_reuse(instance: dict, prices: hetzner.Prices, now: datetime) -> Decimal:
+    """What an instance that took a parked server did not pay: its bill as a create's, less its bill."""
+    if instance.get("took_billed_since") is None:
+        return ZERO
+    as_created = _server_and_ipv4({**instance, "took_billed_since": None}, prices)
+    actual = _server_and_ipv4(instance, prices)
+    return sum((item.cost_in(item.start, item.end or now) for item in as_created), ZERO) - sum(
+        (item.cost_in(item.start, item.end or now) for item in actual), ZERO
+    )
+
+
+def saved_by_reuse(*, prices: hetzner.Prices, since: datetime | None = None) -> Decimal:
+    """Add up what the instances that took a parked server (since `since`) did not pay."""
+    rows = _billed_instances().filter(took_at__isnull=False)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    now = clock.now()
+    return sum((_saved_by_reuse(instance, prices, now) for instance in rows), ZERO)
+
+
+def saved_by_reuse_per_day(all_runs: list[Run]) -> dict[str, Decimal]:
+    """Add up what reuse saved, by the day (UTC) each run started."""
+    days: dict[str, Decimal] = {}
+    for run in all_runs:
+        day = run.start.astimezone(UTC).date().isoformat()
+        days[day] = days.get(day, ZERO) + run.saved_by_reuse_eur
+    return dict(sorted(days.items()))
 
 
 def _add_static_ips(all_runs: list[Run], prices: hetzner.Prices, now: datetime) -> None:

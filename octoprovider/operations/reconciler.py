@@ -16,6 +16,7 @@ from datetime import timedelta
 from django.db.models import Q
 
 from instances import reconciling as instances_reconciling
+from instances import reuse
 from instances import services as instances_services
 from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError
@@ -90,6 +91,7 @@ def _run(report: PassReport, *, full: bool) -> None:
             ).exists()
         )
         static_ips_reconciling.static_ips_reconcile(full=ips_full, associations=associations, report=report)
+        report.actions.extend(reuse.parked_servers_advance())  # deadlines, and parks or takes cut short
         if full:  # creates whose answer OctoPerf never received (UNCLAIMED_INSTANCE_GRACE)
             report.actions.extend(f"end never-claimed {i}" for i in instances_services.instances_end_unclaimed())
     except HetznerError as exc:

@@ -198,6 +198,7 @@ class SandboxCloud:
         "reboot": 5.0,
         "reset": 5.0,
         "delete": 3.0,
+        "rebuild": 10.0,  # rebuilding (the disk rewritten), then running with the new user_data
         "primary_ip_assign": 1.0,
         "primary_ip_unassign": 1.0,
         "primary_ip_release_lag": 2.0,  # a deleted server's IP still looks assigned
@@ -208,6 +209,7 @@ class SandboxCloud:
         (r"/servers", {"GET": "_list_servers", "POST": "_create_server"}),
         (r"/servers/(\d+)", {"GET": "_get_server", "PUT": "_update_server", "DELETE": "_delete_server"}),
         (r"/servers/(\d+)/actions/(poweroff|poweron|shutdown|reboot|reset)", {"POST": "_server_action"}),
+        (r"/servers/(\d+)/actions/rebuild", {"POST": "_rebuild_server"}),
         (r"/servers/(\d+)/actions", {"GET": "_list_server_actions"}),
         (r"/servers/(\d+)/actions/(\d+)", {"GET": "_get_resource_action"}),
         (r"/servers/actions/(\d+)", {"GET": "_get_action"}),
@@ -257,6 +259,7 @@ class SandboxCloud:
         self._latencies: list[_Slow] = []  # per endpoint, instead of `latency` (see set_latency())
         self._slow: list[_Slow] = []
         self._user_data: dict[int, str] = {}
+        self.rebuild_leaves_off = False
         self._now = self.clock.now()
         self._reply_headers: dict[str, str] = {}
         self._request_path: str = "/"
@@ -1166,6 +1169,32 @@ class SandboxCloud:
         }[command]
         action = self._start_action(name, duration, [(server["id"], "server")])
         return 201, {"action": self._action_json(action)}
+
+    def _rebuild_server(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
+        """Rewrite the server's disk from an image: powered off first, `rebuilding`, then booted anew.
+
+        As Hetzner does: `user_data` (optional) replaces the one of the create; the server keeps its
+        id, name, labels and IPs; it is locked while the rebuild runs. `rebuild_leaves_off` makes
+        the server end `off` instead of running, for tests of a caller that powers it on.
+        """
+        server = self._server_or_404(args[0])
+        reject_unknown_fields(body, ("image", "user_data"))
+        image = _lookup(catalog.IMAGES_BY_NAME, catalog.IMAGES_BY_ID, body.get("image"), "image")
+        user_data = body.get("user_data")
+        if user_data is not None and (not isinstance(user_data, str) or len(user_data.encode()) > _USER_DATA_LIMIT):
+            raise invalid_input("user_data", "must be a string of at most 32 KiB")
+        if server["deleted_at"] is not None:
+            raise ApiError("locked", "server is locked by another running action")
+        self._ensure_unlocked(server["id"])
+        duration = self.timings["rebuild"]
+        self._set_phases(
+            server, (self._now, "rebuilding"), (self._now + duration, "off" if self.rebuild_leaves_off else "running")
+        )
+        server["image"] = image["name"]
+        if user_data is not None:
+            self._user_data[server["id"]] = user_data
+        action = self._start_action("rebuild_server", duration, [(server["id"], "server")])
+        return 201, {"action": self._action_json(action), "root_password": None if server["ssh_keys"] else "sandbox"}
 
     def _list_server_actions(self, args: tuple[str, ...], query: Query, body: JSON) -> Answer:
         server_id = int(args[0])

@@ -10,11 +10,22 @@ from django import template
 from django.utils.timesince import timesince
 
 from octoprovider.core import clock
+from octoprovider.operations import costing
 from octoprovider.operations import dashboard as figures_module
 
 register = template.Library()
 
 _JUST_NOW = timedelta(minutes=1)
+
+
+@register.simple_tag(takes_context=True)
+def parked_servers(context):
+    """Return the parked servers and today's reuse figures, or None when the user may not see instances."""
+    if not context["request"].user.has_perm("instances.view_instance"):
+        return None
+    from octoprovider.operations.reuse_figures import reuse_figures
+
+    return reuse_figures(since=costing.periods(clock.now())[0])
 
 
 @register.simple_tag(takes_context=True)

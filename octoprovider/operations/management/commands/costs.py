@@ -8,7 +8,7 @@ from django.utils.dateparse import parse_date
 
 from octoprovider.core import clock
 from octoprovider.core.exceptions import HetznerError
-from octoprovider.operations.costing import RUNS_DEFAULT_DAYS, runs, unclaimed
+from octoprovider.operations.costing import RUNS_DEFAULT_DAYS, runs, saved_by_reuse_per_day, unclaimed
 
 
 class Command(BaseCommand):
@@ -16,7 +16,8 @@ class Command(BaseCommand):
         f"Print the test runs started since a date ({RUNS_DEFAULT_DAYS} days ago by default; creates in one region "
         "less than RUN_GAP seconds apart) "
         "with what each cost at Hetzner's prices: instances, billed instance-hours, euros for servers, "
-        "their IPv4s and static IPs, and the billed minutes nobody used; then the instances OctoPerf never "
+        "their IPv4s and static IPs, the billed minutes nobody used and the euros server reuse saved; "
+        "then the instances OctoPerf never "
         "claimed and the static IPs it never used. Reads only; changes nothing."
     )
 
@@ -51,17 +52,23 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"{'region':<10} {'start (UTC)':<19} {'end (UTC)':<19} {'inst':>5} {'inst-h':>7} {'servers':>9} "
-            f"{'IPv4s':>8} {'static':>8} {'total EUR':>10} {'unused min':>10}"
+            f"{'IPv4s':>8} {'static':>8} {'total EUR':>10} {'unused min':>10} {'saved EUR':>9}"
         )
         for run in found:
             end = run.end.strftime("%Y-%m-%d %H:%M:%S") if run.end else "running"
             self.stdout.write(
                 f"{run.region:<10} {run.start:%Y-%m-%d %H:%M:%S} {end:<19} {run.instances:>5} {run.instance_hours:>7} "
                 f"{run.servers_eur:>9.4f} {run.ipv4s_eur:>8.4f} {run.static_ips_eur:>8.4f} {run.total_eur:>10.4f} "
-                f"{run.unused_minutes:>10}"
+                f"{run.unused_minutes:>10} {run.saved_by_reuse_eur:>9.4f}"
             )
         if verbosity >= 1:
             self.stdout.write(f"{len(found)} runs since {day} (RUN_GAP {settings.RUN_GAP} s), {total:.4f} EUR")
+        saved = saved_by_reuse_per_day(found)
+        self.stdout.write(
+            "Saved by reuse (SERVER_REUSE): "
+            + (", ".join(f"{date} {eur:.4f} EUR" for date, eur in saved.items()) or "nothing")
+            + f"; {sum(saved.values(), Decimal(0)):.4f} EUR in all"
+        )
         # What OctoPerf never learned of: creates and allocates whose answer it did not receive.
         self.stdout.write(
             f"Never claimed: {waste.instances} instances since {day} (OctoPerf never called about them), "
@@ -80,6 +87,7 @@ class Command(BaseCommand):
                     "run_gap_seconds": settings.RUN_GAP,
                     "runs": [run.as_json() for run in found],
                     "total_eur": str(total),
+                    "saved_by_reuse_per_day": {date: str(eur) for date, eur in saved_by_reuse_per_day(found).items()},
                     "unclaimed": waste.as_json(),
                 }
             )
