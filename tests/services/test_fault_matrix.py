@@ -285,9 +285,9 @@ def hetzner_matches_the_database(world: World) -> None:
     assert not Association.objects.filter(status__in=["associating", "dissociating"]).exists()
 
 
-def mutations_of(operation: Operation) -> list[tuple[str, str]]:
+def mutations_of(operation: Operation, world_type: type[World] = World) -> list[tuple[str, str]]:
     """Run the operation cleanly and return the Hetzner mutations it made, in order."""
-    world = World()
+    world = world_type()
     operation.setup(world)
     before = len(world.cloud.requests)
     operation.run(world)

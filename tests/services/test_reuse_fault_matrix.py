@@ -8,8 +8,6 @@ its delete answered), no parking is left half-way, and OctoPerf saw the right th
 answered 200 terminated the instance, a create that answered an id got a running instance.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -97,36 +95,18 @@ def expect_deleted_in_its_paid_hour(world: World) -> None:
     assert deletes and deletes[-1].at < boundary.timestamp(), "deleted after its next billed hour started"
 
 
-@dataclass(frozen=True)
-class Operation:
-    name: str
-    setup: Callable[[World], None]
-    run: Callable[[World], None]
-    expect: Callable[[World], None]
-
-
 OPERATIONS = [
-    Operation("park", matrix.running_instance, op_park, expect_parked_or_deleted),
-    Operation("take", parked, op_take, expect_taken_or_created),
-    Operation("deadline delete", parked, op_deadline, expect_deleted_in_its_paid_hour),
+    matrix.Operation("park", matrix.running_instance, op_park, expect_parked_or_deleted),
+    matrix.Operation("take", parked, op_take, expect_taken_or_created),
+    matrix.Operation("deadline delete", parked, op_deadline, expect_deleted_in_its_paid_hour),
 ]
-
-
-def mutations_of(operation: Operation) -> list[tuple[str, str]]:
-    world = World()
-    operation.setup(world)
-    before = len(world.cloud.requests)
-    operation.run(world)
-    world.passes(25)
-    operation.expect(world)
-    return list(dict.fromkeys((r.method, r.path) for r in world.cloud.requests[before:] if r.method != "GET"))
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=[operation.name for operation in OPERATIONS])
 def test_no_fault_at_any_call_of_park_take_or_deadline_leaks_runs_an_agent_or_misleads(operation, settings):
     settings.SERVER_REUSE = "billed-hour"
     settings.CREATE_GRACE = 60
-    calls = mutations_of(operation)
+    calls = matrix.mutations_of(operation, World)
     expected = {
         "park": {"poweroff", "PUT"},
         "take": {"rebuild", "PUT"},
